@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs lint, types and every test.
+# Usage: bash scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System programs the tests talk to, from Debian's packages.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+if [ ${#missing[@]} -gt 0 ]; then
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo -n)
+    if command -v apt-get >/dev/null 2>&1; then
+        echo "installing ${missing[*]} with apt-get"
+        "${sudo_cmd[@]}" apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null || echo "could not install ${missing[*]}: the tests that need them will say so"
+    else
+        echo "no apt-get: install ${missing[*]} yourself; the tests that need them will say so"
+    fi
+fi
+
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,redis]'
+
+echo "== ruff"
+.venv/bin/ruff check src tests bench example.py
+echo "== mypy --strict"
+.venv/bin/mypy --strict
+echo "== pytest"
+.venv/bin/python -m pytest "$@"

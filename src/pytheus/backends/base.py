@@ -1,0 +1,206 @@
+"""Choosing where metric values live: the ``Backend`` protocol and ``load_backend``.
+
+A backend is a class. The minimal contract is pytheus 0.6's per-value protocol below: one
+instance per value, created as ``cls(config, metric, histogram_bucket=None)``. A backend class
+may add two class hooks:
+
+- ``_initialize(config)``: called once by ``load_backend``, to check the configuration and set up
+  connections; raise :class:`InvalidBackendConfigException` there for a bad configuration.
+- ``_make_store(config)``: return a :class:`~pytheus.backends.store.Store`, which binds whole
+  series (a histogram records an observation in one call) and reads all series of a scrape in
+  bulk. pytheus's own backends use it.
+
+The backend is resolved on first use (the first value that records, or the first scrape), not at
+import: metrics are usually defined at import, while ``load_backend`` is called later, in an app
+factory or a server hook. Values bound before a later ``load_backend`` are re-bound to the new
+backend (their earlier recordings stay with the old one), so call it at start-up.
+
+Environment conveniences, read when nothing was loaded explicitly:
+``PYTHEUS_BACKEND_CLASS`` (dotted path of the class) and ``PYTHEUS_BACKEND_CONFIG`` (path of a JSON
+file with the configuration).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
+
+from pytheus.backends.memory import SingleProcessBackend
+from pytheus.backends.per_value import PerValueStore
+from pytheus.exceptions import InvalidBackendClassException, InvalidBackendConfigException
+
+if TYPE_CHECKING:
+    from pytheus.backends.store import Store
+
+BackendConfig = dict[str, Any]
+
+BACKEND_CLASS_ENV = "PYTHEUS_BACKEND_CLASS"
+BACKEND_CONFIG_ENV = "PYTHEUS_BACKEND_CONFIG"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One value of a metric. Implement these to bring your own storage.
+
+    Example::
+
+        class DictBackend:
+            values: dict[tuple, float] = {}
+
+            def __init__(self, config, metric, histogram_bucket=None):
+                self.key = (metric.name, tuple(metric._labels.items()), histogram_bucket)
+
+            def inc(self, value): self.values[self.key] = self.get() + value
+            def dec(self, value): self.values[self.key] = self.get() - value
+            def set(self, value): self.values[self.key] = value
+            def get(self): return self.values.get(self.key, 0.0)
+
+        load_backend(DictBackend)
+    """
+
+    def __init__(
+        self, config: BackendConfig, metric: Any, histogram_bucket: Optional[str] = None
+    ) -> None: ...
+
+    def inc(self, value: float) -> None: ...
+
+    def dec(self, value: float) -> None: ...
+
+    def set(self, value: float) -> None: ...
+
+    def get(self) -> float: ...
+
+
+class _Loaded:
+    """The backend in force. Replaced whole, never mutated, so readers need no lock."""
+
+    __slots__ = ("backend_class", "config", "store")
+
+    def __init__(self, backend_class: type[Any], config: BackendConfig, store: Store) -> None:
+        self.backend_class = backend_class
+        self.config = config
+        self.store = store
+
+
+_loaded: _Loaded | None = None
+_load_lock = threading.RLock()
+_listeners: list[Callable[[], None]] = []
+
+
+def add_backend_listener(callback: Callable[[], None]) -> None:
+    """Call ``callback`` after each ``load_backend`` (the metrics re-bind their values)."""
+    _listeners.append(callback)
+
+
+def load_backend(
+    backend_class: type[Any] | None = None,
+    backend_config: BackendConfig | None = None,
+) -> None:
+    """Select the backend that stores metric values, explicitly or from the environment.
+
+    Example::
+
+        from pytheus.backends import load_backend
+        from pytheus.backends.file import MultiProcessFileBackend
+        load_backend(MultiProcessFileBackend, {"path": "/tmp/metrics"})
+    """
+    global _loaded
+    with _load_lock:
+        cls = backend_class if backend_class is not None else _class_from_environment()
+        config = backend_config if backend_config is not None else _config_from_environment()
+        _check_backend_class(cls)
+        initialize = getattr(cls, "_initialize", None)
+        if initialize is not None:
+            initialize(config)
+        make_store = getattr(cls, "_make_store", None)
+        store: Store = make_store(config) if make_store is not None else PerValueStore(cls, config)
+        previous, _loaded = _loaded, _Loaded(cls, config, store)
+    if previous is not None:
+        for callback in list(_listeners):
+            callback()
+
+
+def current_store() -> Store:
+    """The store of the backend in force, loading it from the environment on first use."""
+    loaded = _loaded
+    if loaded is None:
+        with _load_lock:
+            if _loaded is None:
+                load_backend()
+            loaded = _loaded
+    assert loaded is not None
+    return loaded.store
+
+
+def get_backend_class() -> type[Any]:
+    current_store()
+    assert _loaded is not None
+    return _loaded.backend_class
+
+
+def get_backend_config() -> BackendConfig:
+    current_store()
+    assert _loaded is not None
+    return _loaded.config
+
+
+def _class_from_environment() -> type[Any]:
+    path = os.environ.get(BACKEND_CLASS_ENV)
+    if not path:
+        return SingleProcessBackend
+    return import_backend_class(path)
+
+
+def import_backend_class(path: str) -> type[Any]:
+    """Import a backend class from its dotted path, e.g. ``my_package.backends.MyBackend``."""
+    module_path, _, class_name = path.rpartition(".")
+    if not module_path or not class_name:
+        raise InvalidBackendClassException(
+            f"backend class {path!r} is not a dotted path such as 'my_package.module.MyBackend'"
+        )
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as error:
+        raise InvalidBackendClassException(
+            f"backend module {module_path!r} could not be imported: {error}"
+        ) from error
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise InvalidBackendClassException(
+            f"backend class {class_name!r} was not found in module {module_path!r}"
+        )
+    return cls
+
+
+def _check_backend_class(cls: object) -> None:
+    if not isinstance(cls, type):
+        raise InvalidBackendClassException(f"backend must be a class, got {cls!r}")
+    if not hasattr(cls, "_make_store"):
+        missing = [m for m in ("inc", "dec", "set", "get") if not callable(getattr(cls, m, None))]
+        if missing:
+            raise InvalidBackendClassException(
+                f"backend class {cls.__qualname__!r} does not implement the Backend protocol: "
+                f"missing {', '.join(missing)}"
+            )
+
+
+def _config_from_environment() -> BackendConfig:
+    path = os.environ.get(BACKEND_CONFIG_ENV)
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as config_file:
+            config = json.load(config_file)
+    except (OSError, ValueError) as error:
+        raise InvalidBackendConfigException(
+            f"backend configuration {path!r} (from {BACKEND_CONFIG_ENV}) could not be read: {error}"
+        ) from error
+    if not isinstance(config, dict):
+        raise InvalidBackendConfigException(
+            f"backend configuration {path!r} must hold a JSON object, not {type(config).__name__}"
+        )
+    return config

@@ -1,0 +1,125 @@
+"""The default backend: thread-safe values in this process's memory.
+
+Every value has its own lock, so ``inc`` is a method call, a lock and an add; this stays
+correct on free-threaded CPython, where ``x += 1`` on a shared attribute is not atomic.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Sequence
+from threading import Lock
+from typing import TYPE_CHECKING, Any
+
+from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
+from pytheus.samples import HistogramData, MetricType, Series, SummaryData
+
+if TYPE_CHECKING:
+    from pytheus.backends.base import BackendConfig
+
+
+class SingleProcessBackend:
+    """One thread-safe value in memory; the default backend.
+
+    Example::
+
+        from pytheus.backends import load_backend, SingleProcessBackend
+        load_backend(SingleProcessBackend)  # what pytheus does when nothing else is configured
+    """
+
+    __slots__ = ("_value", "_lock")
+
+    def __init__(
+        self,
+        config: BackendConfig | None = None,
+        metric: Any = None,
+        histogram_bucket: str | None = None,
+    ) -> None:
+        self._value = 0.0
+        self._lock = Lock()
+
+    def inc(self, value: float) -> None:
+        with self._lock:
+            self._value += value
+
+    def dec(self, value: float) -> None:
+        with self._lock:
+            self._value -= value
+
+    def set(self, value: float) -> None:
+        with self._lock:
+            self._value = value
+
+    def get(self) -> float:
+        with self._lock:
+            return self._value
+
+    @classmethod
+    def _make_store(cls, config: BackendConfig) -> MemoryStore:
+        return MemoryStore()
+
+
+class MemoryHistogram:
+    """Per-bucket counts and a sum under one lock: a snapshot is one moment."""
+
+    __slots__ = ("_bounds", "_counts", "_sum", "_lock", "_last")
+
+    def __init__(self, upper_bounds: tuple[float, ...]) -> None:
+        self._bounds = upper_bounds
+        self._counts = [0] * len(upper_bounds)
+        self._sum = 0.0
+        self._lock = Lock()
+        self._last = len(upper_bounds) - 1
+
+    def observe(self, value: float) -> None:
+        index = bisect_left(self._bounds, value)
+        if index == 0 and value != value:  # NaN compares false with every bound: count it in +Inf
+            index = self._last
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+
+    def snapshot(self) -> HistogramData:
+        with self._lock:
+            return HistogramData(self._bounds, self._counts.copy(), self._sum)
+
+
+class MemorySummary:
+    __slots__ = ("_count", "_sum", "_lock")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._sum = 0.0
+        self._lock = Lock()
+
+    def observe(self, value: float) -> None:
+        with self._lock:
+            self._count += 1
+            self._sum += value
+
+    def snapshot(self) -> SummaryData:
+        with self._lock:
+            return SummaryData(self._count, self._sum)
+
+
+class MemoryStore:
+    """Binds each series to an in-memory value; a scrape reads the values directly."""
+
+    def bind(self, metric: BoundSeries) -> Value:
+        desc = metric._desc
+        if desc.type is MetricType.HISTOGRAM:
+            return MemoryHistogram(desc.upper_bounds)
+        if desc.type is MetricType.SUMMARY:
+            return MemorySummary()
+        return SingleProcessBackend()
+
+    def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
+        return read_local(families)
+
+
+def bucket_name(upper_bound: float) -> str:
+    """The ``le`` spelling of a bucket bound: ``0.5``, ``1.0``, ``+Inf``."""
+    if upper_bound == math.inf:
+        return "+Inf"
+    return repr(float(upper_bound))

@@ -1,0 +1,87 @@
+"""Collection: turn a registry into :class:`~pytheus.samples.MetricFamily` objects.
+
+Metric families are read from the backend in one batch (a multi-process backend reads its
+shared storage once per scrape). Custom collectors run in the scraping process; one that fails
+is logged and left out, so a scrape never breaks on user code. The only exception a scrape
+raises is :class:`BackendUnavailableException`, when the backend cannot be read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pytheus.backends.base import current_store
+from pytheus.backends.store import StoredFamily, read_local
+from pytheus.exceptions import BackendUnavailableException
+from pytheus.registry import Registry
+from pytheus.samples import MetricFamily
+
+logger = logging.getLogger(__name__)
+
+
+def collect_registry(registry: Registry) -> list[MetricFamily]:
+    """Every family of ``registry``, names prefixed, sorted by name."""
+    return collect_families(registry.collect(), registry.prefix)
+
+
+def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> list[MetricFamily]:
+    families: list[StoredFamily] = []
+    custom: list[Any] = []
+    for collector in collectors:
+        (families if hasattr(collector, "desc") else custom).append(collector)
+
+    output = _families_from_store(families)
+    for collector in custom:
+        output.extend(_run_custom_collector(collector))
+
+    by_name: dict[str, MetricFamily] = {}
+    for family in output:
+        if prefix:
+            family.name = f"{prefix}_{family.name}"
+        if family.name in by_name:
+            logger.warning(
+                "metric %r is produced twice in one scrape; keeping the first", family.name
+            )
+            continue
+        by_name[family.name] = family
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]:
+    if not families:
+        return []
+    try:
+        series_lists = current_store().read(families)
+    except BackendUnavailableException:
+        raise
+    except Exception as error:
+        raise BackendUnavailableException(
+            f"the metrics backend could not be read: {error}"
+        ) from error
+    return [
+        MetricFamily(f.desc.name, f.desc.type, f.desc.help, series)
+        for f, series in zip(families, series_lists)
+    ]
+
+
+def _run_custom_collector(collector: Any) -> list[MetricFamily]:
+    """A custom collector's output, read from this process's own values."""
+    try:
+        output: list[MetricFamily] = []
+        for item in collector.collect():
+            if isinstance(item, MetricFamily):
+                output.append(item)
+                continue
+            family = item._collector
+            [series] = read_local([family])
+            output.append(
+                MetricFamily(family.desc.name, family.desc.type, family.desc.help, series)
+            )
+        return output
+    except Exception:
+        logger.exception(
+            "custom collector %r failed; its metrics are left out of this scrape", collector
+        )
+        return []

@@ -1,0 +1,112 @@
+"""A frozen, validated description of a metric: everything fixed when it is defined."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from pytheus.exceptions import BucketException, LabelValidationException
+from pytheus.naming import validate_label_names, validate_metric_name
+from pytheus.samples import MetricType
+
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+_RESERVED_LABELS: dict[MetricType, frozenset[str]] = {
+    MetricType.HISTOGRAM: frozenset({"le"}),
+    MetricType.SUMMARY: frozenset({"quantile"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MetricDesc:
+    """What a metric is: validated once, shared by every labelled child of the metric.
+
+    ``upper_bounds`` is set for histograms only and always ends with ``+Inf``.
+    """
+
+    name: str
+    help: str
+    type: MetricType
+    label_names: tuple[str, ...] = ()
+    default_labels: Mapping[str, str] = field(default_factory=dict)
+    upper_bounds: tuple[float, ...] = ()
+    options: tuple[tuple[str, object], ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        name: object,
+        description: object,
+        metric_type: MetricType,
+        required_labels: Sequence[str] | None,
+        default_labels: Mapping[str, object] | None,
+        buckets: Sequence[float] | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> MetricDesc:
+        """Validate every part of a definition; raise a pytheus exception naming the metric."""
+        name = validate_metric_name(name)
+        if isinstance(required_labels, str):
+            raise LabelValidationException(
+                f"metric {name!r}: required_labels must be a sequence of names, "
+                f"not the string {required_labels!r}"
+            )
+        label_names = validate_label_names(
+            name, required_labels or (), _RESERVED_LABELS.get(metric_type, frozenset())
+        )
+        defaults: dict[str, str] = {}
+        for label, value in (default_labels or {}).items():
+            if label not in label_names:
+                raise LabelValidationException(
+                    f"metric {name!r}: default label {label!r} is not one of "
+                    f"required_labels {list(label_names)}"
+                )
+            defaults[label] = str(value)
+        bounds = _upper_bounds(name, buckets) if metric_type is MetricType.HISTOGRAM else ()
+        return cls(
+            name=name,
+            help=str(description),
+            type=metric_type,
+            label_names=label_names,
+            default_labels=defaults,
+            upper_bounds=bounds,
+            options=tuple(sorted((options or {}).items())),
+        )
+
+    def same_definition(self, other: MetricDesc) -> bool:
+        """Whether two definitions can share series: same type, labels, buckets and options."""
+        return (
+            self.type is other.type
+            and self.label_names == other.label_names
+            and dict(self.default_labels) == dict(other.default_labels)
+            and self.upper_bounds == other.upper_bounds
+            and self.options == other.options
+        )
+
+    def option(self, key: str, default: object = None) -> object:
+        return dict(self.options).get(key, default)
+
+
+def _upper_bounds(name: str, buckets: Sequence[float] | None) -> tuple[float, ...]:
+    if buckets is None or len(buckets) == 0:
+        bounds = list(DEFAULT_BUCKETS)
+    else:
+        try:
+            bounds = [float(b) for b in buckets]
+        except (TypeError, ValueError):
+            raise BucketException(
+                f"histogram {name!r}: buckets must be numbers, got {list(buckets)!r}"
+            ) from None
+    if any(math.isnan(b) for b in bounds):
+        raise BucketException(f"histogram {name!r}: a bucket bound is NaN: {bounds}")
+    for lower, upper in zip(bounds, bounds[1:]):
+        if not lower < upper:
+            raise BucketException(
+                f"histogram {name!r}: buckets must be strictly increasing, "
+                f"but {upper} follows {lower} in {bounds}"
+            )
+    if bounds[-1] != math.inf:
+        bounds.append(math.inf)
+    return tuple(bounds)

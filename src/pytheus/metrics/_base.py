@@ -1,0 +1,198 @@
+"""What every metric type shares: definition, labels and binding to the backend.
+
+A metric object is a *view* of its family. ``labels(...)`` returns another view with more label
+values set: a partial view cannot record, a complete one is the family's canonical child for
+that series. Views are cached, so ``labels(...)`` on an existing series is a dict lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from pytheus.backends.store import Value
+from pytheus.desc import MetricDesc
+from pytheus.exceptions import LabelValidationException
+from pytheus.metrics._family import Family, LazyValue, Unobservable
+from pytheus.registry import REGISTRY, Registry
+from pytheus.samples import LabelSet, MetricFamily, MetricType
+
+Labels = dict[str, str]
+
+
+class _Metric:
+    type_: ClassVar[MetricType] = MetricType.UNTYPED
+
+    __slots__ = (
+        "_family",
+        "_registry",
+        "_labels",
+        "_cache",
+        "_key",
+        "_series",
+        "_value",
+        "__weakref__",
+    )
+
+    _family: Family
+    _registry: Registry | None
+    _labels: Labels
+    _cache: dict[tuple[tuple[str, Any], ...], _Metric]
+    _key: tuple[str, ...] | None
+    _series: LabelSet | None
+    _value: Any
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        required_labels: Sequence[str] | None = None,
+        default_labels: Mapping[str, str] | None = None,
+        registry: Registry | None = REGISTRY,
+    ) -> None:
+        self._define(
+            MetricDesc.build(name, description, self.type_, required_labels, default_labels),
+            registry,
+        )
+
+    def _define(self, desc: MetricDesc, registry: Registry | None) -> None:
+        self._family = Family(desc)
+        self._registry = registry
+        self._labels = {}
+        self._cache = {}
+        self._key = None
+        self._series = None
+        if registry is not None:
+            registry.register(self)  # an equal registered family may replace ours (_join)
+        desc = self._family.desc
+        if all(name in desc.default_labels for name in desc.label_names):
+            self._key = tuple(desc.default_labels[name] for name in desc.label_names)
+            self._series = LabelSet(desc.label_names, self._key)
+            self._value = LazyValue(self)
+            self._family.add_holder(self)
+        else:
+            self._value = Unobservable(self)
+
+    def _join(self, family: Family) -> None:
+        """Share an already registered family with the same definition (called by a registry)."""
+        self._family = family
+
+    # --- labels ------------------------------------------------------------------------------
+
+    def labels(self, pytheus_labels_: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        """A view of this metric with more label values set (a dict, keywords, or both).
+
+        Example::
+
+            requests = Counter("requests_total", "Requests.", required_labels=["method", "code"])
+            get = requests.labels(method="GET")   # partial: cannot record yet
+            get.labels(code="200").inc()          # complete
+            requests.labels({"method": "GET", "code": "200"}).inc()  # the same series
+        """
+        if pytheus_labels_ is None:
+            given: Mapping[str, Any] = kwargs
+        elif kwargs:
+            given = {**pytheus_labels_, **kwargs}
+        else:
+            given = pytheus_labels_
+        if not given:
+            return self
+        try:
+            cached = self._cache.get(tuple(given.items()))
+        except TypeError:  # an unhashable label value: it still works, without the cache
+            cached = None
+        if cached is not None:
+            return cached
+        return self._labels_slow(given)
+
+    def _labels_slow(self, given: Mapping[str, Any]) -> _Metric:
+        desc = self._family.desc
+        names = desc.label_names
+        if not names:
+            raise LabelValidationException(
+                f"metric {desc.name!r} has no required_labels, "
+                f"so labels {dict(given)} cannot be set"
+            )
+        resolved = dict(self._labels)
+        cacheable = True
+        for label, value in given.items():
+            if label not in names:
+                raise LabelValidationException(
+                    f"metric {desc.name!r}: label {label!r} is not one of "
+                    f"required_labels {list(names)}"
+                )
+            if type(value) is not str:
+                cacheable = False
+                value = str(value)
+            resolved[label] = value
+        defaults = desc.default_labels
+        if all(name in resolved or name in defaults for name in names):
+            values = tuple(resolved[n] if n in resolved else defaults[n] for n in names)
+            view = self._family.child(values, self)
+        else:
+            view = self._new_view(resolved, None)
+            view._value = Unobservable(view)
+        if cacheable:
+            self._cache[tuple(given.items())] = view
+        return view
+
+    def _new_view(self, labels: Labels, key: tuple[str, ...] | None) -> _Metric:
+        view = object.__new__(type(self))
+        view._family = self._family
+        view._registry = self._registry
+        view._labels = labels
+        view._cache = {}
+        view._key = key
+        view._series = None
+        return view
+
+    def _new_child(self, values: tuple[str, ...]) -> _Metric:
+        """A complete view for ``values`` (called by the family, under its lock)."""
+        names = self._family.desc.label_names
+        child = self._new_view(dict(zip(names, values)), values)
+        child._series = LabelSet(names, values)
+        child._value = LazyValue(child)
+        return child
+
+    # --- introspection (names kept from pytheus 0.6) -------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._family.desc.name
+
+    @property
+    def description(self) -> str:
+        return self._family.desc.help
+
+    @property
+    def _desc(self) -> MetricDesc:
+        return self._family.desc
+
+    @property
+    def _collector(self) -> Family:
+        return self._family
+
+    @property
+    def _can_observe(self) -> bool:
+        return not isinstance(self._value, Unobservable)
+
+    @property
+    def _metric_value_backend(self) -> Value:
+        """The value this view records into (bound to the backend in force)."""
+        self._require_observable()
+        value = self._value
+        if isinstance(value, LazyValue):
+            value = self._family.bind(self)
+        return value  # type: ignore[no-any-return]
+
+    def collect(self) -> list[MetricFamily]:
+        """This metric's family as a scrape would read it (handy in tests)."""
+        return self._family.collect()
+
+    def _require_observable(self) -> None:
+        if isinstance(self._value, Unobservable):
+            self._value.inc  # noqa: B018 - raises UnobservableMetricException with the details
+
+    def __repr__(self) -> str:
+        labels = f", labels={self._labels}" if self._labels else ""
+        return f"{type(self).__qualname__}({self.name!r}{labels})"

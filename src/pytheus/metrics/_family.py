@@ -1,0 +1,162 @@
+"""A metric family at run time: its description and the canonical child of each series.
+
+Every metric object that can record (a *holder*) owns a ``_value``. It starts as a
+:class:`LazyValue`, which binds the series to the backend in force on first use and then
+replaces itself, so the hot path never checks whether it is bound. ``load_backend`` (and the
+multi-process backends after ``fork``) reset holders to lazy values again.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pytheus.backends.base import add_backend_listener, current_store
+from pytheus.backends.store import Value
+from pytheus.exceptions import UnobservableMetricException
+from pytheus.samples import LabelSet, MetricFamily, MetricType
+
+if TYPE_CHECKING:
+    from pytheus.desc import MetricDesc
+    from pytheus.metrics._base import _Metric
+
+
+class LazyValue:
+    """Stands in for a value until the metric first records; then binds and steps aside."""
+
+    __slots__ = ("_metric",)
+
+    def __init__(self, metric: _Metric) -> None:
+        self._metric = metric
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._metric._family.bind(self._metric), name)
+
+
+class Unobservable:
+    """The value of a partially labelled metric: any use names the labels still missing."""
+
+    __slots__ = ("_metric",)
+
+    def __init__(self, metric: _Metric) -> None:
+        self._metric = metric
+
+    def __getattr__(self, name: str) -> Any:
+        metric = self._metric
+        desc = metric._family.desc
+        missing = [
+            n for n in desc.label_names if n not in metric._labels and n not in desc.default_labels
+        ]
+        raise UnobservableMetricException(
+            f"metric {desc.name!r} cannot record: required label(s) {missing} have no value; "
+            "set them with .labels(...) first"
+        )
+
+
+_all_families: weakref.WeakSet[Family] = weakref.WeakSet()
+_all_families_lock = threading.Lock()
+
+
+class Family:
+    """Per-name state shared by a metric and all its labelled children.
+
+    Implements the registry's ``Collector`` protocol (``name``, ``description``, ``type_``,
+    ``collect``).
+    """
+
+    __slots__ = ("desc", "children", "lock", "holders", "registrations", "bound", "__weakref__")
+
+    def __init__(self, desc: MetricDesc) -> None:
+        self.desc = desc
+        self.children: dict[tuple[str, ...], _Metric] = {}
+        self.lock = threading.Lock()
+        self.holders: weakref.WeakSet[_Metric] = weakref.WeakSet()
+        self.registrations = 0
+        self.bound = False
+        with _all_families_lock:
+            _all_families.add(self)
+
+    @property
+    def name(self) -> str:
+        return self.desc.name
+
+    @property
+    def description(self) -> str:
+        return self.desc.help
+
+    @property
+    def type_(self) -> MetricType:
+        return self.desc.type
+
+    def pristine(self) -> bool:
+        """Neither registered anywhere nor ever recorded: safe to replace by an equal family."""
+        return self.registrations == 0 and not self.bound
+
+    def child(self, values: tuple[str, ...], template: _Metric) -> _Metric:
+        """The canonical child for ``values``, created from ``template`` if it does not exist."""
+        child = self.children.get(values)
+        if child is None:
+            with self.lock:
+                child = self.children.get(values)
+                if child is None:
+                    child = template._new_child(values)
+                    self.children[values] = child
+                    self.holders.add(child)
+        return child
+
+    def add_holder(self, metric: _Metric) -> None:
+        """Track a metric object that records into this family (the metric's own root)."""
+        with self.lock:
+            assert metric._key is not None
+            self.children.setdefault(metric._key, metric)
+            self.holders.add(metric)
+
+    def bind(self, metric: _Metric) -> Value:
+        """Bind ``metric``'s series to the backend in force; return the value it records into."""
+        store = current_store()
+        with self.lock:
+            assert metric._key is not None
+            canonical = self.children.setdefault(metric._key, metric)
+            value: Value = canonical._value
+            if isinstance(value, LazyValue):
+                value = store.bind(canonical)
+                canonical._value = value
+                self.bound = True
+            metric._value = value
+        return value
+
+    def unbind_all(self) -> None:
+        """Make every holder bind again on its next use (after the backend changed)."""
+        with self.lock:
+            for holder in list(self.holders):
+                if not isinstance(holder._value, Unobservable):
+                    holder._value = LazyValue(holder)
+
+    def local_values(self) -> Iterator[tuple[LabelSet, Value]]:
+        """The series this process knows, each bound to a value (binding them if needed)."""
+        with self.lock:
+            children = list(self.children.values())
+        for child in children:
+            value = child._value
+            if isinstance(value, LazyValue):
+                value = self.bind(child)
+            assert child._series is not None
+            yield child._series, value
+
+    def collect(self) -> list[MetricFamily]:
+        """This family's series as read from the backend in force."""
+        from pytheus.collection import collect_families
+
+        return collect_families([self])
+
+
+def _unbind_everything() -> None:
+    with _all_families_lock:
+        families = list(_all_families)
+    for family in families:
+        family.unbind_all()
+
+
+add_backend_listener(_unbind_everything)

@@ -1,0 +1,99 @@
+"""The neutral model a scrape produces: metric families holding series.
+
+Collection turns a registry into a list of :class:`MetricFamily`; formatters turn that list
+into bytes. Nothing here knows about backends or about a particular exposition format.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+class MetricType(str, enum.Enum):
+    """The type of a metric family, spelled as the exposition formats spell it."""
+
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+    SUMMARY = "summary"
+    UNTYPED = "untyped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LabelSet:
+    """The label names and values of one series, in declared order.
+
+    Immutable. Formatters may memoise their rendering of it in ``rendered`` (keyed by format),
+    so a series that is scraped many times is escaped once.
+    """
+
+    __slots__ = ("names", "values", "rendered")
+
+    def __init__(self, names: tuple[str, ...], values: tuple[str, ...]) -> None:
+        self.names = names
+        self.values = values
+        self.rendered: dict[str, Any] = {}
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(zip(self.names, self.values))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, LabelSet)
+            and self.names == other.names
+            and self.values == other.values
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.names, self.values))
+
+    def __repr__(self) -> str:
+        return f"LabelSet({self.as_dict()!r})"
+
+
+EMPTY_LABELS = LabelSet((), ())
+
+
+@dataclass(slots=True)
+class HistogramData:
+    """One moment of a histogram: per-bucket (not cumulative) counts and their sum.
+
+    ``count`` is derived from the buckets, so it always equals the ``+Inf`` bucket.
+    """
+
+    upper_bounds: tuple[float, ...]
+    bucket_counts: Sequence[float]
+    sum: float
+
+    @property
+    def count(self) -> float:
+        return sum(self.bucket_counts)
+
+
+@dataclass(slots=True)
+class SummaryData:
+    """One moment of a summary: count, sum and optional ``(quantile, value)`` pairs."""
+
+    count: float
+    sum: float
+    quantiles: tuple[tuple[float, float], ...] = ()
+
+
+SeriesValue = Union[float, HistogramData, SummaryData]
+Series = tuple[LabelSet, SeriesValue]
+
+
+@dataclass(slots=True)
+class MetricFamily:
+    """All series of one metric as exposed: ``name`` already carries any registry prefix."""
+
+    name: str
+    type: MetricType
+    help: str
+    series: list[Series] = field(default_factory=list)
+    unit: str = ""
