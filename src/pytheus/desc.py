@@ -6,7 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pytheus.exceptions import BucketException, LabelValidationException
+from pytheus.exceptions import (
+    BucketException,
+    LabelValidationException,
+    MetricDefinitionException,
+)
 from pytheus.naming import validate_label_names, validate_metric_name
 from pytheus.samples import MetricType
 
@@ -63,11 +67,11 @@ class MetricDesc:
                     f"metric {name!r}: default label {label!r} is not one of "
                     f"required_labels {list(label_names)}"
                 )
-            defaults[label] = str(value)
+            defaults[label] = label_value(name, label, value)
         bounds = _upper_bounds(name, buckets) if metric_type is MetricType.HISTOGRAM else ()
         return cls(
             name=name,
-            help=str(description),
+            help=_text(name, "description", description),
             type=metric_type,
             label_names=label_names,
             default_labels=defaults,
@@ -87,6 +91,30 @@ class MetricDesc:
 
     def option(self, key: str, default: object = None) -> object:
         return dict(self.options).get(key, default)
+
+
+def _text(metric_name: str, what: str, value: object) -> str:
+    text = value if isinstance(value, str) else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MetricDefinitionException(
+            f"metric {metric_name!r}: {what} {text!r} cannot be encoded as UTF-8"
+        ) from None
+    return text
+
+
+def label_value(metric_name: str, label: str, value: object) -> str:
+    """A label value as exposed: ``str(value)``, refused if it cannot be encoded as UTF-8."""
+    text = value if type(value) is str else str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabelValidationException(
+            f"metric {metric_name!r}: value {text!r} of label {label!r} "
+            "cannot be encoded as UTF-8"
+        ) from None
+    return text
 
 
 def _upper_bounds(name: str, buckets: Sequence[float] | None) -> tuple[float, ...]:

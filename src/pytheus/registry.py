@@ -82,8 +82,8 @@ class CollectorRegistry:
             if not hasattr(target, "desc"):
                 self._check_custom_collector(target)
             self._collectors[target.name] = target
-            if hasattr(target, "registrations"):
-                target.registrations += 1
+        if hasattr(target, "attach"):
+            target.attach()
 
     def _resolve_duplicate(self, collector: Any, target: Any, existing: Any) -> None:
         if hasattr(target, "desc") and hasattr(existing, "desc"):
@@ -125,8 +125,6 @@ class CollectorRegistry:
                 logger.warning("no collector named %r is registered", name)
                 return
             del self._collectors[name]
-            if hasattr(target, "registrations"):
-                target.registrations -= 1
 
     def collect(self) -> Iterable[Collector]:
         with self._lock:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytheus.backends.memory import bucket_name
 from pytheus.samples import HistogramData, LabelSet, MetricFamily, SummaryData
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -52,12 +51,18 @@ def render_labels(labels: LabelSet) -> str:
 
 
 def _bucket_labels(labels: LabelSet, upper_bounds: tuple[float, ...]) -> list[str]:
-    cached: list[str] | None = labels.rendered.get("text:le")
-    if cached is None or len(cached) != len(upper_bounds):
-        pairs = list(zip(labels.names, labels.values))
-        cached = [render_pairs([*pairs, ("le", bucket_name(b))]) for b in upper_bounds]
-        labels.rendered["text:le"] = cached
-    return cached
+    """The label strings of a series' buckets, memoised with the bounds they were made for.
+
+    A LabelSet may be shared by histograms with different buckets (``EMPTY_LABELS`` in custom
+    collectors), so the memo is only used for the very same bounds.
+    """
+    cached: tuple[tuple[float, ...], list[str]] | None = labels.rendered.get("text:le")
+    if cached is not None and (cached[0] is upper_bounds or cached[0] == upper_bounds):
+        return cached[1]
+    pairs = list(zip(labels.names, labels.values))
+    rendered = [render_pairs([*pairs, ("le", format_value(b))]) for b in upper_bounds]
+    labels.rendered["text:le"] = (upper_bounds, rendered)
+    return rendered
 
 
 def render(families: Iterable[MetricFamily]) -> str:
@@ -91,7 +96,7 @@ def _render_histogram(out: list[str], name: str, labels: LabelSet, data: Histogr
 def _render_summary(out: list[str], name: str, labels: LabelSet, data: SummaryData) -> None:
     pairs = list(zip(labels.names, labels.values))
     for quantile, value in data.quantiles:
-        label_text = render_pairs([*pairs, ("quantile", repr(float(quantile)))])
+        label_text = render_pairs([*pairs, ("quantile", format_value(quantile))])
         out.append(f"{name}{label_text} {format_value(value)}\n")
     label_text = render_labels(labels)
     out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pytheus.backends.store import Value
-from pytheus.desc import MetricDesc
-from pytheus.exceptions import LabelValidationException
+from pytheus.desc import MetricDesc, label_value
+from pytheus.exceptions import InvalidValueException, LabelValidationException
 from pytheus.metrics._family import Family, LazyValue, Unobservable
 from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import LabelSet, MetricFamily, MetricType
@@ -64,6 +64,7 @@ class _Metric:
         self._series = None
         if registry is not None:
             registry.register(self)  # an equal registered family may replace ours (_join)
+            self._family.attach()
         desc = self._family.desc
         if all(name in desc.default_labels for name in desc.label_names):
             self._key = tuple(desc.default_labels[name] for name in desc.label_names)
@@ -123,8 +124,7 @@ class _Metric:
                 )
             if type(value) is not str:
                 cacheable = False
-                value = str(value)
-            resolved[label] = value
+            resolved[label] = label_value(desc.name, label, value)
         defaults = desc.default_labels
         if all(name in resolved or name in defaults for name in names):
             values = tuple(resolved[n] if n in resolved else defaults[n] for n in names)
@@ -188,6 +188,20 @@ class _Metric:
     def collect(self) -> list[MetricFamily]:
         """This metric's family as a scrape would read it (handy in tests)."""
         return self._family.collect()
+
+    def _invalid_value(self, value: object) -> InvalidValueException:
+        return InvalidValueException(
+            f"{self.type_.value} {self.name!r}: {value!r} is not a number this metric can take"
+        )
+
+    def _as_number(self, value: object) -> float:
+        """``value`` as a float; strings and other non-numbers are refused (slow path)."""
+        if isinstance(value, (str, bytes)):
+            raise self._invalid_value(value)
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise self._invalid_value(value) from None
 
     def _require_observable(self) -> None:
         if isinstance(self._value, Unobservable):

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.base import add_backend_listener, current_store
+from pytheus.backends.memory import MemoryStore
 from pytheus.backends.store import Value
 from pytheus.exceptions import UnobservableMetricException
 from pytheus.samples import LabelSet, MetricFamily, MetricType
@@ -55,6 +56,7 @@ class Unobservable:
         )
 
 
+_DETACHED = MemoryStore()
 _all_families: weakref.WeakSet[Family] = weakref.WeakSet()
 _all_families_lock = threading.Lock()
 
@@ -66,14 +68,14 @@ class Family:
     ``collect``).
     """
 
-    __slots__ = ("desc", "children", "lock", "holders", "registrations", "bound", "__weakref__")
+    __slots__ = ("desc", "children", "lock", "holders", "attached", "bound", "__weakref__")
 
     def __init__(self, desc: MetricDesc) -> None:
         self.desc = desc
         self.children: dict[tuple[str, ...], _Metric] = {}
         self.lock = threading.Lock()
         self.holders: weakref.WeakSet[_Metric] = weakref.WeakSet()
-        self.registrations = 0
+        self.attached = False
         self.bound = False
         with _all_families_lock:
             _all_families.add(self)
@@ -92,7 +94,38 @@ class Family:
 
     def pristine(self) -> bool:
         """Neither registered anywhere nor ever recorded: safe to replace by an equal family."""
-        return self.registrations == 0 and not self.bound
+        return not self.attached and not self.bound
+
+    def attach(self) -> None:
+        """Mark the family registered: from now on its values live in the backend in force.
+
+        Until then its values live in this process's memory, so a metric that a custom collector
+        creates at every scrape starts from zero each time, whatever the backend. Values recorded
+        before registration move along (histogram and summary observations only when the
+        backend keeps values in memory too).
+        """
+        with self.lock:
+            if self.attached:
+                return
+            self.attached = True
+            moving = self.bound
+        store = current_store()
+        if moving and not isinstance(store, MemoryStore):
+            self._move_scalars()
+
+    def _move_scalars(self) -> None:
+        with self.lock:
+            old = {key: child._value for key, child in self.children.items()}
+        self.unbind_all()
+        for key, child in list(self.children.items()):
+            previous = old.get(key)
+            if previous is None or isinstance(previous, LazyValue):
+                continue
+            new = self.bind(child)
+            if self.desc.type is MetricType.GAUGE:
+                new.set(previous.get())  # type: ignore[union-attr]
+            elif self.desc.type is MetricType.COUNTER:
+                new.inc(previous.get())  # type: ignore[union-attr]
 
     def child(self, values: tuple[str, ...], template: _Metric) -> _Metric:
         """The canonical child for ``values``, created from ``template`` if it does not exist."""
@@ -115,7 +148,7 @@ class Family:
 
     def bind(self, metric: _Metric) -> Value:
         """Bind ``metric``'s series to the backend in force; return the value it records into."""
-        store = current_store()
+        store = current_store() if self.attached else _DETACHED
         with self.lock:
             assert metric._key is not None
             canonical = self.children.setdefault(metric._key, metric)

@@ -34,11 +34,15 @@ class Counter(_Metric):
 
     def inc(self, amount: float = 1.0) -> None:
         """Add ``amount`` (default 1), which must be a non-negative number."""
-        if not amount >= 0:  # also refuses NaN, which would poison the counter for good
-            raise InvalidValueException(
-                f"counter {self.name!r}: increment must be a number >= 0, got {amount!r}"
-            )
-        self._value.inc(amount)
+        try:
+            if amount >= 0:  # also refuses NaN, which would poison the counter for good
+                self._value.inc(amount)
+                return
+        except TypeError:
+            pass
+        raise InvalidValueException(
+            f"counter {self.name!r}: increment must be a number >= 0, got {amount!r}"
+        )
 
     def count_exceptions(self, exceptions: ExceptionTypes | None = None) -> ExceptionCounter:
         """Count exceptions of ``exceptions`` (default: any ``Exception``) raised inside it."""

@@ -66,15 +66,21 @@ class Gauge(_Metric):
 
     def inc(self, amount: float = 1.0) -> None:
         """Add ``amount`` (default 1)."""
-        self._value.inc(amount)
+        try:
+            self._value.inc(amount)
+        except TypeError:
+            raise self._invalid_value(amount) from None
 
     def dec(self, amount: float = 1.0) -> None:
         """Subtract ``amount`` (default 1)."""
-        self._value.dec(amount)
+        try:
+            self._value.dec(amount)
+        except TypeError:
+            raise self._invalid_value(amount) from None
 
     def set(self, value: float) -> None:
         """Set the gauge to ``value``."""
-        self._value.set(value)
+        self._value.set(value if value.__class__ is float else self._as_number(value))
 
     def set_to_current_time(self) -> None:
         """Set the gauge to the current Unix time in seconds."""

@@ -56,7 +56,10 @@ class Histogram(_Metric):
 
     def observe(self, value: float) -> None:
         """Record one observation."""
-        self._value.observe(value)
+        try:
+            self._value.observe(value)
+        except TypeError:
+            raise self._invalid_value(value) from None
 
     def time(self) -> Timer:
         """Observe the seconds spent inside the block (or decorated call)."""

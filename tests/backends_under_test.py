@@ -1,0 +1,50 @@
+"""The backends the behavioural suite runs on. A backend is done when it passes that suite."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pytheus.backends.base import BackendConfig
+from pytheus.backends.memory import SingleProcessBackend
+
+
+class DictBackend:
+    """A third-party backend implementing only the per-value protocol (inc/dec/set/get).
+
+    It keys values by metric name, labels and bucket, as a user's backend would.
+    """
+
+    values: dict[tuple[Any, ...], float] = {}
+    lock = threading.Lock()
+
+    def __init__(
+        self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None
+    ) -> None:
+        self.key = (metric.name, tuple(sorted(metric._labels.items())), histogram_bucket)
+
+    def inc(self, value: float) -> None:
+        with self.lock:
+            self.values[self.key] = self.values.get(self.key, 0.0) + value
+
+    def dec(self, value: float) -> None:
+        self.inc(-value)
+
+    def set(self, value: float) -> None:
+        with self.lock:
+            self.values[self.key] = value
+
+    def get(self) -> float:
+        with self.lock:
+            return self.values.get(self.key, 0.0)
+
+    @classmethod
+    def _initialize(cls, config: BackendConfig) -> None:
+        with cls.lock:
+            cls.values.clear()
+
+
+BACKENDS: dict[str, tuple[type[Any], BackendConfig]] = {
+    "memory": (SingleProcessBackend, {}),
+    "per_value": (DictBackend, {}),
+}

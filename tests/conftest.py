@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from pytheus.backends import load_backend
+from pytheus.backends.memory import SingleProcessBackend
+from pytheus.registry import CollectorRegistry
+from tests.backends_under_test import BACKENDS
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs a test once per backend, with that backend loaded."""
+    backend_class, config = BACKENDS[request.param]
+    load_backend(backend_class, dict(config))
+    yield request.param
+    load_backend(SingleProcessBackend, {})
+
+
+@pytest.fixture
+def registry(backend: str) -> CollectorRegistry:
+    """A fresh registry on the backend under test."""
+    return CollectorRegistry()
+
+
+def require_program(name: str) -> str:
+    """The path of a system program; a missing one skips the test, except under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (bash scripts/test.sh installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
