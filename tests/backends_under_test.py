@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pytheus.backends.base import BackendConfig
@@ -44,7 +46,15 @@ class DictBackend:
             cls.values.clear()
 
 
-BACKENDS: dict[str, tuple[type[Any], BackendConfig]] = {
-    "memory": (SingleProcessBackend, {}),
-    "per_value": (DictBackend, {}),
+def file_backend(directory: Path) -> tuple[type[Any], BackendConfig]:
+    from pytheus.backends.file import MultiProcessFileBackend
+
+    return MultiProcessFileBackend, {"path": str(directory)}
+
+
+# name -> (scratch directory -> backend class and configuration)
+BACKENDS: dict[str, Callable[[Path], tuple[type[Any], BackendConfig]]] = {
+    "memory": lambda _: (SingleProcessBackend, {}),
+    "per_value": lambda _: (DictBackend, {}),
+    "file": file_backend,
 }

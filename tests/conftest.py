@@ -13,10 +13,12 @@ from tests.backends_under_test import BACKENDS
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """Runs a test once per backend, with that backend loaded."""
-    backend_class, config = BACKENDS[request.param]
-    load_backend(backend_class, dict(config))
+    backend_class, config = BACKENDS[request.param](tmp_path_factory.mktemp("backend"))
+    load_backend(backend_class, config)
     yield request.param
     load_backend(SingleProcessBackend, {})
 

@@ -111,8 +111,7 @@ def label_value(metric_name: str, label: str, value: object) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise LabelValidationException(
-            f"metric {metric_name!r}: value {text!r} of label {label!r} "
-            "cannot be encoded as UTF-8"
+            f"metric {metric_name!r}: value {text!r} of label {label!r} cannot be encoded as UTF-8"
         ) from None
     return text
 

@@ -16,8 +16,9 @@ factory or a server hook. Values bound before a later ``load_backend`` are re-bo
 backend (their earlier recordings stay with the old one), so call it at start-up.
 
 Environment conveniences, read when nothing was loaded explicitly:
-``PYTHEUS_BACKEND_CLASS`` (dotted path of the class) and ``PYTHEUS_BACKEND_CONFIG`` (path of a JSON
-file with the configuration).
+``PYTHEUS_BACKEND_CLASS`` (dotted path of the class), ``PYTHEUS_BACKEND_CONFIG`` (path of a JSON
+file with the configuration), and ``PYTHEUS_MULTIPROC_DIR`` (a directory: selects the
+shared-file backend on it when no class is named).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ BackendConfig = dict[str, Any]
 
 BACKEND_CLASS_ENV = "PYTHEUS_BACKEND_CLASS"
 BACKEND_CONFIG_ENV = "PYTHEUS_BACKEND_CONFIG"
+MULTIPROC_DIR_ENV = "PYTHEUS_MULTIPROC_DIR"
 
 
 @runtime_checkable
@@ -120,8 +122,13 @@ def load_backend(
         store: Store = make_store(config) if make_store is not None else PerValueStore(cls, config)
         previous, _loaded = _loaded, _Loaded(cls, config, store)
     if previous is not None:
-        for callback in list(_listeners):
-            callback()
+        rebind_all_values()
+
+
+def rebind_all_values() -> None:
+    """Make every metric value bind again on its next use (new backend, or a forked child)."""
+    for callback in list(_listeners):
+        callback()
 
 
 def current_store() -> Store:
@@ -150,9 +157,13 @@ def get_backend_config() -> BackendConfig:
 
 def _class_from_environment() -> type[Any]:
     path = os.environ.get(BACKEND_CLASS_ENV)
-    if not path:
-        return SingleProcessBackend
-    return import_backend_class(path)
+    if path:
+        return import_backend_class(path)
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        from pytheus.backends.file import MultiProcessFileBackend
+
+        return MultiProcessFileBackend
+    return SingleProcessBackend
 
 
 def import_backend_class(path: str) -> type[Any]:
@@ -191,7 +202,8 @@ def _check_backend_class(cls: object) -> None:
 def _config_from_environment() -> BackendConfig:
     path = os.environ.get(BACKEND_CONFIG_ENV)
     if not path:
-        return {}
+        directory = os.environ.get(MULTIPROC_DIR_ENV)
+        return {"path": directory} if directory else {}
     try:
         with open(path, encoding="utf-8") as config_file:
             config = json.load(config_file)

@@ -1,0 +1,205 @@
+"""The shared-file backend: several processes on one machine, no server to run.
+
+Every process writes its own values into memory-mapped files in a directory that all of them
+share; a scrape in any process (or in a separate exporter) reads and combines them. Files of
+dead processes are merged into one archive, so the directory and the scrape time track the
+living processes, not the restart history.
+
+Example::
+
+    from pytheus.backends import load_backend
+    from pytheus.backends.file import MultiProcessFileBackend
+
+    load_backend(MultiProcessFileBackend, {"path": "/run/myapp-metrics"})
+
+or, with no code at all, ``PYTHEUS_MULTIPROC_DIR=/run/myapp-metrics`` in the environment of
+every process.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
+from pytheus.backends.file._directory import SharedDirectory
+from pytheus.backends.file._format import Key, encode_key
+from pytheus.backends.file._process_file import ProcessFile
+from pytheus.backends.file._values import (
+    GAUGE_CELLS,
+    FileCounter,
+    FileGauge,
+    FileHistogram,
+    FileSummary,
+)
+from pytheus.backends.store import BoundSeries, StoredFamily, Value
+from pytheus.exceptions import InvalidBackendConfigException
+from pytheus.samples import HistogramData, LabelSet, MetricType, Series, SeriesValue, SummaryData
+
+__all__ = ["FileStore", "MultiProcessFileBackend", "mark_process_dead"]
+
+_stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
+
+
+class FileStore:
+    """Binds series to cells of this process's segments; reads the whole directory."""
+
+    def __init__(self, path: Path, clear_stale: bool = True) -> None:
+        self.path = path
+        self.directory = SharedDirectory(path)
+        self.run_fd = self.directory.claim_run(clear_stale)
+        self._file: ProcessFile | None = None
+        self._file_lock = threading.Lock()
+        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...], int | None], LabelSet] = {}
+        _stores.add(self)
+
+    def _process_file(self) -> ProcessFile:
+        process_file = self._file
+        if process_file is None:
+            with self._file_lock:
+                if self._file is None:
+                    self._file = ProcessFile(self.path)
+                process_file = self._file
+        return process_file
+
+    def bind(self, metric: BoundSeries) -> Value:
+        desc = metric._desc
+        assert metric._series is not None
+        mode = str(desc.option("multiprocess_mode") or "")
+        key: Key = (
+            desc.name, desc.type.value, mode, desc.label_names, metric._series.values,
+            desc.upper_bounds, None,
+        )  # fmt: skip
+        raw = encode_key(key)
+        if desc.type is MetricType.HISTOGRAM:
+            cells, index = self._process_file().allocate(raw, len(desc.upper_bounds) + 1)
+            return FileHistogram(cells, index, desc.upper_bounds)
+        if desc.type is MetricType.SUMMARY:
+            cells, index = self._process_file().allocate(raw, 2)
+            return FileSummary(cells, index)
+        if desc.type is MetricType.GAUGE:
+            cells, index = self._process_file().allocate(raw, GAUGE_CELLS)
+            return FileGauge(cells, index)
+        cells, index = self._process_file().allocate(raw, 1)
+        return FileCounter(cells, index)
+
+    def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
+        for family in families:  # every local series exists in our file, zero if never used
+            for _ in family.local_values():
+                pass
+        table = self.directory.read_all()
+        by_name: dict[str, list[tuple[Key, list[float]]]] = {}
+        for key, cells in table.items():
+            by_name.setdefault(key[0], []).append((key, cells))
+        return [self._series(family, by_name.get(family.desc.name, [])) for family in families]
+
+    def _series(self, family: StoredFamily, entries: list[tuple[Key, list[float]]]) -> list[Series]:
+        desc = family.desc
+        mode = str(desc.option("multiprocess_mode") or "")
+        metric_type = desc.type.value
+        series: list[Series] = []
+        for key, cells in entries:
+            if (
+                key[1] != metric_type
+                or key[2] != mode
+                or key[3] != desc.label_names
+                or key[5] != desc.upper_bounds
+            ):
+                continue  # another definition of the name (another program version): not ours
+            series.append(
+                (self._label_set(key), _series_value(desc.type, desc.upper_bounds, cells))
+            )
+        return series
+
+    def _label_set(self, key: Key) -> LabelSet:
+        names, values, pid = key[3], key[4], key[6]
+        cache_key = (names, values, pid)
+        labels = self._labels.get(cache_key)
+        if labels is None:
+            if pid is None:
+                labels = LabelSet(names, values)
+            else:
+                labels = LabelSet((*names, "pid"), (*values, str(pid)))
+            self._labels[cache_key] = labels
+        return labels
+
+    def after_fork(self) -> None:
+        if self._file is not None:
+            self._file.release_after_fork()
+        self._file = None
+        self._file_lock = threading.Lock()
+        self.directory.after_fork()
+
+
+def _series_value(
+    metric_type: MetricType, bounds: tuple[float, ...], cells: list[float]
+) -> SeriesValue:
+    if metric_type is MetricType.HISTOGRAM:
+        return HistogramData(bounds, cells[:-1], cells[-1])
+    if metric_type is MetricType.SUMMARY:
+        return SummaryData(cells[0], cells[1])
+    return cells[0]
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_stores):
+        store.after_fork()
+    rebind_all_values()  # the child records into a file of its own from its first write
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class MultiProcessFileBackend:
+    """Configuration: ``path`` (required: an existing, writable directory) and ``clear_stale``
+    (default true: the first process of a run removes files an earlier run left behind).
+    """
+
+    def __init__(self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None):
+        raise TypeError("MultiProcessFileBackend stores whole series; load it with load_backend")
+
+    @classmethod
+    def _initialize(cls, config: BackendConfig) -> None:
+        _directory_from(config)
+
+    @classmethod
+    def _make_store(cls, config: BackendConfig) -> FileStore:
+        return FileStore(_directory_from(config), bool(config.get("clear_stale", True)))
+
+
+def _directory_from(config: BackendConfig) -> Path:
+    raw = config.get("path")
+    if not raw:
+        raise InvalidBackendConfigException(
+            "MultiProcessFileBackend needs 'path': the directory the processes share"
+        )
+    path = Path(raw)
+    if not path.is_dir():
+        raise InvalidBackendConfigException(
+            f"MultiProcessFileBackend: {str(path)!r} is not an existing directory"
+        )
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise InvalidBackendConfigException(
+            f"MultiProcessFileBackend: cannot write in {str(path)!r}: {error}"
+        ) from error
+    return path.resolve()
+
+
+def mark_process_dead(pid: int | None = None) -> None:
+    """Merge the files of processes that have exited into the archive now.
+
+    Dead processes are found at every scrape anyway (by their released file locks, not their
+    pid), so calling this from gunicorn's ``child_exit`` hook only makes it happen earlier.
+    The ``pid`` argument is accepted for compatibility and not needed.
+    """
+    store = current_store()
+    if isinstance(store, FileStore):
+        store.directory.read_all()

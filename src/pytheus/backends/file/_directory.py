@@ -1,0 +1,258 @@
+"""The shared directory: finding segments, telling live processes from dead ones, reading
+everything for a scrape, and compacting dead processes into one archive.
+
+Files: ``proc-<token>-<n>.db`` (segments of living or dead processes), ``archive.db`` (the merged
+values of dead processes), ``.lock`` (held while scraping or compacting), ``run.lock`` (held,
+shared, by every process using the directory; see ``claim_run``).
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pytheus.backends.file._format import (
+    ENTRY_HEAD,
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    CorruptSegment,
+    Key,
+    decode_key,
+    encode_key,
+    iter_entries,
+    padded,
+    read_header,
+)
+from pytheus.backends.file._merge import kept_after_death, merge_into, merge_key
+from pytheus.backends.file._process_file import SEGMENT_PREFIX
+
+logger = logging.getLogger("pytheus.backends.file")
+
+ARCHIVE = "archive.db"
+KNOWN_FILES = frozenset({ARCHIVE, ".lock", "run.lock"})
+
+
+class _ParsedSegment:
+    """What a scrape already parsed of a segment: entries are append-only, so parse once."""
+
+    __slots__ = ("inode", "parsed_until", "entries", "absorbed")
+
+    def __init__(self, inode: int) -> None:
+        self.inode = inode
+        self.parsed_until = HEADER_SIZE
+        self.entries: list[tuple[Key, int, int]] = []
+        self.absorbed: frozenset[str] = frozenset()
+
+
+class SharedDirectory:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+        self._lock_fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self._parsed: dict[Path, _ParsedSegment] = {}
+        self._warned: set[str] = set()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive use of the directory among scrapers and compactors, in any process."""
+        with self._thread_lock:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock of its own (an inherited descriptor shares the parent's)."""
+        self._thread_lock = threading.Lock()
+        os.close(self._lock_fd)
+        self._lock_fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def claim_run(self, clear_stale: bool) -> int:
+        """Join the run: hold ``run.lock`` shared. The first process of a run clears stale data.
+
+        When no living process holds the run lock, whatever is in the directory was left by an
+        earlier run; adding it to this run's numbers would be wrong, so it is removed (with a
+        warning naming how many files).
+        """
+        fd = os.open(self.path / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with self.locked():
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                first = True
+            except BlockingIOError:
+                first = False
+            if first and clear_stale:
+                stale = [p for p in self.path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]
+                stale += [p for p in (self.path / ARCHIVE,) if p.exists()]
+                if stale:
+                    logger.warning(
+                        "pytheus: %d file(s) in %s are from an earlier run (no process of it is "
+                        "alive); removing them so they do not add to this run's metrics",
+                        len(stale),
+                        self.path,
+                    )
+                    for stale_file in stale:
+                        stale_file.unlink(missing_ok=True)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        return fd
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def groups(self) -> dict[str, list[Path]]:
+        """Segments by process token, in segment order; warns once about foreign files."""
+        groups: dict[str, list[tuple[int, Path]]] = {}
+        for entry in os.scandir(self.path):
+            name = entry.name
+            if name.startswith(SEGMENT_PREFIX) and name.endswith(".db"):
+                token, _, number = name[len(SEGMENT_PREFIX) : -3].rpartition("-")
+                if token and number.isdigit():
+                    groups.setdefault(token, []).append((int(number), Path(entry.path)))
+                    continue
+            if name in KNOWN_FILES or name.startswith((".tmp-", "archive.")):
+                continue
+            self._warn_once(name, "pytheus: ignoring foreign file %s in the metrics directory")
+        return {token: [p for _, p in sorted(paths)] for token, paths in groups.items()}
+
+    def is_alive(self, first_segment: Path) -> bool:
+        try:
+            fd = os.open(first_segment, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                return True
+            raise
+        finally:
+            os.close(fd)  # closing also drops the lock if we got it
+        return False
+
+    def read_segment(self, path: Path) -> tuple[int, list[tuple[Key, list[float]]]]:
+        """``(pid, [(key, cells)])`` of a segment; a corrupt one reads as empty (and warns)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0, []
+        try:
+            inode = os.fstat(fd).st_ino
+            used, pid = read_header(os.pread(fd, HEADER_SIZE, 0))
+            data = os.pread(fd, used, 0)
+            if len(data) != used:
+                raise CorruptSegment(f"{len(data)} bytes where the header says {used}")
+            parsed = self._parsed.get(path)
+            if parsed is None or parsed.inode != inode or parsed.parsed_until > used:
+                parsed = self._parsed[path] = _ParsedSegment(inode)
+            for raw, index, count, end in iter_entries(data, parsed.parsed_until, used):
+                if raw.startswith(b"{"):
+                    parsed.absorbed = frozenset(json.loads(raw)["absorbed"])
+                else:
+                    parsed.entries.append((decode_key(raw), index, count))
+                parsed.parsed_until = end
+        except (CorruptSegment, ValueError, KeyError, TypeError) as error:
+            self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
+            self._parsed.pop(path, None)
+            return 0, []
+        finally:
+            os.close(fd)
+        cells: memoryview[float] = memoryview(data).cast("d")
+        return pid, [
+            (key, cells[index : index + count].tolist())  # type: ignore[misc]
+            for key, index, count in parsed.entries
+        ]
+
+    def absorbed(self) -> frozenset[str]:
+        self.read_segment(self.path / ARCHIVE)
+        parsed = self._parsed.get(self.path / ARCHIVE)
+        return parsed.absorbed if parsed is not None else frozenset()
+
+    def read_all(self) -> dict[Key, list[float]]:
+        """Compact the dead, then merge the archive and every living process (under the lock)."""
+        with self.locked():
+            groups = self.groups()
+            living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
+            dead = {t: paths for t, paths in groups.items() if t not in living}
+            if dead:
+                self._compact(dead, groups)
+            table: dict[Key, list[float]] = {}
+            _, archived = self.read_segment(self.path / ARCHIVE)
+            for key, cells in archived:
+                merge_into(table, key, cells)
+            for paths in living.values():
+                for path in paths:
+                    pid, entries = self.read_segment(path)
+                    for key, cells in entries:
+                        merge_into(table, merge_key(key, pid), cells)
+        return table
+
+    # --- compaction ---------------------------------------------------------------------------
+
+    def _compact(self, dead: dict[str, list[Path]], groups: dict[str, list[Path]]) -> None:
+        """Merge dead processes into a new archive, rename it in place, then delete them.
+
+        The archive lists the processes it absorbed, so a crash between the rename and the
+        deletions cannot count a process twice.
+        """
+        absorbed = self.absorbed()
+        to_merge = {t: paths for t, paths in dead.items() if t not in absorbed}
+        if to_merge:
+            table: dict[Key, list[float]] = {}
+            _, archived = self.read_segment(self.path / ARCHIVE)
+            for key, cells in archived:
+                merge_into(table, key, cells)
+            for paths in to_merge.values():
+                for path in paths:
+                    pid, entries = self.read_segment(path)
+                    for key, cells in entries:
+                        if kept_after_death(key):
+                            merge_into(table, merge_key(key, pid), cells)
+            still_on_disk = (absorbed | to_merge.keys()) & groups.keys()
+            self._write_archive(table, still_on_disk)
+        for paths in dead.values():
+            for path in paths:
+                path.unlink(missing_ok=True)
+                self._parsed.pop(path, None)
+
+    def _write_archive(
+        self, table: dict[Key, list[float]], absorbed: set[str] | frozenset[str]
+    ) -> None:
+        chunks: list[bytes] = [b""]
+        for raw, cells in [(json.dumps({"absorbed": sorted(absorbed)}).encode(), [])] + [
+            (encode_key(key), cells) for key, cells in table.items()
+        ]:
+            chunks.append(ENTRY_HEAD.pack(len(raw), len(cells)))
+            chunks.append(raw + b"\0" * (padded(len(raw)) - len(raw)))
+            chunks.append(memoryview(_doubles(cells)).tobytes())
+        body = b"".join(chunks)
+        used = HEADER_SIZE + len(body)
+        temporary = self.path / f"archive.{os.getpid()}.tmp"
+        with open(temporary, "wb") as out:
+            out.write(HEADER.pack(MAGIC, VERSION, 0, used, 0) + body)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path / ARCHIVE)
+        directory_fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            logger.warning(message, what)
+
+
+def _doubles(cells: list[float]) -> bytes:
+    return array.array("d", cells).tobytes()

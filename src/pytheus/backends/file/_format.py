@@ -1,0 +1,97 @@
+"""The on-disk layout of the shared-file backend.
+
+A *segment* is a file that one process maps and appends to; nobody else writes it::
+
+    header (32 bytes): magic "PYTHEUSF" | version u32 | reserved u32 | used u64 | pid u64
+    entries, from byte 32, each 8-byte aligned:
+        key length u32 | cell count u32 | key (UTF-8 JSON) | padding to 8 | cells (f64 each)
+
+``used`` is the end of the last complete entry. A writer fills an entry completely before it
+stores the new ``used`` (an aligned 8-byte store, never torn), so a reader that reads up to
+``used`` never sees half an entry; a file a killed process left behind reads the same way.
+
+An entry's key is ``[name, type, gauge mode, label names, label values, bucket bounds]``, with a
+seventh element, the pid, for per-process gauge series in the archive of dead processes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+MAGIC = b"PYTHEUSF"
+VERSION = 1
+HEADER = struct.Struct("<8sIIQQ")
+HEADER_SIZE = 32
+USED_OFFSET = 16
+ENTRY_HEAD = struct.Struct("<II")
+
+Key = tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[float, ...], int | None]
+
+
+class CorruptSegment(Exception):
+    """The file is not a segment, or not one this version can read."""
+
+
+def padded(length: int) -> int:
+    return (length + 7) & ~7
+
+
+def entry_size(key_bytes: bytes, cells: int) -> int:
+    return ENTRY_HEAD.size + padded(len(key_bytes)) + 8 * cells
+
+
+def encode_key(key: Key) -> bytes:
+    name, metric_type, mode, names, values, bounds, pid = key
+    fields: list[Any] = [name, metric_type, mode, list(names), list(values), list(bounds)]
+    if pid is not None:
+        fields.append(pid)
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_key(raw: bytes) -> Key:
+    fields = json.loads(raw)
+    if not isinstance(fields, list) or len(fields) not in (6, 7):
+        raise CorruptSegment(f"bad entry key {raw[:80]!r}")
+    name, metric_type, mode, names, values, bounds = fields[:6]
+    pid = fields[6] if len(fields) == 7 else None
+    return (
+        str(name),
+        str(metric_type),
+        str(mode),
+        tuple(str(n) for n in names),
+        tuple(str(v) for v in values),
+        tuple(math.inf if b is None else float(b) for b in bounds),
+        None if pid is None else int(pid),
+    )
+
+
+def read_header(data: bytes) -> tuple[int, int]:
+    """``(used, pid)`` of a segment, checking its magic and version."""
+    if len(data) < HEADER_SIZE:
+        raise CorruptSegment("shorter than a header")
+    magic, version, _, used, pid = HEADER.unpack_from(data)
+    if magic != MAGIC or version != VERSION:
+        raise CorruptSegment(f"not a pytheus segment (magic {magic!r}, version {version})")
+    return used, pid
+
+
+def iter_entries(
+    data: bytes | memoryview, start: int, used: int
+) -> Iterator[tuple[bytes, int, int, int]]:
+    """``(key bytes, first cell index, cell count, end offset)`` of each entry in [start, used)."""
+    offset = start
+    while offset < used:
+        if offset + ENTRY_HEAD.size > used:
+            raise CorruptSegment(f"entry header past the end at {offset}")
+        key_length, cells = ENTRY_HEAD.unpack_from(data, offset)
+        key_start = offset + ENTRY_HEAD.size
+        cells_start = key_start + padded(key_length)
+        end = cells_start + 8 * cells
+        if end > used:
+            raise CorruptSegment(f"entry at {offset} runs past the end")
+        yield bytes(data[key_start : key_start + key_length]), cells_start // 8, cells, end
+        offset = end
