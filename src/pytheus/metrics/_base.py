@@ -68,6 +68,7 @@ class _Metric:
         desc = self._family.desc
         if all(name in desc.default_labels for name in desc.label_names):
             self._key = tuple(desc.default_labels[name] for name in desc.label_names)
+            self._labels = dict(zip(desc.label_names, self._key))
             self._series = LabelSet(desc.label_names, self._key)
             self._value = LazyValue(self)
             self._family.add_holder(self)

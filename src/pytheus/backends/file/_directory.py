@@ -79,33 +79,44 @@ class SharedDirectory:
         self._lock_fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
 
     def claim_run(self, clear_stale: bool) -> int:
-        """Join the run: hold ``run.lock`` shared. The first process of a run clears stale data.
+        """Join the current run, or start a new one; return the descriptor holding ``run.lock``.
 
-        When no living process holds the run lock, whatever is in the directory was left by an
-        earlier run; adding it to this run's numbers would be wrong, so it is removed (with a
-        warning naming how many files).
+        Every process using the directory holds ``run.lock`` shared. A process that finds no
+        holder starts a new run unless its parent is the living process that started the
+        current one (gunicorn's master, a multiprocessing parent): workers often restart before
+        any sibling has recorded anything. A new run removes what earlier runs left, with a
+        warning, because adding it to this run's numbers would be wrong.
         """
         fd = os.open(self.path / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
         with self.locked():
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                first = True
+                nobody_else = True
             except BlockingIOError:
-                first = False
-            if first and clear_stale:
-                stale = [p for p in self.path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]
-                stale += [p for p in (self.path / ARCHIVE,) if p.exists()]
-                if stale:
-                    logger.warning(
-                        "pytheus: %d file(s) in %s are from an earlier run (no process of it is "
-                        "alive); removing them so they do not add to this run's metrics",
-                        len(stale),
-                        self.path,
-                    )
-                    for stale_file in stale:
-                        stale_file.unlink(missing_ok=True)
+                nobody_else = False
+            if nobody_else:
+                parent = _process_identity(os.getppid())
+                recorded = os.pread(fd, 256, 0).decode("ascii", "replace").strip()
+                if recorded != parent:
+                    if clear_stale:
+                        self._remove_stale_files()
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, parent.encode("ascii") + b"\n", 0)
             fcntl.flock(fd, fcntl.LOCK_SH)
         return fd
+
+    def _remove_stale_files(self) -> None:
+        stale = [p for p in self.path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]
+        stale += [p for p in (self.path / ARCHIVE,) if p.exists()]
+        if stale:
+            logger.warning(
+                "pytheus: %d file(s) in %s are from an earlier run (none of its processes is "
+                "alive); removing them so they do not add to this run's metrics",
+                len(stale),
+                self.path,
+            )
+            for stale_file in stale:
+                stale_file.unlink(missing_ok=True)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -252,6 +263,16 @@ class SharedDirectory:
         if what not in self._warned:
             self._warned.add(what)
             logger.warning(message, what)
+
+
+def _process_identity(pid: int) -> str:
+    """``pid:start time``: a pid alone is reused (containers restart with the same pids)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return f"{pid}:{int(fields[19])}"
+    except (OSError, IndexError, ValueError):
+        return f"{pid}:?"
 
 
 def _doubles(cells: list[float]) -> bytes:
