@@ -14,6 +14,7 @@ from typing import Any
 
 from pytheus.backends.base import current_store
 from pytheus.backends.store import StoredFamily, read_local
+from pytheus.desc import exposed_names
 from pytheus.exceptions import BackendUnavailableException
 from pytheus.registry import Registry
 from pytheus.samples import MetricFamily
@@ -37,14 +38,17 @@ def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> li
         output.extend(_run_custom_collector(collector))
 
     by_name: dict[str, MetricFamily] = {}
+    exposed: set[str] = set()
     for family in output:
         if prefix:
             family.name = f"{prefix}_{family.name}"
-        if family.name in by_name:
+        names = exposed_names(family.name, family.type)
+        if not exposed.isdisjoint(names):
             logger.warning(
-                "metric %r is produced twice in one scrape; keeping the first", family.name
+                "metric %r clashes with another metric of this scrape; it is left out", family.name
             )
             continue
+        exposed |= names
         by_name[family.name] = family
     return [by_name[name] for name in sorted(by_name)]
 

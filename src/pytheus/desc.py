@@ -93,6 +93,20 @@ class MetricDesc:
         return dict(self.options).get(key, default)
 
 
+_SUFFIXES: dict[MetricType, tuple[str, ...]] = {
+    MetricType.COUNTER: ("_total", "_created"),
+    MetricType.HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
+    MetricType.SUMMARY: ("_sum", "_count", "_created"),
+}
+
+
+def exposed_names(name: str, metric_type: MetricType) -> set[str]:
+    """Every sample name a family may expose in some format; two families must not share one."""
+    if metric_type is MetricType.COUNTER and name.endswith("_total"):
+        name = name[: -len("_total")]
+    return {name, *(name + suffix for suffix in _SUFFIXES.get(metric_type, ()))}
+
+
 def _text(metric_name: str, what: str, value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     try:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Optional, Protocol, runtime_checkable
 
+from pytheus.desc import exposed_names
 from pytheus.exceptions import DuplicateMetricException
 from pytheus.naming import validate_metric_name
 
@@ -68,6 +69,7 @@ class CollectorRegistry:
         self.prefix = prefix
         self._lock = threading.Lock()
         self._collectors: dict[str, Any] = {}
+        self._exposed: dict[str, str] = {}  # sample name -> the collector exposing it
 
     def register(self, collector: Collector) -> None:
         """Add a metric or custom collector; see the module docs for duplicate names."""
@@ -79,9 +81,14 @@ class CollectorRegistry:
             if existing is not None:
                 self._resolve_duplicate(collector, target, existing)
                 return
-            if not hasattr(target, "desc"):
+            if hasattr(target, "desc"):
+                exposed = exposed_names(target.name, target.desc.type)
+                self._check_exposed(target.name, exposed)
+            else:
+                exposed = set()
                 self._check_custom_collector(target)
             self._collectors[target.name] = target
+            self._exposed.update(dict.fromkeys(exposed, target.name))
         if hasattr(target, "attach"):
             target.attach()
 
@@ -102,6 +109,15 @@ class CollectorRegistry:
         raise DuplicateMetricException(
             f"a collector named {target.name!r} is already registered in this registry"
         )
+
+    def _check_exposed(self, name: str, exposed: set[str]) -> None:
+        for sample_name in exposed:
+            owner = self._exposed.get(sample_name)
+            if owner is not None:
+                raise DuplicateMetricException(
+                    f"metric {name!r} would expose samples named {sample_name!r}, "
+                    f"which metric {owner!r} already exposes"
+                )
 
     def _check_custom_collector(self, collector: Any) -> None:
         try:
@@ -125,6 +141,7 @@ class CollectorRegistry:
                 logger.warning("no collector named %r is registered", name)
                 return
             del self._collectors[name]
+            self._exposed = {k: v for k, v in self._exposed.items() if v != name}
 
     def collect(self) -> Iterable[Collector]:
         with self._lock:
