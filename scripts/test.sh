@@ -29,7 +29,7 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,redis]'
 
 echo "== ruff"
-.venv/bin/ruff check src tests bench example.py
+.venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy --strict
 echo "== pytest"

@@ -292,3 +292,15 @@ def test_every_error_is_a_pytheus_exception() -> None:
     ):
         with pytest.raises(PytheusException):
             call()
+
+
+def test_unit_must_be_the_name_suffix() -> None:
+    from pytheus.exceptions import MetricDefinitionException
+
+    registry = CollectorRegistry()
+    Histogram("request_duration_seconds", "D.", unit="seconds", registry=registry)
+    Counter("sent_bytes_total", "S.", unit="bytes", registry=registry)
+    with pytest.raises(MetricDefinitionException, match=r"'request_duration'.*_seconds"):
+        Gauge("request_duration", "D.", unit="seconds", registry=registry)
+    with pytest.raises(MetricDefinitionException, match="not a valid name"):
+        Summary("size_bytes", "S.", unit="bad unit", registry=registry)

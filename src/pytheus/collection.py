@@ -65,7 +65,7 @@ def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]
             f"the metrics backend could not be read: {error}"
         ) from error
     return [
-        MetricFamily(f.desc.name, f.desc.type, f.desc.help, series)
+        MetricFamily(f.desc.name, f.desc.type, f.desc.help, series, f.desc.unit)
         for f, series in zip(families, series_lists)
     ]
 
@@ -80,9 +80,8 @@ def _run_custom_collector(collector: Any) -> list[MetricFamily]:
                 continue
             family = item._collector
             [series] = read_local([family])
-            output.append(
-                MetricFamily(family.desc.name, family.desc.type, family.desc.help, series)
-            )
+            desc = family.desc
+            output.append(MetricFamily(desc.name, desc.type, desc.help, series, desc.unit))
         return output
     except Exception:
         logger.exception(

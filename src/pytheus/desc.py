@@ -11,7 +11,7 @@ from pytheus.exceptions import (
     LabelValidationException,
     MetricDefinitionException,
 )
-from pytheus.naming import validate_label_names, validate_metric_name
+from pytheus.naming import LABEL_NAME_RE, validate_label_names, validate_metric_name
 from pytheus.samples import MetricType
 
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -38,6 +38,7 @@ class MetricDesc:
     default_labels: Mapping[str, str] = field(default_factory=dict)
     upper_bounds: tuple[float, ...] = ()
     options: tuple[tuple[str, object], ...] = ()
+    unit: str = ""
 
     @classmethod
     def build(
@@ -49,9 +50,12 @@ class MetricDesc:
         default_labels: Mapping[str, object] | None,
         buckets: Sequence[float] | None = None,
         options: Mapping[str, object] | None = None,
+        unit: str = "",
     ) -> MetricDesc:
         """Validate every part of a definition; raise a pytheus exception naming the metric."""
         name = validate_metric_name(name)
+        if unit:
+            _check_unit(name, metric_type, unit)
         if isinstance(required_labels, str):
             raise LabelValidationException(
                 f"metric {name!r}: required_labels must be a sequence of names, "
@@ -77,6 +81,7 @@ class MetricDesc:
             default_labels=defaults,
             upper_bounds=bounds,
             options=tuple(sorted((options or {}).items())),
+            unit=unit,
         )
 
     def same_definition(self, other: MetricDesc) -> bool:
@@ -87,6 +92,7 @@ class MetricDesc:
             and dict(self.default_labels) == dict(other.default_labels)
             and self.upper_bounds == other.upper_bounds
             and self.options == other.options
+            and self.unit == other.unit
         )
 
     def option(self, key: str, default: object = None) -> object:
@@ -105,6 +111,21 @@ def exposed_names(name: str, metric_type: MetricType) -> set[str]:
     if metric_type is MetricType.COUNTER and name.endswith("_total"):
         name = name[: -len("_total")]
     return {name, *(name + suffix for suffix in _SUFFIXES.get(metric_type, ()))}
+
+
+def _check_unit(name: str, metric_type: MetricType, unit: str) -> None:
+    """OpenMetrics wants the unit as the name's suffix: ``request_duration_seconds``."""
+    if not LABEL_NAME_RE.fullmatch(unit):
+        raise MetricDefinitionException(f"metric {name!r}: unit {unit!r} is not a valid name")
+    stem = (
+        name[: -len("_total")]
+        if metric_type is MetricType.COUNTER and name.endswith("_total")
+        else name
+    )
+    if not stem.endswith("_" + unit):
+        raise MetricDefinitionException(
+            f"metric {name!r}: a metric with unit {unit!r} must have a name ending in '_{unit}'"
+        )
 
 
 def _text(metric_name: str, what: str, value: object) -> str:

@@ -7,7 +7,7 @@ into bytes. Nothing here knows about backends or about a particular exposition f
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -59,16 +59,35 @@ class LabelSet:
 EMPTY_LABELS = LabelSet((), ())
 
 
+@dataclass(slots=True, frozen=True)
+class Exemplar:
+    """A sample of one observation with its own labels (e.g. a trace id), for OpenMetrics."""
+
+    labels: Mapping[str, str]
+    value: float
+    timestamp: float | None = None
+
+
+@dataclass(slots=True)
+class CounterData:
+    """A counter's value with its latest exemplar (a plain float when there is none)."""
+
+    value: float
+    exemplar: Exemplar | None = None
+
+
 @dataclass(slots=True)
 class HistogramData:
     """One moment of a histogram: per-bucket (not cumulative) counts and their sum.
 
     ``count`` is derived from the buckets, so it always equals the ``+Inf`` bucket.
+    ``exemplars``, when present, holds the latest exemplar of each bucket (or None).
     """
 
     upper_bounds: tuple[float, ...]
     bucket_counts: Sequence[float]
     sum: float
+    exemplars: Sequence[Exemplar | None] | None = None
 
     @property
     def count(self) -> float:
@@ -84,7 +103,7 @@ class SummaryData:
     quantiles: tuple[tuple[float, float], ...] = ()
 
 
-SeriesValue = Union[float, HistogramData, SummaryData]
+SeriesValue = Union[float, CounterData, HistogramData, SummaryData]
 Series = tuple[LabelSet, SeriesValue]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytheus.samples import HistogramData, LabelSet, MetricFamily, SummaryData
+from pytheus.samples import CounterData, HistogramData, LabelSet, MetricFamily, SummaryData
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -77,6 +77,8 @@ def render(families: Iterable[MetricFamily]) -> str:
                 _render_histogram(out, name, labels, value)
             elif isinstance(value, SummaryData):
                 _render_summary(out, name, labels, value)
+            elif isinstance(value, CounterData):
+                append(f"{name}{render_labels(labels)} {format_value(value.value)}\n")
             else:
                 append(f"{name}{render_labels(labels)} {format_value(value)}\n")
     return "".join(out)

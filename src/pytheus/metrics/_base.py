@@ -49,9 +49,13 @@ class _Metric:
         required_labels: Sequence[str] | None = None,
         default_labels: Mapping[str, str] | None = None,
         registry: Registry | None = REGISTRY,
+        *,
+        unit: str = "",
     ) -> None:
         self._define(
-            MetricDesc.build(name, description, self.type_, required_labels, default_labels),
+            MetricDesc.build(
+                name, description, self.type_, required_labels, default_labels, unit=unit
+            ),
             registry,
         )
 

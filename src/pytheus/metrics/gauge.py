@@ -52,6 +52,8 @@ class Gauge(_Metric):
         default_labels: Mapping[str, str] | None = None,
         registry: Registry | None = REGISTRY,
         multiprocess_mode: str | None = None,
+        *,
+        unit: str = "",
     ) -> None:
         if multiprocess_mode is not None and multiprocess_mode not in MULTIPROCESS_MODES:
             raise MetricDefinitionException(
@@ -60,7 +62,13 @@ class Gauge(_Metric):
             )
         options = {"multiprocess_mode": multiprocess_mode} if multiprocess_mode else None
         desc = MetricDesc.build(
-            name, description, self.type_, required_labels, default_labels, options=options
+            name,
+            description,
+            self.type_,
+            required_labels,
+            default_labels,
+            options=options,
+            unit=unit,
         )
         self._define(desc, registry)
 

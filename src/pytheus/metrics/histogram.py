@@ -44,9 +44,17 @@ class Histogram(_Metric):
         default_labels: Mapping[str, str] | None = None,
         registry: Registry | None = REGISTRY,
         buckets: Sequence[float] | None = DEFAULT_BUCKETS,
+        *,
+        unit: str = "",
     ) -> None:
         desc = MetricDesc.build(
-            name, description, self.type_, required_labels, default_labels, buckets=buckets
+            name,
+            description,
+            self.type_,
+            required_labels,
+            default_labels,
+            buckets=buckets,
+            unit=unit,
         )
         self._define(desc, registry)
 
