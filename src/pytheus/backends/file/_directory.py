@@ -33,7 +33,7 @@ from pytheus.backends.file._format import (
     padded,
     read_header,
 )
-from pytheus.backends.file._merge import kept_after_death, merge_into, merge_key
+from pytheus.backends.aggregation import kept_after_death, merge_into, merge_key
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 
 logger = logging.getLogger("pytheus.backends.file")

@@ -1,4 +1,5 @@
-"""How the values of several processes combine into one series.
+"""How the values of several processes combine into one series (shared by the file and
+Redis backends).
 
 Counters, histograms and summaries add up, cell by cell. Gauges follow their
 ``multiprocess_mode``; the ``live`` modes and the default mode forget a process once it is dead.
@@ -7,7 +8,11 @@ Every rule is associative, so the archive of dead processes is just one more con
 
 from __future__ import annotations
 
-from pytheus.backends.file._format import Key
+from typing import Any
+
+# A key's element 1 is the metric type and element 2 the gauge mode; element 6, when present,
+# the pid of a per-process gauge series.
+Key = tuple[Any, ...]
 
 # Gauge cells: value, time of the last write, time of the last set() (0 when never set).
 VALUE, LAST_WRITE, LAST_SET = 0, 1, 2

@@ -1,0 +1,53 @@
+"""The benchmark harness runs end to end (``bench/run.py --quick``); no timing is checked."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench.workloads import WORKLOADS
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "bench" / "run.py"
+
+ISSUE_WORKLOADS = {
+    "Counter.inc()",
+    "labels(a, b).inc()",
+    "Histogram.observe()",
+    "scrape 10k counters + 1k histograms",
+}
+
+
+def run_bench(*args: str) -> str:
+    completed = subprocess.run(
+        [sys.executable, str(RUN), "--quick", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def test_the_issue_workloads_are_benchmarked() -> None:
+    assert ISSUE_WORKLOADS.issubset(workload.name for workload in WORKLOADS)
+
+
+@pytest.mark.parametrize("markdown", [False, True], ids=["text", "markdown"])
+def test_quick_run_prints_a_row_per_workload(markdown: bool) -> None:
+    output = run_bench("--markdown") if markdown else run_bench()
+    lines = output.splitlines()
+    prefix = "| " if markdown else ""
+    for workload in WORKLOADS:
+        rows = [line for line in lines if line.startswith(prefix + workload.name + " ")]
+        assert len(rows) == 1, f"no row for {workload.name!r} in:\n{output}"
+        assert rows[0].rstrip(" |").endswith(("yes", "NO")), rows[0]
+
+
+def test_only_selects_workloads() -> None:
+    output = run_bench("--only", "histogram.observe")
+    assert "Histogram.observe()" in output
+    assert "Counter.inc()" not in output
