@@ -52,9 +52,19 @@ def file_backend(directory: Path) -> tuple[type[Any], BackendConfig]:
     return MultiProcessFileBackend, {"path": str(directory)}
 
 
+def redis_backend(directory: Path) -> tuple[type[Any], BackendConfig]:
+    from pytheus.backends.redis import MultiProcessRedisBackend
+    from tests.redis_server import shared_server
+
+    server = shared_server()
+    namespace = directory.name.replace(":", "_")
+    return MultiProcessRedisBackend, {"url": server.url, "namespace": namespace}
+
+
 # name -> (scratch directory -> backend class and configuration)
 BACKENDS: dict[str, Callable[[Path], tuple[type[Any], BackendConfig]]] = {
     "memory": lambda _: (SingleProcessBackend, {}),
     "per_value": lambda _: (DictBackend, {}),
     "file": file_backend,
+    "redis": redis_backend,
 }

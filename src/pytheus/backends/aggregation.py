@@ -21,7 +21,7 @@ PER_PROCESS_MODES = frozenset({"all", "liveall"})
 KEPT_AFTER_DEATH = frozenset({"all", "sum", "min", "max", "mostrecent"})
 
 
-def merge_key(key: Key, pid: int) -> Key:
+def merge_key(key: Key, pid: int | str | None) -> Key:
     """The key a contribution merges under: per-process gauge modes keep the pid apart."""
     if key[1] == "gauge" and key[2] in PER_PROCESS_MODES:
         return (*key[:6], key[6] if key[6] is not None else pid)

@@ -123,6 +123,9 @@ def load_backend(
         previous, _loaded = _loaded, _Loaded(cls, config, store)
     if previous is not None:
         rebind_all_values()
+        close = getattr(previous.store, "close", None)
+        if close is not None:
+            close()
 
 
 def rebind_all_values() -> None:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pytheus.backends.aggregation import kept_after_death, merge_into, merge_key
 from pytheus.backends.file._format import (
     ENTRY_HEAD,
     HEADER,
@@ -33,7 +34,6 @@ from pytheus.backends.file._format import (
     padded,
     read_header,
 )
-from pytheus.backends.aggregation import kept_after_death, merge_into, merge_key
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 
 logger = logging.getLogger("pytheus.backends.file")

@@ -1,0 +1,77 @@
+"""Configuration of the Redis backend, checked when it is loaded."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytheus.backends.base import BackendConfig
+from pytheus.exceptions import InvalidBackendConfigException
+
+_OWN_OPTIONS = {
+    "namespace", "key_prefix", "expire_key_time", "flush_interval", "max_pending_series", "url",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    namespace: str = ""
+    expire_key_time: int = 3600
+    flush_interval: float = 1.0
+    max_pending_series: int = 100_000
+    url: str | None = None
+    connection: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"pytheus:{self.namespace}" if self.namespace else "pytheus"
+
+    @property
+    def address(self) -> str:
+        """Where Redis is, for messages: never with the password."""
+        if self.url:
+            parts = urllib.parse.urlsplit(self.url)
+            netloc = parts.hostname or ""
+            if parts.port:
+                netloc += f":{parts.port}"
+            return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        if "unix_socket_path" in self.connection:
+            return f"unix://{self.connection['unix_socket_path']}"
+        host = self.connection.get("host", "localhost")
+        return f"{host}:{self.connection.get('port', 6379)}"
+
+    @classmethod
+    def from_config(cls, config: BackendConfig) -> RedisOptions:
+        connection = {k: v for k, v in config.items() if k not in _OWN_OPTIONS}
+        connection.setdefault("socket_timeout", 2.0)
+        connection.setdefault("socket_connect_timeout", 2.0)
+        namespace = str(config.get("namespace", config.get("key_prefix", "")) or "")
+        url = config.get("url")
+        if url is not None:
+            scheme = urllib.parse.urlsplit(str(url)).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise InvalidBackendConfigException(
+                    f"Redis backend: url must start with redis://, rediss:// or unix://, "
+                    f"got scheme {scheme!r}"
+                )
+        try:
+            options = cls(
+                namespace=namespace,
+                expire_key_time=int(config.get("expire_key_time", 3600)),
+                flush_interval=float(config.get("flush_interval", 1.0)),
+                max_pending_series=int(config.get("max_pending_series", 100_000)),
+                url=None if url is None else str(url),
+                connection=connection,
+            )
+        except (TypeError, ValueError) as error:
+            raise InvalidBackendConfigException(f"Redis backend: bad option: {error}") from None
+        if options.expire_key_time <= 0 or options.flush_interval < 0:
+            raise InvalidBackendConfigException(
+                "Redis backend: expire_key_time must be > 0 and flush_interval >= 0"
+            )
+        if ":" in namespace or "{" in namespace:
+            raise InvalidBackendConfigException(
+                f"Redis backend: namespace {namespace!r} must not contain ':' or '{{'"
+            )
+        return options

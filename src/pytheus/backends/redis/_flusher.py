@@ -1,0 +1,245 @@
+"""Moving this process's pending values to Redis: batches, retries, recovery after restarts.
+
+Each batch has a sequence number that the flush script checks, so retrying a batch whose reply
+was lost never applies it twice. When Redis lost data (it restarted without persistence, or lost
+the last writes), the script reports the last batch it still has: the missing batches are sent
+again from a short history, or, when they are older than that, this process re-sends its whole
+contribution. Only the flusher talks to Redis on behalf of the metrics; the application's
+threads never wait for it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import multiprocessing.util
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import redis
+
+from pytheus.backends.redis._config import RedisOptions
+from pytheus.backends.redis._scripts import FLUSH
+from pytheus.backends.redis._values import Op
+
+logger = logging.getLogger("pytheus.backends.redis")
+
+
+class FlushedValue(Protocol):
+    def take(self) -> list[Op]: ...
+    def totals(self) -> list[Op]: ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    seq: int
+    entries: tuple[tuple[str, str, tuple[Op, ...]], ...]  # (series id, description, ops)
+
+    def arguments(self) -> list[str]:
+        flat: list[str] = []
+        for sid, meta, ops in self.entries:
+            flat += [sid, meta, str(len(ops))]
+            for op in ops:
+                flat += op
+        return flat
+
+
+class Flusher:
+    def __init__(self, client: Any, options: RedisOptions) -> None:
+        self.client = client
+        self.options = options
+        self.process = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+        self.heartbeat_ttl = max(30, int(10 * max(options.flush_interval, 1.0)))
+        self._series: dict[str, tuple[str, FlushedValue]] = {}
+        self._series_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._script = client.register_script(FLUSH)
+        self._seq = 0
+        self._acked = -1
+        self._unacked: Batch | None = None
+        self._history: collections.deque[Batch] = collections.deque(maxlen=64)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.healthy = True
+        self.dropped_updates = 0
+        self._last_error_log = 0.0
+
+    # --- registration and the background thread -------------------------------------------
+
+    def register(self, sid: str, meta: str, value: FlushedValue) -> None:
+        with self._series_lock:
+            self._series.setdefault(sid, (meta, value))
+        if self._thread is None:
+            self._start()
+
+    def value_of(self, sid: str) -> FlushedValue | None:
+        found = self._series.get(sid)
+        return found[1] if found else None
+
+    def _start(self) -> None:
+        with self._series_lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(
+                target=self._run, name="pytheus-redis-flush", daemon=True
+            )
+            self._thread.start()
+        atexit.register(self.close)
+        # multiprocessing's fork children leave through os._exit and skip atexit, but they do
+        # run the finalizers registered with multiprocessing.util.
+        multiprocessing.util.Finalize(None, self.close, exitpriority=100)
+
+    def _run(self) -> None:
+        interval = self.options.flush_interval or 1.0
+        while not self._stop.wait(interval):
+            try:
+                self.flush()
+            except Exception:  # never let the thread die
+                logger.exception("pytheus: unexpected error while flushing to Redis")
+
+    def close(self) -> None:
+        """Stop the thread and flush once more (at exit, or when the backend is replaced)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        try:
+            self.flush()
+        except Exception:
+            logger.exception("pytheus: could not flush metrics to Redis at exit")
+
+    # --- flushing -------------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Send what is pending; True when Redis acknowledged everything up to now."""
+        with self._flush_lock:
+            if self._unacked is None:
+                self._unacked = self._take_batch()
+            batch = self._unacked
+            try:
+                if batch is None:  # nothing new: a heartbeat, which also reveals lost data
+                    status, last = self._send(self._acked, self._acked, [])
+                else:
+                    status, last = self._send(batch.seq, self._acked, batch.arguments())
+                if status == "gap" or (batch is None and last < self._acked):
+                    self._recover(last)
+                elif batch is not None:
+                    self._acknowledge(batch)
+            except redis.ResponseError as error:  # Redis refused the batch: retrying won't help
+                self._refused(error)
+                return False
+            except Exception as error:  # Redis is down or unreachable: keep the batch
+                self._failed(error)
+                return False
+        if not self.healthy:
+            logger.warning("pytheus: Redis at %s is reachable again", self.options.address)
+        self.healthy = True
+        return True
+
+    def _take_batch(self) -> Batch | None:
+        with self._series_lock:
+            series = list(self._series.items())
+        entries = tuple(
+            (sid, meta, tuple(ops)) for sid, (meta, value) in series if (ops := value.take())
+        )
+        if not entries:
+            return None
+        self._seq += 1
+        return Batch(self._seq, entries)
+
+    def _send(
+        self, seq: int, expected: int, arguments: list[str], resync: bool = False
+    ) -> tuple[str, int]:
+        reply = self._script(
+            args=[
+                self.options.base, self.process, seq, expected, self.options.expire_key_time,
+                self.heartbeat_ttl, repr(time.time()), "1" if resync else "0", *arguments,
+            ]
+        )  # fmt: skip
+        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+        return status, int(reply[1])
+
+    def _acknowledge(self, batch: Batch) -> None:
+        self._history.append(batch)
+        self._acked = batch.seq
+        self._unacked = None
+
+    def _recover(self, last: int) -> None:
+        """Redis has our batches only up to ``last``: send the missing ones again."""
+        missing = [b for b in self._history if b.seq > last]
+        contiguous = bool(missing) and missing[0].seq == last + 1
+        if last >= 0 and contiguous:
+            logger.warning(
+                "pytheus: Redis at %s lost %d recent batch(es); sending them again",
+                self.options.address,
+                len(missing),
+            )
+            expected = last
+            for batch in missing:
+                self._send(batch.seq, expected, batch.arguments())
+                expected = batch.seq
+            if self._unacked is not None:
+                self._send(self._unacked.seq, expected, self._unacked.arguments())
+                self._acknowledge(self._unacked)
+            return
+        logger.warning(
+            "pytheus: Redis at %s lost this process's metrics (it restarted empty); "
+            "re-sending its totals",
+            self.options.address,
+        )
+        with self._series_lock:
+            series = list(self._series.items())
+        entries = tuple(
+            (sid, meta, tuple(ops)) for sid, (meta, value) in series if (ops := value.totals())
+        )
+        self._seq += 1
+        batch = Batch(self._seq, entries)
+        self._send(batch.seq, last, batch.arguments(), resync=True)
+        self._history.clear()
+        self._acknowledge(batch)
+
+    def _failed(self, error: Exception) -> None:
+        self.healthy = False
+        now = time.monotonic()
+        if now - self._last_error_log > 30:
+            self._last_error_log = now
+            logger.warning(
+                "pytheus: cannot write metrics to Redis at %s (%s); keeping them and retrying",
+                self.options.address,
+                error,
+            )
+        with self._series_lock:
+            pending = len(self._series)
+        if pending > self.options.max_pending_series:
+            self._drop_pending()
+
+    def _refused(self, error: Exception) -> None:
+        batch, self._unacked = self._unacked, None
+        if batch is not None:
+            self._seq = self._acked  # the refused number was never applied
+            self.dropped_updates += len(batch.entries)
+        logger.error(
+            "pytheus: Redis at %s refused a batch of metrics (%s); dropped %d series updates",
+            self.options.address,
+            error,
+            len(batch.entries) if batch else 0,
+        )
+
+    def _drop_pending(self) -> None:
+        """Past the cap, forget pending values rather than grow without bound (counted)."""
+        with self._series_lock:
+            series = list(self._series.values())
+        dropped = sum(1 for _, value in series if value.take())
+        self.dropped_updates += dropped
+        logger.error(
+            "pytheus: Redis at %s unreachable with more than %d series pending: dropped the "
+            "pending updates of %d series (%d dropped so far)",
+            self.options.address,
+            self.options.max_pending_series,
+            dropped,
+            self.dropped_updates,
+        )

@@ -1,0 +1,341 @@
+"""The Redis backend against a real redis-server: processes, faults, scrape cost, options."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from pytheus.backends import SingleProcessBackend, load_backend
+from pytheus.backends.base import current_store
+from pytheus.backends.redis import MultiProcessRedisBackend, RedisStore, wait_for_flush
+from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
+from pytheus.exposition import generate_metrics
+from pytheus.metrics import Counter, Gauge
+from pytheus.registry import CollectorRegistry
+from tests import multiprocess_workers as workers
+from tests.helpers import samples, value
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCESSES = 4
+OPERATIONS = 2_000
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    """A server of the test's own, which the test may stop and restart."""
+    own = RedisServer()
+    yield own
+    own.stop()
+
+
+def config(server: RedisServer, **options: Any) -> dict[str, Any]:
+    return {"url": server.url, "namespace": uuid.uuid4().hex[:12], **options}
+
+
+@pytest.fixture
+def loaded(server: RedisServer) -> Iterator[dict[str, Any]]:
+    settings = config(server)
+    load_backend(MultiProcessRedisBackend, settings)
+    yield settings
+    load_backend(SingleProcessBackend, {})
+
+
+def store() -> RedisStore:
+    current = current_store()
+    assert isinstance(current, RedisStore)
+    return current
+
+
+def run_children(context_name: str, target: Any, args: tuple[Any, ...], count: int) -> None:
+    context: Any = multiprocessing.get_context(context_name)
+    children = [context.Process(target=target, args=args) for _ in range(count)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+
+
+def check_totals(registry: CollectorRegistry, processes: int, parent_ops: int = 0) -> None:
+    total = processes * OPERATIONS + parent_ops
+    got = samples(registry)
+    assert got[("requests_total", frozenset({("route", "/shared"), ("worker", "any")}))] == total
+    own = [v for (name, labels), v in got.items() if ("route", "/own") in labels]
+    assert sorted(own) == sorted([OPERATIONS] * processes + ([parent_ops] if parent_ops else []))
+    route = frozenset({("route", "/shared")})
+    assert got[("latency_seconds_count", route)] == total
+    assert got[("latency_seconds_bucket", route | {("le", "1.0")})] == total // 20 * 2
+    assert got[("sizes_bytes_sum", frozenset())] == 2 * total
+    assert got[("in_progress", frozenset())] == 0
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_processes_exact_totals(loaded: dict[str, Any], start_method: str) -> None:
+    metrics = workers.Metrics()
+    parent_ops = 0
+    if start_method == "fork":
+        workers.do_work(metrics, OPERATIONS)  # recorded before forking: children start afresh
+        parent_ops = OPERATIONS
+        run_children("fork", workers.do_work, (metrics, OPERATIONS), PROCESSES)
+    else:
+        backend = (MultiProcessRedisBackend, loaded)
+        run_children("spawn", workers.work_in_fresh_process, (backend, OPERATIONS), PROCESSES)
+    check_totals(metrics.registry, PROCESSES, parent_ops)
+
+
+TOP_LEVEL = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_script", "cmdstat_ping")
+
+
+def test_round_trips_per_scrape_do_not_grow_with_series(server: RedisServer) -> None:
+    client = redis.Redis.from_url(server.url)
+
+    def scrape_calls(series: int) -> tuple[int, int]:
+        """Commands a scrape sends (top level) and runs in all, for ``series`` counters."""
+        load_backend(MultiProcessRedisBackend, config(server))
+        registry = CollectorRegistry()
+        counter = Counter("many_total", "M.", required_labels=["n"], registry=registry)
+        for n in range(series):
+            counter.labels(n=str(n)).inc()
+        generate_metrics(registry)  # flushed, scripts loaded
+        client.config_resetstat()
+        generate_metrics(registry)
+        stats = client.info("commandstats")
+        top = sum(int(v["calls"]) for k, v in stats.items() if k in TOP_LEVEL)
+        return top, sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_config")
+
+    try:
+        (small_top, small_all), (large_top, large_all) = scrape_calls(1), scrape_calls(1100)
+    finally:
+        load_backend(SingleProcessBackend, {})
+    print(f"per scrape: {small_top} commands sent for 1 series, {large_top} for 1,100 series")
+    assert small_top == large_top == 2  # the flush of this process's pending values and the read
+    assert large_all > small_all  # the work inside the script does grow; round trips do not
+
+
+def test_redis_down_at_start_then_up(server: RedisServer) -> None:
+    server.stop()
+    settings = config(server)
+    try:
+        load_backend(MultiProcessRedisBackend, settings)  # down is not a configuration error
+        registry = CollectorRegistry()
+        counter = Counter("orders_total", "Orders.", registry=registry)
+        for _ in range(1000):
+            counter.inc()  # never raises, never waits for Redis
+        with pytest.raises(BackendUnavailableException, match=str(server.port)):
+            generate_metrics(registry)
+        server.start()
+        assert wait_for_flush(10)
+        assert value(registry, "orders_total") == 1000
+    finally:
+        load_backend(SingleProcessBackend, {})
+
+
+def increment_in_loop(backend: tuple[type[Any], dict[str, Any]], rounds: int, done: Any) -> None:
+    workers.load(backend)
+    counter = Counter("restart_total", "R.", registry=CollectorRegistry())
+    for _ in range(rounds):
+        for _ in range(100):
+            counter.inc()
+        time.sleep(0.01)
+    done.set()
+    assert wait_for_flush(30)
+
+
+def test_redis_restart_during_run_keeps_exact_totals(server: RedisServer) -> None:
+    settings = config(server, flush_interval=0.2)
+    backend = (MultiProcessRedisBackend, settings)
+    context = multiprocessing.get_context("spawn")
+    done = [context.Event() for _ in range(PROCESSES)]
+    children = [
+        context.Process(target=increment_in_loop, args=(backend, 300, event)) for event in done
+    ]
+    for child in children:
+        child.start()
+    time.sleep(1.5)
+    server.restart()  # comes back empty: no persistence
+    time.sleep(0.5)
+    server.stop()  # and down for a while
+    time.sleep(1.0)
+    server.start()
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+    load_backend(MultiProcessRedisBackend, settings)
+    try:
+        registry = CollectorRegistry()
+        Counter("restart_total", "R.", registry=registry)
+        assert value(registry, "restart_total") == PROCESSES * 300 * 100
+    finally:
+        load_backend(SingleProcessBackend, {})
+
+
+def test_retried_batch_is_applied_once(loaded: dict[str, Any]) -> None:
+    registry = CollectorRegistry()
+    counter = Counter("once_total", "O.", registry=registry)
+    counter.inc(5)
+    flusher = store().flusher
+    with flusher._flush_lock:  # keep the background thread out of the way
+        batch = flusher._take_batch()
+        assert batch is not None
+        statuses = [
+            flusher._send(batch.seq, flusher._acked, batch.arguments())[0] for _ in range(3)
+        ]  # as if the replies to the first attempts had been lost
+        flusher._acknowledge(batch)
+    assert statuses == ["ok", "dup", "dup"]
+    assert value(registry, "once_total") == 5
+
+
+def test_scrape_while_down_is_a_clear_error(loaded: dict[str, Any], server: RedisServer) -> None:
+    registry = CollectorRegistry()
+    Counter("down_total", "D.", registry=registry).inc()
+    server.stop()
+    with pytest.raises(BackendUnavailableException, match=f"127.0.0.1:{server.port}"):
+        generate_metrics(registry)
+
+
+def test_namespaces_do_not_collide(server: RedisServer) -> None:
+    try:
+        totals = {}
+        for namespace, amount in (("a", 1), ("b", 10)):
+            load_backend(MultiProcessRedisBackend, {"url": server.url, "namespace": namespace})
+            registry = CollectorRegistry()
+            Counter("same_total", "S.", registry=registry).inc(amount)
+            totals[namespace] = value(registry, "same_total")
+        assert totals == {"a": 1, "b": 10}
+    finally:
+        load_backend(SingleProcessBackend, {})
+
+
+def test_series_expire(server: RedisServer) -> None:
+    try:
+        load_backend(MultiProcessRedisBackend, config(server, expire_key_time=1))
+        registry = CollectorRegistry()
+        counter = Counter("gone_total", "G.", required_labels=["user"], registry=registry)
+        counter.labels(user="departed").inc()
+        assert value(registry, "gone_total", user="departed") == 1
+        time.sleep(2.5)  # Redis expires the series; this process no longer holds it either
+        counter._family.children.clear()
+        assert value(registry, "gone_total", user="departed") is None
+    finally:
+        load_backend(SingleProcessBackend, {})
+
+
+def test_write_through(server: RedisServer) -> None:
+    settings = config(server, flush_interval=0)
+    try:
+        load_backend(MultiProcessRedisBackend, settings)
+        counter = Counter("through_total", "T.", registry=CollectorRegistry())
+        counter.inc(3)
+        client = redis.Redis.from_url(server.url)
+        keys = client.keys(f"pytheus:{settings['namespace']}:s:*")
+        assert [client.hget(k, "v") for k in keys] == [b"3"]  # in Redis before any scrape
+    finally:
+        load_backend(SingleProcessBackend, {})
+
+
+def test_bad_configuration_is_a_clear_error() -> None:
+    with pytest.raises(InvalidBackendConfigException, match="url must start"):
+        load_backend(MultiProcessRedisBackend, {"url": "http://127.0.0.1:1"})
+    with pytest.raises(InvalidBackendConfigException, match="cannot be resolved"):
+        load_backend(MultiProcessRedisBackend, {"host": "no-such-host.invalid", "port": 6379})
+    with pytest.raises(InvalidBackendConfigException, match="namespace"):
+        load_backend(MultiProcessRedisBackend, {"namespace": "a:b"})
+
+
+def test_wrong_password_names_the_address_not_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    protected = RedisServer("--requirepass", "s3cret-pass")
+    try:
+        url = f"redis://:wrong-pass@127.0.0.1:{protected.port}/0"
+        with pytest.raises(InvalidBackendConfigException) as raised:
+            load_backend(MultiProcessRedisBackend, {"url": url})
+        assert f"127.0.0.1:{protected.port}" in str(raised.value)
+        assert "wrong-pass" not in str(raised.value)
+        good = f"redis://:s3cret-pass@127.0.0.1:{protected.port}/0"
+        load_backend(MultiProcessRedisBackend, {"url": good})
+        registry = CollectorRegistry()
+        Counter("auth_total", "A.", registry=registry).inc()
+        with caplog.at_level(logging.DEBUG):
+            assert value(registry, "auth_total") == 1
+        assert "s3cret-pass" not in caplog.text
+    finally:
+        load_backend(SingleProcessBackend, {})
+        protected.stop()
+
+
+def test_gauge_modes_across_processes(loaded: dict[str, Any]) -> None:
+    modes = ["all", "sum", "livesum", "max", "livemax", "mostrecent"]
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    children = []
+    for v in (3.0, 1.0, 2.0):
+        ready = context.Event()
+        child = context.Process(
+            target=workers.set_gauges_and_wait,
+            args=((MultiProcessRedisBackend, loaded), modes, v, ready, stop),
+        )
+        child.start()
+        assert ready.wait(60)
+        assert wait_for_flush(10)
+        children.append(child)
+        time.sleep(0.01)
+    time.sleep(1.5)  # every child has flushed at least once after setting its gauges
+    registry = CollectorRegistry()
+    for mode in modes:
+        Gauge(f"gauge_{mode}", "G.", multiprocess_mode=mode, registry=registry)
+    Gauge("gauge_default_set", "G.", registry=registry)
+    Gauge("gauge_default_inc", "G.", registry=registry)
+    got = {m: value(registry, f"gauge_{m}") for m in modes if m != "all"}
+    assert got == {"sum": 6, "livesum": 6, "max": 3, "livemax": 3, "mostrecent": 2}
+    assert value(registry, "gauge_default_set") == 2
+    assert value(registry, "gauge_default_inc") == 6
+    own = f"{store().flusher.process.rsplit(':', 1)[0]}"
+    per_process = [
+        v for (n, labels), v in samples(registry).items()
+        if n == "gauge_all" and dict(labels)["pid"] != own
+    ]  # fmt: skip
+    assert sorted(per_process) == [1, 2, 3]
+    stop.set()
+    for child in children:
+        child.join()
+    # the children are gone; their heartbeats expire only after a while, so end them now
+    client = redis.Redis.from_url(loaded["url"], decode_responses=True)
+    for key in client.keys(f"pytheus:{loaded['namespace']}:proc:*"):
+        if store().flusher.process not in key:
+            client.delete(key)
+    after = {m: value(registry, f"gauge_{m}") for m in modes if m != "all"}
+    assert after == {"sum": 6, "livesum": 0, "max": 3, "livemax": 0, "mostrecent": 2}
+    assert value(registry, "gauge_default_inc") == 0
+
+
+def test_unrelated_processes_on_other_hosts_share_series(loaded: dict[str, Any]) -> None:
+    code = textwrap.dedent(
+        f"""
+        from pytheus.backends import load_backend
+        from pytheus.backends.redis import MultiProcessRedisBackend
+        from pytheus.metrics import Counter
+        load_backend(MultiProcessRedisBackend, {loaded!r})
+        Counter("hosts_total", "H.", required_labels=["zone"]).labels(zone="eu").inc(2)
+        """
+    )
+    for _ in range(3):
+        subprocess.run(
+            [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
+    registry = CollectorRegistry()
+    Counter("hosts_total", "H.", required_labels=["zone"], registry=registry)
+    assert value(registry, "hosts_total", zone="eu") == 6
