@@ -168,3 +168,44 @@ def test_series_keep_declared_label_order(registry: CollectorRegistry) -> None:
     counter.labels(alpha="1", zeta="2").inc()
     line = next(ln for ln in generate_metrics(registry).splitlines() if not ln.startswith("#"))
     assert line.index("zeta") < line.index("alpha")
+
+
+def test_remove_and_clear(registry: CollectorRegistry) -> None:
+    from pytheus.metrics import Gauge
+
+    counter = Counter("jobs_total", "Jobs.", required_labels=["queue"], registry=registry)
+    kept = counter.labels(queue="a")
+    kept.inc(5)
+    counter.labels(queue="b").inc(2)
+    counter.remove(queue="a")
+    assert value(registry, "jobs_total", queue="a") is None
+    assert value(registry, "jobs_total", queue="b") == 2
+    kept.inc()  # a view kept by the caller re-creates the series, from zero
+    assert value(registry, "jobs_total", queue="a") == 1
+    counter.labels({"queue": "a"}).inc()
+    assert value(registry, "jobs_total", queue="a") == 2
+    counter.remove({"queue": "missing"})  # removing an unknown series does nothing
+    counter.clear()
+    assert samples(registry) == {}
+    counter.labels(queue="b").inc()
+    assert value(registry, "jobs_total", queue="b") == 1
+
+    histogram = Histogram("h", "H.", required_labels=["a"], buckets=[1], registry=registry)
+    histogram.labels(a="x").observe(0.5)
+    histogram.remove(a="x")
+    assert value(registry, "h_count", a="x") is None
+    histogram.labels(a="x").observe(2)
+    assert value(registry, "h_count", a="x") == 1
+    assert value(registry, "h_bucket", a="x", le="1.0") == 0
+
+    gauge = Gauge("g", "G.", required_labels=["a"], registry=registry)
+    gauge.labels(a="x").set(5)
+    gauge.remove(a="x")
+    assert value(registry, "g", a="x") is None
+    gauge.labels(a="x").set(3)
+    assert value(registry, "g", a="x") == 3
+
+    with pytest.raises(UnobservableMetricException):
+        Counter("two_total", "T.", required_labels=["a", "b"], registry=registry).remove(a="1")
+    with pytest.raises(LabelValidationException, match="no labels"):
+        Counter("plain_total", "P.", registry=registry).remove()

@@ -15,6 +15,7 @@ from pytheus.exceptions import (
     PytheusException,
     UnobservableMetricException,
 )
+from pytheus.exposition import generate_metrics
 from pytheus.metrics import Counter, Gauge, Histogram, Summary
 from pytheus.registry import CollectorRegistry
 from tests.helpers import samples, value
@@ -304,3 +305,72 @@ def test_unit_must_be_the_name_suffix() -> None:
         Gauge("request_duration", "D.", unit="seconds", registry=registry)
     with pytest.raises(MetricDefinitionException, match="not a valid name"):
         Summary("size_bytes", "S.", unit="bad unit", registry=registry)
+
+
+def test_info(registry: CollectorRegistry) -> None:
+    from pytheus.exceptions import LabelValidationException
+    from pytheus.metrics import Info
+    from tests.helpers import family_types
+
+    build = Info("build", "Build.", registry=registry)
+    build.info({"version": "1.2", "commit": 'a"b\\c'})
+    component = Info("component_info", "C.", required_labels=["name"], registry=registry)
+    component.labels(name="db").info({"v": "3"})
+    time.sleep(0.002)
+    component.labels(name="db").info({"v": 4})  # the newest information wins
+    got = samples(registry)
+    assert got == {
+        ("build_info", frozenset({("version", "1.2"), ("commit", 'a"b\\c')})): 1,
+        ("component_info", frozenset({("name", "db"), ("v", "4")})): 1,
+    }
+    assert family_types(generate_metrics(registry))["build_info"] == "gauge"
+    with pytest.raises(LabelValidationException, match="already one of"):
+        component.labels(name="x").info({"name": "y"})
+    with pytest.raises(LabelValidationException, match="invalid label name"):
+        build.info({"bad-name": "y"})
+    component.remove(name="db")
+    assert ("component_info", frozenset({("name", "db"), ("v", "4")})) not in samples(registry)
+
+
+def test_enum(registry: CollectorRegistry) -> None:
+    from pytheus.metrics import Enum
+
+    task = Enum("task_state", "State.", states=["starting", "running", "stopped"],
+                registry=registry)  # fmt: skip
+    jobs = Enum("job_state", "Jobs.", required_labels=["job"], states=["idle", "busy"],
+                registry=registry)  # fmt: skip
+
+    def states(name: str, **labels: str) -> dict[str, float]:
+        return {
+            dict(ls)[name]: v
+            for (sample, ls), v in samples(registry).items()
+            if sample == name and labels.items() <= dict(ls).items()
+        }
+
+    assert states("task_state") == {"starting": 1, "running": 0, "stopped": 0}
+    task.state("running")
+    assert states("task_state") == {"starting": 0, "running": 1, "stopped": 0}
+    jobs.labels(job="a").state("busy")
+    jobs.labels(job="b")
+    assert states("job_state", job="a") == {"idle": 0, "busy": 1}
+    assert states("job_state", job="b") == {"idle": 1, "busy": 0}
+    with pytest.raises(InvalidValueException, match=r"'task_state'.*'paused'"):
+        task.state("paused")
+    from pytheus.exceptions import MetricDefinitionException
+
+    with pytest.raises(MetricDefinitionException, match="states"):
+        Enum("e", "E.", states=[], registry=registry)
+    jobs.remove(job="a")
+    assert states("job_state", job="a") == {}
+
+
+def test_set_function(registry: CollectorRegistry) -> None:
+    items = [1, 2, 3]
+    gauge = Gauge("items", "Items.", registry=registry)
+    gauge.set_function(lambda: len(items))
+    assert value(registry, "items") == 3
+    items.append(4)
+    assert value(registry, "items") == 4
+    labelled = Gauge("broken", "Broken.", required_labels=["a"], registry=registry)
+    labelled.labels(a="x").set_function(lambda: 1 / 0)  # a failing callback: NaN, no crash
+    assert math.isnan(value(registry, "broken", a="x") or 0)

@@ -17,7 +17,7 @@ from pytheus.backends.store import StoredFamily, read_local
 from pytheus.desc import exposed_names
 from pytheus.exceptions import BackendUnavailableException
 from pytheus.registry import Registry
-from pytheus.samples import MetricFamily
+from pytheus.samples import MetricFamily, Series
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> li
 def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]:
     if not families:
         return []
+    stored = [getattr(f, "storage", None) or f for f in families]  # Info/Enum keep a gauge
     try:
-        series_lists = current_store().read(families)
+        series_lists = current_store().read(stored)
     except BackendUnavailableException:
         raise
     except Exception as error:
@@ -65,9 +66,14 @@ def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]
             f"the metrics backend could not be read: {error}"
         ) from error
     return [
-        MetricFamily(f.desc.name, f.desc.type, f.desc.help, series, f.desc.unit)
+        MetricFamily(f.desc.name, f.desc.type, f.desc.help, _finish(f, series), f.desc.unit)
         for f, series in zip(families, series_lists)
     ]
+
+
+def _finish(family: Any, series: list[Series]) -> list[Series]:
+    finish = getattr(family, "finish", None)
+    return finish(series) if finish is not None else series
 
 
 def _run_custom_collector(collector: Any) -> list[MetricFamily]:
@@ -79,7 +85,8 @@ def _run_custom_collector(collector: Any) -> list[MetricFamily]:
                 output.append(item)
                 continue
             family = item._collector
-            [series] = read_local([family])
+            [series] = read_local([family.storage or family])
+            series = family.finish(series)
             desc = family.desc
             output.append(MetricFamily(desc.name, desc.type, desc.help, series, desc.unit))
         return output

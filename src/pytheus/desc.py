@@ -103,6 +103,7 @@ _SUFFIXES: dict[MetricType, tuple[str, ...]] = {
     MetricType.COUNTER: ("_total", "_created"),
     MetricType.HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
     MetricType.SUMMARY: ("_sum", "_count", "_created"),
+    MetricType.INFO: ("_info",),
 }
 
 

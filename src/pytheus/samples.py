@@ -19,6 +19,8 @@ class MetricType(str, enum.Enum):
     GAUGE = "gauge"
     HISTOGRAM = "histogram"
     SUMMARY = "summary"
+    INFO = "info"
+    STATESET = "stateset"
     UNTYPED = "untyped"
 
     def __str__(self) -> str:

@@ -74,5 +74,17 @@ class PerValueStore:
         value: ScalarValue = self.backend_class(self.config, metric)
         return value
 
+    def forget(self, metric: Any) -> None:
+        """``remove()``: zero the series' values through the protocol (``set(0)``)."""
+        value = metric._value
+        parts = [value]
+        if isinstance(value, PerValueHistogram):
+            parts = [*value._buckets, value._sum]
+        elif isinstance(value, PerValueSummary):
+            parts = [value._count, value._sum]
+        for part in parts:
+            if hasattr(part, "set"):
+                part.set(0.0)
+
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         return read_local(families)

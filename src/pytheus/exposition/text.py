@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pytheus.samples import CounterData, HistogramData, LabelSet, MetricFamily, SummaryData
+from pytheus.samples import (
+    CounterData,
+    HistogramData,
+    LabelSet,
+    MetricFamily,
+    MetricType,
+    SummaryData,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Types this format does not have are exposed as gauges, as other clients do.
+_TEXT_TYPES = {MetricType.INFO: "gauge", MetricType.STATESET: "gauge"}
 
 _SPECIAL_VALUES = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
 
@@ -50,7 +60,7 @@ def render_labels(labels: LabelSet) -> str:
     return text
 
 
-def _bucket_labels(labels: LabelSet, upper_bounds: tuple[float, ...]) -> list[str]:
+def bucket_labels(labels: LabelSet, upper_bounds: tuple[float, ...]) -> list[str]:
     """The label strings of a series' buckets, memoised with the bounds they were made for.
 
     A LabelSet may be shared by histograms with different buckets (``EMPTY_LABELS`` in custom
@@ -70,8 +80,10 @@ def render(families: Iterable[MetricFamily]) -> str:
     out: list[str] = []
     append = out.append
     for family in families:
-        name = family.name
-        append(f"# HELP {name} {escape_help(family.help)}\n# TYPE {name} {family.type.value}\n")
+        name, type_name = family.name, _TEXT_TYPES.get(family.type, family.type.value)
+        if family.type is MetricType.INFO:
+            name += "_info"
+        append(f"# HELP {name} {escape_help(family.help)}\n# TYPE {name} {type_name}\n")
         for labels, value in family.series:
             if isinstance(value, HistogramData):
                 _render_histogram(out, name, labels, value)
@@ -87,7 +99,7 @@ def render(families: Iterable[MetricFamily]) -> str:
 def _render_histogram(out: list[str], name: str, labels: LabelSet, data: HistogramData) -> None:
     cumulative: float = 0
     bucket = f"{name}_bucket"
-    for label_text, count in zip(_bucket_labels(labels, data.upper_bounds), data.bucket_counts):
+    for label_text, count in zip(bucket_labels(labels, data.upper_bounds), data.bucket_counts):
         cumulative += count
         out.append(f"{bucket}{label_text} {format_count(cumulative)}\n")
     label_text = render_labels(labels)

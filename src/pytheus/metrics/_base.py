@@ -141,6 +141,35 @@ class _Metric:
             self._cache[tuple(given.items())] = view
         return view
 
+    def remove(self, pytheus_labels_: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        """Remove one labelled series from the exposition (same arguments as ``labels``).
+
+        A later observation of those labels starts the series again from zero.
+
+        Example::
+
+            requests.remove(method="GET", code="200")
+        """
+        if not self._family.desc.label_names:
+            raise LabelValidationException(
+                f"metric {self.name!r} has no labels; remove() takes a labelled series"
+            )
+        view = self.labels(pytheus_labels_, **kwargs)
+        if view._key is None:
+            view._require_observable()  # names the labels still missing
+            return
+        self._family.remove(view._key)
+
+    def clear(self) -> None:
+        """Remove every labelled series of this metric."""
+        family = self._family
+        if not family.desc.label_names:
+            raise LabelValidationException(
+                f"metric {family.desc.name!r} has no labels; clear() removes labelled series"
+            )
+        for key in list(family.children):
+            family.remove(key)
+
     def _new_view(self, labels: Labels, key: tuple[str, ...] | None) -> _Metric:
         view = object.__new__(type(self))
         view._family = self._family

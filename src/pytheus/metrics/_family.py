@@ -8,20 +8,25 @@ multi-process backends after ``fork``) reset holders to lazy values again.
 
 from __future__ import annotations
 
+import logging
+import math
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.base import add_backend_listener, current_store
 from pytheus.backends.memory import MemoryStore
 from pytheus.backends.store import Value
 from pytheus.exceptions import UnobservableMetricException
-from pytheus.samples import LabelSet, MetricFamily, MetricType
+from pytheus.samples import LabelSet, MetricFamily, MetricType, Series, SeriesValue
 
 if TYPE_CHECKING:
     from pytheus.desc import MetricDesc
     from pytheus.metrics._base import _Metric
+
+
+logger = logging.getLogger(__name__)
 
 
 class LazyValue:
@@ -68,7 +73,10 @@ class Family:
     ``collect``).
     """
 
-    __slots__ = ("desc", "children", "lock", "holders", "attached", "bound", "__weakref__")
+    __slots__ = (
+        "desc", "children", "lock", "holders", "attached", "bound", "storage", "transform",
+        "functions", "__weakref__",
+    )  # fmt: skip
 
     def __init__(self, desc: MetricDesc) -> None:
         self.desc = desc
@@ -77,6 +85,11 @@ class Family:
         self.holders: weakref.WeakSet[_Metric] = weakref.WeakSet()
         self.attached = False
         self.bound = False
+        # Info and Enum keep their values in a gauge family of their own (``storage``) and
+        # turn its series into theirs (``transform``); gauges may compute values at scrape.
+        self.storage: Family | None = None
+        self.transform: Callable[[list[Series]], list[Series]] | None = None
+        self.functions: dict[tuple[str, ...], Callable[[], float]] = {}
         with _all_families_lock:
             _all_families.add(self)
 
@@ -96,6 +109,24 @@ class Family:
         """Neither registered anywhere nor ever recorded: safe to replace by an equal family."""
         return not self.attached and not self.bound
 
+    def finish(self, series: list[Series]) -> list[Series]:
+        """The series as exposed: transformed (Info, Enum), with scrape-time functions applied."""
+        if self.transform is not None:
+            series = self.transform(series)
+        if self.functions:
+            series = [self._apply_function(labels, value) for labels, value in series]
+        return series
+
+    def _apply_function(self, labels: LabelSet, value: SeriesValue) -> Series:
+        function = self.functions.get(labels.values)
+        if function is None:
+            return labels, value
+        try:
+            return labels, float(function())
+        except Exception:
+            logger.exception("gauge %r: set_function callback failed", self.desc.name)
+            return labels, math.nan
+
     def attach(self) -> None:
         """Mark the family registered: from now on its values live in the backend in force.
 
@@ -104,6 +135,8 @@ class Family:
         before registration move along (histogram and summary observations only when the
         backend keeps values in memory too).
         """
+        if self.storage is not None:
+            self.storage.attach()
         with self.lock:
             if self.attached:
                 return
@@ -166,6 +199,35 @@ class Family:
             for holder in list(self.holders):
                 if not isinstance(holder._value, Unobservable):
                     holder._value = LazyValue(holder)
+
+    def remove(self, key: tuple[str, ...]) -> bool:
+        """Drop the series ``key`` from the exposition, in every process; False if unknown.
+
+        Views of it that callers kept stay usable: their next observation re-creates the series
+        from zero.
+        """
+        if self.storage is not None:  # Info, Enum: every stored variant of the series
+            storage = self.storage
+            with self.lock:
+                self.children.pop(key, None)
+            found = [k for k in list(storage.children) if k[: len(key)] == key]
+            for stored in found:
+                storage.remove(stored)
+            return bool(found)
+        store = current_store() if self.attached else _DETACHED
+        with self.lock:
+            child = self.children.get(key)
+            if child is None:
+                return False
+        forget = getattr(store, "forget", None)
+        if forget is not None:
+            forget(child)  # while the child still holds its value, for stores that need it
+        with self.lock:
+            self.children.pop(key, None)
+            for holder in list(self.holders):
+                if holder._key == key:
+                    holder._value = LazyValue(holder)
+        return True
 
     def local_values(self) -> Iterator[tuple[LabelSet, Value]]:
         """The series this process knows, each bound to a value (binding them if needed)."""

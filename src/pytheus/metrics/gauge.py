@@ -94,6 +94,21 @@ class Gauge(_Metric):
         """Set the gauge to the current Unix time in seconds."""
         self._value.set(time.time())
 
+    def set_function(self, function: Callable[[], float]) -> None:
+        """Expose ``function()`` as the value, called at every scrape.
+
+        With a multi-process backend, the process that serves the scrape calls it, so define
+        it in every process (as module-level code is).
+
+        Example::
+
+            queue_size = Gauge("queue_size", "Jobs waiting.")
+            queue_size.set_function(lambda: len(jobs))
+        """
+        self._require_observable()
+        assert self._key is not None
+        self._family.functions[self._key] = function
+
     def track_inprogress(self) -> InProgress:
         """Add 1 while inside the block (or decorated call), subtract it on the way out."""
         self._require_observable()

@@ -67,15 +67,19 @@ class FileStore:
                 process_file = self._file
         return process_file
 
-    def bind(self, metric: BoundSeries) -> Value:
+    @staticmethod
+    def _key(metric: BoundSeries) -> Key:
         desc = metric._desc
         assert metric._series is not None
         mode = str(desc.option("multiprocess_mode") or "")
-        key: Key = (
+        return (
             desc.name, desc.type.value, mode, desc.label_names, metric._series.values,
             desc.upper_bounds, None,
         )  # fmt: skip
-        raw = encode_key(key)
+
+    def bind(self, metric: BoundSeries) -> Value:
+        desc = metric._desc
+        raw = encode_key(self._key(metric))
         if desc.type is MetricType.HISTOGRAM:
             cells, index = self._process_file().allocate(raw, len(desc.upper_bounds) + 1)
             return FileHistogram(cells, index, desc.upper_bounds)
@@ -87,6 +91,10 @@ class FileStore:
             return FileGauge(cells, index)
         cells, index = self._process_file().allocate(raw, 1)
         return FileCounter(cells, index)
+
+    def forget(self, metric: BoundSeries) -> None:
+        """``remove()``: a tombstone hides what the series counted so far, in every process."""
+        self.directory.remove_series(self._key(metric))
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         for family in families:  # every local series exists in our file, zero if never used

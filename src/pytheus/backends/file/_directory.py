@@ -15,11 +15,13 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from pytheus.backends.aggregation import kept_after_death, merge_into, merge_key
+from pytheus.backends.aggregation import LAST_WRITE, kept_after_death, merge_into, merge_key
 from pytheus.backends.file._format import (
     ENTRY_HEAD,
     HEADER,
@@ -39,7 +41,9 @@ from pytheus.backends.file._process_file import SEGMENT_PREFIX
 logger = logging.getLogger("pytheus.backends.file")
 
 ARCHIVE = "archive.db"
-KNOWN_FILES = frozenset({ARCHIVE, ".lock", "run.lock"})
+TOMBSTONES = "removed.json"
+Tombstones = dict[tuple[Any, ...], tuple[list[float], float]]  # series -> (baseline, removed at)
+KNOWN_FILES = frozenset({ARCHIVE, TOMBSTONES, ".lock", "run.lock"})
 
 
 class _ParsedSegment:
@@ -61,6 +65,7 @@ class SharedDirectory:
         self._lock_fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._parsed: dict[Path, _ParsedSegment] = {}
         self._warned: set[str] = set()
+        self._tombstones: tuple[object, Tombstones] = (None, {})
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -107,7 +112,7 @@ class SharedDirectory:
 
     def _remove_stale_files(self) -> None:
         stale = [p for p in self.path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]
-        stale += [p for p in (self.path / ARCHIVE,) if p.exists()]
+        stale += [p for p in (self.path / ARCHIVE, self.path / TOMBSTONES) if p.exists()]
         if stale:
             logger.warning(
                 "pytheus: %d file(s) in %s are from an earlier run (none of its processes is "
@@ -130,7 +135,7 @@ class SharedDirectory:
                 if token and number.isdigit():
                     groups.setdefault(token, []).append((int(number), Path(entry.path)))
                     continue
-            if name in KNOWN_FILES or name.startswith((".tmp-", "archive.")):
+            if name in KNOWN_FILES or name.startswith((".tmp-", "archive.", "removed.")):
                 continue
             self._warn_once(name, "pytheus: ignoring foreign file %s in the metrics directory")
         return {token: [p for _, p in sorted(paths)] for token, paths in groups.items()}
@@ -191,20 +196,86 @@ class SharedDirectory:
     def read_all(self) -> dict[Key, list[float]]:
         """Compact the dead, then merge the archive and every living process (under the lock)."""
         with self.locked():
-            groups = self.groups()
-            living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
-            dead = {t: paths for t, paths in groups.items() if t not in living}
-            if dead:
-                self._compact(dead, groups)
-            table: dict[Key, list[float]] = {}
-            _, archived = self.read_segment(self.path / ARCHIVE)
-            for key, cells in archived:
-                merge_into(table, key, cells)
-            for paths in living.values():
-                for path in paths:
-                    pid, entries = self.read_segment(path)
-                    for key, cells in entries:
-                        merge_into(table, merge_key(key, pid), cells)
+            return self._read_locked()
+
+    def remove_series(self, key: Key) -> None:
+        """Record that a series was removed: what it had counted until now stops showing.
+
+        No process can change another's files, so a removal is a *tombstone*: the series'
+        totals at this moment (and, for gauges, the moment itself), subtracted at every scrape.
+        """
+        with self.locked():
+            table = self._read_locked(tombstones=False)  # the raw totals: the new baseline
+            baseline = table.get((*key[:6], None), [])
+            tombstones = self._load_tombstones()
+            tombstones[key[:6]] = (baseline, time.time())
+            temporary = self.path / f"removed.{os.getpid()}.tmp"
+            rows = [
+                [[*k[:3], list(k[3]), list(k[4]), list(k[5])], b, t]
+                for k, (b, t) in tombstones.items()
+            ]
+            temporary.write_text(json.dumps(rows))
+            os.replace(temporary, self.path / TOMBSTONES)
+
+    def _load_tombstones(self) -> Tombstones:
+        path = self.path / TOMBSTONES
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return {}
+        signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._tombstones[0] != signature:
+            entries = json.loads(path.read_text())
+            loaded = {
+                (k[0], k[1], k[2], tuple(k[3]), tuple(k[4]), tuple(k[5])): (list(b), float(t))
+                for k, b, t in entries
+            }
+            self._tombstones = (signature, loaded)
+        return dict(self._tombstones[1])
+
+    def _apply_tombstones(self, table: dict[Key, list[float]]) -> None:
+        tombstones = self._load_tombstones()
+        if not tombstones:
+            return
+        for key in list(table):
+            found = tombstones.get(key[:6])
+            if found is None:
+                continue
+            baseline, removed_at = found
+            cells = table[key]
+            if key[1] == "gauge":
+                if cells[LAST_WRITE] <= removed_at:
+                    del table[key]
+                continue
+            if len(baseline) == len(cells):
+                cells = [
+                    0.0 if abs(c - b) <= 1e-9 * abs(b) else c - b for c, b in zip(cells, baseline)
+                ]
+            counted = cells[:-1] if key[1] in ("histogram", "summary") else cells
+            if key[1] == "summary":
+                counted = cells[:1]
+            if not any(counted):
+                del table[key]
+            else:
+                table[key] = cells
+
+    def _read_locked(self, tombstones: bool = True) -> dict[Key, list[float]]:
+        groups = self.groups()
+        living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
+        dead = {t: paths for t, paths in groups.items() if t not in living}
+        if dead:
+            self._compact(dead, groups)
+        table: dict[Key, list[float]] = {}
+        _, archived = self.read_segment(self.path / ARCHIVE)
+        for key, cells in archived:
+            merge_into(table, key, cells)
+        for paths in living.values():
+            for path in paths:
+                pid, entries = self.read_segment(path)
+                for key, cells in entries:
+                    merge_into(table, merge_key(key, pid), cells)
+        if tombstones:
+            self._apply_tombstones(table)
         return table
 
     # --- compaction ---------------------------------------------------------------------------

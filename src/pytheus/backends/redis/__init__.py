@@ -94,7 +94,9 @@ class RedisStore:
 
     # --- binding ---------------------------------------------------------------------------
 
-    def bind(self, metric: BoundSeries) -> Value:
+    @staticmethod
+    def _identify(metric: BoundSeries) -> tuple[str, str]:
+        """``(series id, description)`` of a metric's series."""
         desc = metric._desc
         assert metric._series is not None
         mode = str(desc.option("multiprocess_mode") or "")
@@ -103,7 +105,19 @@ class RedisStore:
              list(desc.upper_bounds)],
             separators=(",", ":"), ensure_ascii=False,
         )  # fmt: skip
-        sid = hashlib.sha1(meta.encode()).hexdigest()[:20]
+        return hashlib.sha1(meta.encode()).hexdigest()[:20], meta
+
+    def forget(self, metric: BoundSeries) -> None:
+        """``remove()``: the series leaves Redis with the next flush (every process sees it)."""
+        sid, _ = self._identify(metric)
+        with self._lock:
+            self.flusher.remove(sid)
+        if self.options.flush_interval == 0 and self.flusher.healthy:
+            self.flusher.flush()
+
+    def bind(self, metric: BoundSeries) -> Value:
+        desc = metric._desc
+        sid, meta = self._identify(metric)
         with self._lock:
             existing = self.flusher.value_of(sid)
             if existing is not None:

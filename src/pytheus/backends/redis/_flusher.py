@@ -39,9 +39,10 @@ class FlushedValue(Protocol):
 class Batch:
     seq: int
     entries: tuple[tuple[str, str, tuple[Op, ...]], ...]  # (series id, description, ops)
+    removals: tuple[str, ...] = ()  # series ids removed before the entries apply
 
     def arguments(self) -> list[str]:
-        flat: list[str] = []
+        flat: list[str] = [str(len(self.removals)), *self.removals]
         for sid, meta, ops in self.entries:
             flat += [sid, meta, str(len(ops))]
             for op in ops:
@@ -57,6 +58,7 @@ class Flusher:
         self.heartbeat_ttl = max(30, int(10 * max(options.flush_interval, 1.0)))
         self._series: dict[str, tuple[str, FlushedValue]] = {}
         self._series_lock = threading.Lock()
+        self._removals: list[str] = []
         self._flush_lock = threading.Lock()
         self._script = client.register_script(FLUSH)
         self._seq = 0
@@ -76,6 +78,12 @@ class Flusher:
             self._series.setdefault(sid, (meta, value))
         if self._thread is None:
             self._start()
+
+    def remove(self, sid: str) -> None:
+        """Forget a series here and delete it from Redis with the next batch."""
+        with self._series_lock:
+            self._series.pop(sid, None)
+            self._removals.append(sid)
 
     def value_of(self, sid: str) -> FlushedValue | None:
         found = self._series.get(sid)
@@ -122,7 +130,7 @@ class Flusher:
             batch = self._unacked
             try:
                 if batch is None:  # nothing new: a heartbeat, which also reveals lost data
-                    status, last = self._send(self._acked, self._acked, [])
+                    status, last = self._send(self._acked, self._acked, ["0"])
                 else:
                     status, last = self._send(batch.seq, self._acked, batch.arguments())
                 if status == "gap" or (batch is None and last < self._acked):
@@ -143,13 +151,14 @@ class Flusher:
     def _take_batch(self) -> Batch | None:
         with self._series_lock:
             series = list(self._series.items())
+            removals, self._removals = tuple(self._removals), []
         entries = tuple(
             (sid, meta, tuple(ops)) for sid, (meta, value) in series if (ops := value.take())
         )
-        if not entries:
+        if not entries and not removals:
             return None
         self._seq += 1
-        return Batch(self._seq, entries)
+        return Batch(self._seq, entries, removals)
 
     def _send(
         self, seq: int, expected: int, arguments: list[str], resync: bool = False

@@ -28,7 +28,13 @@ redis.call('SET', base .. ':born', now, 'NX')
 if last >= 0 then redis.call('EXPIRE', seqkey, seq_ttl) end
 if last >= seq then return {'dup', tostring(last)} end
 if resync ~= '1' and last ~= expected then return {'gap', tostring(last)} end
-local i = 9
+local removals = tonumber(ARGV[9])
+for r = 1, removals do
+  local sid = ARGV[9 + r]
+  redis.call('DEL', base .. ':s:' .. sid)
+  redis.call('HDEL', base .. ':index', sid)
+end
+local i = 10 + removals
 while i <= #ARGV do
   local sid, meta, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3

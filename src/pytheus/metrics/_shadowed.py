@@ -1,0 +1,99 @@
+"""What Info and Enum share: their values live in a gauge family of their own.
+
+Each ``info()`` or ``state()`` call sets a gauge series, labelled with the metric's labels and
+one more label holding the information (or the state), to the current time. Across processes
+the gauge keeps the latest time (``multiprocess_mode="max"``), so at scrape the newest
+information of each series wins, whichever process recorded it, in every backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pytheus.desc import MetricDesc
+from pytheus.metrics._base import _Metric
+from pytheus.metrics._family import Family
+from pytheus.registry import Registry
+from pytheus.samples import LabelSet, MetricType, Series
+
+
+class _Shadowed(_Metric):
+    """A metric whose family stores its values in a hidden gauge family."""
+
+    __slots__ = ()
+    _hidden_label: str = "__value"
+
+    def _define_shadowed(
+        self,
+        name: str,
+        description: str,
+        required_labels: Sequence[str] | None,
+        default_labels: Mapping[str, str] | None,
+        registry: Registry | None,
+        transform: Callable[[Family, list[Series]], list[Series]],
+        options: Mapping[str, object] | None = None,
+    ) -> None:
+        desc = MetricDesc.build(
+            name, description, self.type_, required_labels, default_labels, options=options
+        )
+        self._define(desc, registry)
+        family = self._family
+        if family.storage is None:  # not joined to an existing identical family
+            storage_desc = MetricDesc(
+                name=desc.name,
+                help=desc.help,
+                type=MetricType.GAUGE,
+                label_names=(*desc.label_names, self._hidden_label),
+                options=(("multiprocess_mode", "max"), ("shadow_of", desc.type.value)),
+            )
+            family.storage = Family(storage_desc)
+            family.transform = lambda series: transform(family, series)
+            if family.attached:
+                family.storage.attach()
+
+    def _record(self, hidden_value: str) -> None:
+        """Mark ``hidden_value`` as this series' newest information."""
+        self._require_observable()
+        assert self._key is not None
+        storage = self._family.storage
+        assert storage is not None
+        child = storage.child((*self._key, hidden_value), self._storage_template())
+        child._value.set(time.time())
+
+    def _storage_template(self) -> _Metric:
+        storage = self._family.storage
+        assert storage is not None
+        template = object.__new__(_StorageView)
+        template._family = storage
+        template._registry = None
+        return template
+
+
+class _StorageView(_Metric):
+    """The gauge-like views of the hidden family (never seen by users)."""
+
+    __slots__ = ()
+    type_ = MetricType.GAUGE
+
+
+def newest_per_series(series: list[Series]) -> dict[tuple[str, ...], tuple[str, float]]:
+    """For each series (labels without the hidden one): the hidden value set last, and when."""
+    newest: dict[tuple[str, ...], tuple[str, float]] = {}
+    for labels, value in series:
+        *own, hidden = labels.values
+        when = float(value)  # type: ignore[arg-type]
+        key = tuple(own)
+        if when > 0 and (key not in newest or when > newest[key][1]):
+            newest[key] = (hidden, when)
+    return newest
+
+
+def label_set(
+    names: tuple[str, ...], values: tuple[str, ...], cache: dict[Any, LabelSet]
+) -> LabelSet:
+    labels = cache.get(values)
+    if labels is None:
+        labels = cache[values] = LabelSet(names, values)
+    return labels
