@@ -374,3 +374,34 @@ def test_set_function(registry: CollectorRegistry) -> None:
     labelled = Gauge("broken", "Broken.", required_labels=["a"], registry=registry)
     labelled.labels(a="x").set_function(lambda: 1 / 0)  # a failing callback: NaN, no crash
     assert math.isnan(value(registry, "broken", a="x") or 0)
+
+
+def test_exemplars_are_kept_where_the_backend_can(
+    registry: CollectorRegistry, backend: str
+) -> None:
+    from pytheus.collection import collect_registry
+    from pytheus.exceptions import LabelValidationException
+    from pytheus.samples import CounterData, HistogramData
+
+    counter = Counter("requests_total", "R.", registry=registry)
+    histogram = Histogram("latency_seconds", "L.", buckets=[0.1, 1], registry=registry)
+    counter.inc(2, exemplar={"trace_id": "abc"})
+    histogram.observe(0.5, exemplar={"trace_id": "def"})
+    histogram.observe(0.05)
+    with pytest.raises(LabelValidationException, match="128"):
+        counter.inc(exemplar={"trace_id": "x" * 130})
+    with pytest.raises(LabelValidationException, match="exemplar label name"):
+        histogram.observe(1, exemplar={"bad-name": "x"})
+    families = {f.name: f for f in collect_registry(registry)}
+    [(_, counted)] = families["requests_total"].series
+    [(_, observed)] = families["latency_seconds"].series
+    assert isinstance(observed, HistogramData)
+    if backend == "per_value":  # the per-value protocol has no place for exemplars
+        assert counted == 2 and observed.exemplars is None
+        return
+    assert isinstance(counted, CounterData) and counted.value == 2  # the refused call: nothing
+    assert counted.exemplar is not None
+    assert dict(counted.exemplar.labels) == {"trace_id": "abc"} and counted.exemplar.value == 2
+    assert observed.exemplars is not None
+    assert [e and dict(e.labels) for e in observed.exemplars] == [None, {"trace_id": "def"}, None]
+    assert observed.exemplars[1] is not None and observed.exemplars[1].value == 0.5

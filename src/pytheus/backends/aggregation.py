@@ -29,6 +29,8 @@ def merge_key(key: Key, pid: int | str | None) -> Key:
 
 
 def kept_after_death(key: Key) -> bool:
+    if key[1] == "exemplar":  # exemplars are samples of recent activity: the dead have none
+        return False
     return key[1] != "gauge" or key[2] in KEPT_AFTER_DEATH
 
 

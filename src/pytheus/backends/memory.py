@@ -13,7 +13,7 @@ from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
-from pytheus.samples import HistogramData, MetricType, Series, SummaryData
+from pytheus.samples import Exemplar, HistogramData, MetricType, Series, SummaryData
 
 if TYPE_CHECKING:
     from pytheus.backends.base import BackendConfig
@@ -60,10 +60,23 @@ class SingleProcessBackend:
         return MemoryStore()
 
 
+class MemoryCounter(SingleProcessBackend):
+    """A counter's value and its latest exemplar."""
+
+    __slots__ = ("exemplar",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exemplar: Exemplar | None = None
+
+    def record_exemplar(self, exemplar: Exemplar) -> None:
+        self.exemplar = exemplar
+
+
 class MemoryHistogram:
     """Per-bucket counts and a sum under one lock: a snapshot is one moment."""
 
-    __slots__ = ("_bounds", "_counts", "_sum", "_lock", "_last")
+    __slots__ = ("_bounds", "_counts", "_sum", "_lock", "_last", "_exemplars")
 
     def __init__(self, upper_bounds: tuple[float, ...]) -> None:
         self._bounds = upper_bounds
@@ -71,6 +84,14 @@ class MemoryHistogram:
         self._sum = 0.0
         self._lock = Lock()
         self._last = len(upper_bounds) - 1
+        self._exemplars: list[Exemplar | None] | None = None
+
+    def record_exemplar(self, exemplar: Exemplar) -> None:
+        bucket = bucket_index(self._bounds, exemplar.value)
+        with self._lock:
+            if self._exemplars is None:
+                self._exemplars = [None] * len(self._bounds)
+            self._exemplars[bucket] = exemplar
 
     def observe(self, value: float) -> None:
         index = bisect_left(self._bounds, value)
@@ -82,7 +103,8 @@ class MemoryHistogram:
 
     def snapshot(self) -> HistogramData:
         with self._lock:
-            return HistogramData(self._bounds, self._counts.copy(), self._sum)
+            exemplars = None if self._exemplars is None else list(self._exemplars)
+            return HistogramData(self._bounds, self._counts.copy(), self._sum, exemplars)
 
 
 class MemorySummary:
@@ -112,10 +134,20 @@ class MemoryStore:
             return MemoryHistogram(desc.upper_bounds)
         if desc.type is MetricType.SUMMARY:
             return MemorySummary()
+        if desc.type is MetricType.COUNTER:
+            return MemoryCounter()
         return SingleProcessBackend()
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         return read_local(families)
+
+
+def bucket_index(upper_bounds: Sequence[float], value: float) -> int:
+    """The bucket ``value`` falls in (NaN falls in ``+Inf``, as it compares false with all)."""
+    index = bisect_left(upper_bounds, value)
+    if index == 0 and value != value:
+        return len(upper_bounds) - 1
+    return index
 
 
 def bucket_name(upper_bound: float) -> str:

@@ -18,7 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol, Union
 
-from pytheus.samples import HistogramData, LabelSet, MetricType, Series, SummaryData
+from pytheus.samples import (
+    CounterData,
+    HistogramData,
+    LabelSet,
+    MetricType,
+    Series,
+    SummaryData,
+)
 
 if TYPE_CHECKING:
     from pytheus.desc import MetricDesc
@@ -72,9 +79,14 @@ class Store(Protocol):
 SCALAR_TYPES = frozenset({MetricType.COUNTER, MetricType.GAUGE, MetricType.UNTYPED})
 
 
-def read_value(metric_type: MetricType, value: Value) -> float | HistogramData | SummaryData:
+def read_value(
+    metric_type: MetricType, value: Value
+) -> float | CounterData | HistogramData | SummaryData:
     """Read one bound value as the sample model wants it."""
     if metric_type in SCALAR_TYPES:
+        exemplar = getattr(value, "exemplar", None)
+        if exemplar is not None:
+            return CounterData(value.get(), exemplar)  # type: ignore[union-attr]
         return value.get()  # type: ignore[union-attr]
     return value.snapshot()  # type: ignore[union-attr]
 

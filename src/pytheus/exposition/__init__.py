@@ -1,12 +1,35 @@
-"""Exposition: metrics as bytes Prometheus reads."""
+"""Exposition: metrics as bytes Prometheus reads, and the ways to serve them.
+
+Formats: the Prometheus text format 0.0.4 (:mod:`pytheus.exposition.text`) and OpenMetrics 1.0.0
+(:mod:`pytheus.exposition.openmetrics`), chosen per request by
+:func:`~pytheus.exposition.negotiation.render_for_request`. Serving (:mod:`pytheus.serving`,
+re-exported here): ``make_wsgi_app``, ``make_asgi_app``, ``start_http_server``,
+``push_to_gateway``, ``pushadd_to_gateway``, ``delete_from_gateway``, ``write_to_textfile``.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pytheus.collection import collect_registry
-from pytheus.exposition import text
+from pytheus.exposition import openmetrics, text
+from pytheus.exposition.negotiation import render_for_request
 from pytheus.registry import REGISTRY, Registry
 
+if TYPE_CHECKING:
+    from pytheus.serving import (
+        MetricsServer,
+        delete_from_gateway,
+        make_asgi_app,
+        make_wsgi_app,
+        push_to_gateway,
+        pushadd_to_gateway,
+        start_http_server,
+        write_to_textfile,
+    )
+
 PROMETHEUS_CONTENT_TYPE = text.CONTENT_TYPE
+OPENMETRICS_CONTENT_TYPE = openmetrics.CONTENT_TYPE
 
 
 def generate_metrics(registry: Registry = REGISTRY) -> str:
@@ -23,4 +46,40 @@ def generate_metrics(registry: Registry = REGISTRY) -> str:
     return text.render(collect_registry(registry))
 
 
-__all__ = ["PROMETHEUS_CONTENT_TYPE", "generate_metrics"]
+_SERVING = frozenset(
+    {
+        "MetricsServer",
+        "delete_from_gateway",
+        "make_asgi_app",
+        "make_wsgi_app",
+        "push_to_gateway",
+        "pushadd_to_gateway",
+        "start_http_server",
+        "write_to_textfile",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The serving names, imported on first use: :mod:`pytheus.serving` imports this package."""
+    if name in _SERVING:
+        import pytheus.serving
+
+        return getattr(pytheus.serving, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "OPENMETRICS_CONTENT_TYPE",
+    "PROMETHEUS_CONTENT_TYPE",
+    "MetricsServer",
+    "delete_from_gateway",
+    "generate_metrics",
+    "make_asgi_app",
+    "make_wsgi_app",
+    "push_to_gateway",
+    "pushadd_to_gateway",
+    "render_for_request",
+    "start_http_server",
+    "write_to_textfile",
+]

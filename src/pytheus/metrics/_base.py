@@ -7,15 +7,16 @@ that series. Views are cached, so ``labels(...)`` on an existing series is a dic
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pytheus.backends.store import Value
-from pytheus.desc import MetricDesc, label_value
+from pytheus.desc import MetricDesc, exemplar_labels, label_value
 from pytheus.exceptions import InvalidValueException, LabelValidationException
 from pytheus.metrics._family import Family, LazyValue, Unobservable
 from pytheus.registry import REGISTRY, Registry
-from pytheus.samples import LabelSet, MetricFamily, MetricType
+from pytheus.samples import Exemplar, LabelSet, MetricFamily, MetricType
 
 Labels = dict[str, str]
 
@@ -236,6 +237,15 @@ class _Metric:
             return float(value)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise self._invalid_value(value) from None
+
+    def _exemplar(self, value: float, labels: Mapping[str, Any]) -> Exemplar:
+        """A checked exemplar of this observation (raises before anything is recorded)."""
+        return Exemplar(exemplar_labels(self.name, labels), float(value), time.time())
+
+    def _keep_exemplar(self, exemplar: Exemplar) -> None:
+        record = getattr(self._value, "record_exemplar", None)
+        if record is not None:  # per-value backends cannot keep exemplars
+            record(exemplar)
 
     def _require_observable(self) -> None:
         if isinstance(self._value, Unobservable):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar, overload
 
 from pytheus.exceptions import InvalidValueException
@@ -32,11 +32,19 @@ class Counter(_Metric):
     type_: ClassVar[MetricType] = MetricType.COUNTER
     __slots__ = ()
 
-    def inc(self, amount: float = 1.0) -> None:
-        """Add ``amount`` (default 1), which must be a non-negative number."""
+    def inc(self, amount: float = 1.0, exemplar: Mapping[str, str] | None = None) -> None:
+        """Add ``amount`` (default 1), which must be a non-negative number.
+
+        ``exemplar`` labels this increment (``{"trace_id": "abc"}``) for OpenMetrics scrapes.
+        """
         try:
             if amount >= 0:  # also refuses NaN, which would poison the counter for good
+                if exemplar is None:
+                    self._value.inc(amount)
+                    return
+                checked = self._exemplar(amount, exemplar)
                 self._value.inc(amount)
+                self._keep_exemplar(checked)
                 return
         except TypeError:
             pass

@@ -62,12 +62,23 @@ class Histogram(_Metric):
     def _upper_bounds(self) -> tuple[float, ...]:
         return self._family.desc.upper_bounds
 
-    def observe(self, value: float) -> None:
-        """Record one observation."""
+    def observe(self, value: float, exemplar: Mapping[str, str] | None = None) -> None:
+        """Record one observation; ``exemplar`` labels it for the bucket it falls in."""
+        if exemplar is not None:
+            self._observe_with_exemplar(value, exemplar)
+            return
         try:
             self._value.observe(value)
         except TypeError:
             raise self._invalid_value(value) from None
+
+    def _observe_with_exemplar(self, value: float, exemplar: Mapping[str, str]) -> None:
+        try:
+            checked = self._exemplar(value, exemplar)
+        except (TypeError, ValueError):
+            raise self._invalid_value(value) from None
+        self.observe(value)
+        self._keep_exemplar(checked)
 
     def time(self) -> Timer:
         """Observe the seconds spent inside the block (or decorated call)."""

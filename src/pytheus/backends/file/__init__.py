@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
-from pytheus.backends.file._directory import SharedDirectory
-from pytheus.backends.file._format import Key, encode_key
+from pytheus.backends.file._directory import EXEMPLAR, Exemplars, SharedDirectory
+from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key
 from pytheus.backends.file._process_file import ProcessFile
 from pytheus.backends.file._values import (
     GAUGE_CELLS,
+    ExemplarSlots,
     FileCounter,
     FileGauge,
     FileHistogram,
@@ -39,7 +40,16 @@ from pytheus.backends.file._values import (
 )
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import InvalidBackendConfigException
-from pytheus.samples import HistogramData, LabelSet, MetricType, Series, SeriesValue, SummaryData
+from pytheus.samples import (
+    CounterData,
+    Exemplar,
+    HistogramData,
+    LabelSet,
+    MetricType,
+    Series,
+    SeriesValue,
+    SummaryData,
+)
 
 __all__ = ["FileStore", "MultiProcessFileBackend", "mark_process_dead"]
 
@@ -79,10 +89,13 @@ class FileStore:
 
     def bind(self, metric: BoundSeries) -> Value:
         desc = metric._desc
-        raw = encode_key(self._key(metric))
+        key = self._key(metric)
+        raw = encode_key(key)
         if desc.type is MetricType.HISTOGRAM:
             cells, index = self._process_file().allocate(raw, len(desc.upper_bounds) + 1)
-            return FileHistogram(cells, index, desc.upper_bounds)
+            histogram = FileHistogram(cells, index, desc.upper_bounds)
+            histogram.exemplars = self._exemplar_slots(key)
+            return histogram
         if desc.type is MetricType.SUMMARY:
             cells, index = self._process_file().allocate(raw, 2)
             return FileSummary(cells, index)
@@ -90,7 +103,16 @@ class FileStore:
             cells, index = self._process_file().allocate(raw, GAUGE_CELLS)
             return FileGauge(cells, index)
         cells, index = self._process_file().allocate(raw, 1)
-        return FileCounter(cells, index)
+        counter = FileCounter(cells, index)
+        counter.exemplars = self._exemplar_slots(key)
+        return counter
+
+    def _exemplar_slots(self, key: Key) -> ExemplarSlots:
+        def allocate(bucket: int) -> tuple[memoryview[float], int]:
+            slot_key = (key[0], EXEMPLAR, "", key[3], key[4], key[5], bucket)
+            return self._process_file().allocate(encode_key(slot_key), EXEMPLAR_CELLS)
+
+        return ExemplarSlots(allocate)
 
     def forget(self, metric: BoundSeries) -> None:
         """``remove()``: a tombstone hides what the series counted so far, in every process."""
@@ -100,13 +122,21 @@ class FileStore:
         for family in families:  # every local series exists in our file, zero if never used
             for _ in family.local_values():
                 pass
-        table = self.directory.read_all()
+        table, exemplars = self.directory.read_all()
         by_name: dict[str, list[tuple[Key, list[float]]]] = {}
         for key, cells in table.items():
             by_name.setdefault(key[0], []).append((key, cells))
-        return [self._series(family, by_name.get(family.desc.name, [])) for family in families]
+        return [
+            self._series(family, by_name.get(family.desc.name, []), exemplars)
+            for family in families
+        ]
 
-    def _series(self, family: StoredFamily, entries: list[tuple[Key, list[float]]]) -> list[Series]:
+    def _series(
+        self,
+        family: StoredFamily,
+        entries: list[tuple[Key, list[float]]],
+        exemplars: Exemplars,
+    ) -> list[Series]:
         desc = family.desc
         mode = str(desc.option("multiprocess_mode") or "")
         metric_type = desc.type.value
@@ -119,9 +149,11 @@ class FileStore:
                 or key[5] != desc.upper_bounds
             ):
                 continue  # another definition of the name (another program version): not ours
-            series.append(
-                (self._label_set(key), _series_value(desc.type, desc.upper_bounds, cells))
-            )
+            data = _series_value(desc.type, desc.upper_bounds, cells)
+            found = exemplars.get((key[0], "", "", *key[3:6]))
+            if found:
+                data = _with_exemplars(data, found)
+            series.append((self._label_set(key), data))
         return series
 
     def _label_set(self, key: Key) -> LabelSet:
@@ -152,6 +184,15 @@ def _series_value(
     if metric_type is MetricType.SUMMARY:
         return SummaryData(cells[0], cells[1])
     return cells[0]
+
+
+def _with_exemplars(data: SeriesValue, found: dict[int, Exemplar]) -> SeriesValue:
+    if isinstance(data, HistogramData):
+        data.exemplars = [found.get(i) for i in range(len(data.upper_bounds))]
+        return data
+    if isinstance(data, float) and 0 in found:
+        return CounterData(data, found[0])
+    return data
 
 
 def _after_fork_in_child() -> None:

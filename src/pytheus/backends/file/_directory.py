@@ -30,6 +30,7 @@ from pytheus.backends.file._format import (
     VERSION,
     CorruptSegment,
     Key,
+    decode_exemplar,
     decode_key,
     encode_key,
     iter_entries,
@@ -37,11 +38,15 @@ from pytheus.backends.file._format import (
     read_header,
 )
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
+from pytheus.samples import Exemplar
 
 logger = logging.getLogger("pytheus.backends.file")
 
 ARCHIVE = "archive.db"
 TOMBSTONES = "removed.json"
+EXEMPLAR = "exemplar"  # the type of exemplar slot entries
+# series (a key without the pid) -> bucket -> the newest exemplar
+Exemplars = dict[tuple[Any, ...], dict[int, Exemplar]]
 Tombstones = dict[tuple[Any, ...], tuple[list[float], float]]  # series -> (baseline, removed at)
 KNOWN_FILES = frozenset({ARCHIVE, TOMBSTONES, ".lock", "run.lock"})
 
@@ -193,10 +198,14 @@ class SharedDirectory:
         parsed = self._parsed.get(self.path / ARCHIVE)
         return parsed.absorbed if parsed is not None else frozenset()
 
-    def read_all(self) -> dict[Key, list[float]]:
-        """Compact the dead, then merge the archive and every living process (under the lock)."""
+    def read_all(self) -> tuple[dict[Key, list[float]], Exemplars]:
+        """Compact the dead, then merge the archive and every living process (under the lock).
+
+        Also returns the newest exemplar of each series and bucket among the living.
+        """
+        exemplars: Exemplars = {}
         with self.locked():
-            return self._read_locked()
+            return self._read_locked(exemplars=exemplars), exemplars
 
     def remove_series(self, key: Key) -> None:
         """Record that a series was removed: what it had counted until now stops showing.
@@ -259,7 +268,9 @@ class SharedDirectory:
             else:
                 table[key] = cells
 
-    def _read_locked(self, tombstones: bool = True) -> dict[Key, list[float]]:
+    def _read_locked(
+        self, tombstones: bool = True, exemplars: Exemplars | None = None
+    ) -> dict[Key, list[float]]:
         groups = self.groups()
         living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
         dead = {t: paths for t, paths in groups.items() if t not in living}
@@ -273,6 +284,10 @@ class SharedDirectory:
             for path in paths:
                 pid, entries = self.read_segment(path)
                 for key, cells in entries:
+                    if key[1] == EXEMPLAR:
+                        if exemplars is not None:
+                            _keep_newest(exemplars, key, cells)
+                        continue
                     merge_into(table, merge_key(key, pid), cells)
         if tombstones:
             self._apply_tombstones(table)
@@ -334,6 +349,18 @@ class SharedDirectory:
         if what not in self._warned:
             self._warned.add(what)
             logger.warning(message, what)
+
+
+def _keep_newest(exemplars: Exemplars, key: Key, cells: list[float]) -> None:
+    decoded = decode_exemplar(cells)
+    if decoded is None:
+        return
+    labels, value, timestamp = decoded
+    buckets = exemplars.setdefault((*key[:1], "", "", *key[3:6]), {})
+    bucket = int(key[6] or 0)
+    current = buckets.get(bucket)
+    if current is None or (current.timestamp or 0) < timestamp:
+        buckets[bucket] = Exemplar(labels, value, timestamp)
 
 
 def _process_identity(pid: int) -> str:

@@ -16,6 +16,7 @@ seventh element, the pid, for per-process gauge series in the archive of dead pr
 
 from __future__ import annotations
 
+import array
 import json
 import math
 import struct
@@ -95,3 +96,23 @@ def iter_entries(
             raise CorruptSegment(f"entry at {offset} runs past the end")
         yield bytes(data[key_start : key_start + key_length]), cells_start // 8, cells, end
         offset = end
+
+
+# An exemplar slot: head version | value | timestamp | payload length | payload | tail version.
+# The writer stores the tail version first and the head version last; a reader that copied the
+# slot takes it only if both versions match, so it never uses a half-written exemplar.
+EXEMPLAR_PAYLOAD_CELLS = 80
+EXEMPLAR_CELLS = 4 + EXEMPLAR_PAYLOAD_CELLS + 1
+
+
+def decode_exemplar(cells: list[float]) -> tuple[dict[str, str], float, float] | None:
+    """``(labels, value, timestamp)`` of a slot, or None when empty or being written."""
+    if len(cells) != EXEMPLAR_CELLS or cells[0] == 0 or cells[0] != cells[-1]:
+        return None
+    length = int(cells[3])
+    payload = array.array("d", cells[4:-1]).tobytes()[:length]
+    try:
+        labels = json.loads(payload)
+    except ValueError:
+        return None
+    return labels, cells[1], cells[2]

@@ -6,23 +6,64 @@ between processes and no system call is made per operation.
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from threading import Lock
 
-from pytheus.samples import HistogramData, SummaryData
+from pytheus.backends.file._format import EXEMPLAR_PAYLOAD_CELLS
+from pytheus.samples import Exemplar, HistogramData, SummaryData
+
+# (bucket) -> the cells of a new exemplar slot for that bucket, and the slot's first index
+SlotAllocator = Callable[[int], "tuple[memoryview[float], int]"]
+
+
+class ExemplarSlots:
+    """The latest exemplar per bucket, in slots of this process's file allocated on first use."""
+
+    __slots__ = ("_allocate", "_slots", "_lock")
+
+    def __init__(self, allocate: SlotAllocator) -> None:
+        self._allocate = allocate
+        self._slots: dict[int, tuple[memoryview[float], int]] = {}
+        self._lock = Lock()
+
+    def write(self, bucket: int, exemplar: Exemplar) -> None:
+        payload = json.dumps(dict(exemplar.labels), ensure_ascii=False).encode()
+        if len(payload) > 8 * EXEMPLAR_PAYLOAD_CELLS:
+            return  # cannot happen within OpenMetrics' 128-character limit
+        with self._lock:
+            slot = self._slots.get(bucket)
+            if slot is None:
+                slot = self._slots[bucket] = self._allocate(bucket)
+            cells, i = slot
+            version = cells[i] + 1
+            cells[i + 4 + EXEMPLAR_PAYLOAD_CELLS] = version  # tail first
+            cells[i + 1] = exemplar.value
+            cells[i + 2] = exemplar.timestamp or time.time()
+            cells[i + 3] = len(payload)
+            start = (i + 4) * 8
+            cells.cast("B")[start : start + len(payload)] = payload
+            cells[i] = version  # head last: the slot is whole again
+
 
 # A gauge keeps three cells: value, time of the last write, time of the last set() (0: never).
 GAUGE_CELLS = 3
 
 
 class FileCounter:
-    __slots__ = ("_cells", "_index", "_lock")
+    __slots__ = ("_cells", "_index", "_lock", "exemplars")
 
     def __init__(self, cells: memoryview[float], index: int) -> None:
         self._cells = cells
         self._index = index
         self._lock = Lock()
+        self.exemplars: ExemplarSlots | None = None
+
+    def record_exemplar(self, exemplar: Exemplar) -> None:
+        if self.exemplars is not None:
+            self.exemplars.write(0, exemplar)
 
     def inc(self, value: float) -> None:
         with self._lock:
@@ -68,11 +109,12 @@ class FileGauge(FileCounter):
 class FileHistogram:
     """Cells: one count per bucket, then the sum."""
 
-    __slots__ = ("_bounds", "_cells", "_index", "_sum_index", "_last", "_lock")
+    __slots__ = ("_bounds", "_cells", "_index", "_sum_index", "_last", "_lock", "exemplars")
 
     def __init__(
         self, cells: memoryview[float], index: int, upper_bounds: tuple[float, ...]
     ) -> None:
+        self.exemplars: ExemplarSlots | None = None
         self._bounds = upper_bounds
         self._cells = cells
         self._index = index
@@ -87,6 +129,13 @@ class FileHistogram:
         with self._lock:
             self._cells[self._index + bucket] += 1
             self._cells[self._sum_index] += value
+
+    def record_exemplar(self, exemplar: Exemplar) -> None:
+        if self.exemplars is not None:
+            bucket = bisect_left(self._bounds, exemplar.value)
+            if bucket == 0 and exemplar.value != exemplar.value:
+                bucket = self._last
+            self.exemplars.write(bucket, exemplar)
 
     def snapshot(self) -> HistogramData:
         with self._lock:

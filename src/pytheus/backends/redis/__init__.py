@@ -36,10 +36,25 @@ from pytheus.backends.base import BackendConfig, current_store, rebind_all_value
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._flusher import Flusher
 from pytheus.backends.redis._scripts import SCRAPE
-from pytheus.backends.redis._values import RedisCounter, RedisGauge, RedisHistogram, RedisSummary
+from pytheus.backends.redis._values import (
+    RedisCounter,
+    RedisGauge,
+    RedisHistogram,
+    RedisSummary,
+    decode_exemplar,
+)
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
-from pytheus.samples import HistogramData, LabelSet, MetricType, Series, SeriesValue, SummaryData
+from pytheus.samples import (
+    CounterData,
+    Exemplar,
+    HistogramData,
+    LabelSet,
+    MetricType,
+    Series,
+    SeriesValue,
+    SummaryData,
+)
 
 __all__ = ["MultiProcessRedisBackend", "RedisStore"]
 
@@ -150,21 +165,30 @@ class RedisStore:
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
         table: dict[Key, list[float]] = {}
+        exemplars: dict[Key, dict[str, str]] = {}
         for raw_meta, raw_fields in zip(reply[0::2], reply[1::2]):
-            self._merge_series(table, raw_meta, raw_fields)
+            self._merge_series(table, exemplars, raw_meta, raw_fields)
         by_name: dict[str, list[tuple[Key, list[float]]]] = {}
         for key, cells in table.items():
             by_name.setdefault(key[0], []).append((key, cells))
-        return [self._series(f, by_name.get(f.desc.name, [])) for f in families]
+        return [self._series(f, by_name.get(f.desc.name, []), exemplars) for f in families]
 
     def _merge_series(
-        self, table: dict[Key, list[float]], raw_meta: bytes, raw_fields: list[bytes]
+        self,
+        table: dict[Key, list[float]],
+        exemplars: dict[Key, dict[str, str]],
+        raw_meta: bytes,
+        raw_fields: list[bytes],
     ) -> None:
         name, metric_type, mode, names, values, bounds = json.loads(raw_meta)
         key: Key = (name, metric_type, mode, tuple(names), tuple(values), tuple(bounds), None)
         fields = {
             raw_fields[i].decode(): raw_fields[i + 1].decode() for i in range(0, len(raw_fields), 2)
         }
+        if metric_type in ("counter", "histogram"):
+            found = {f: v for f, v in fields.items() if f.startswith("e")}
+            if found:
+                exemplars[key] = found
         if metric_type == "gauge":
             for field, raw in fields.items():
                 cells = [float(x) for x in raw.split(",")]
@@ -178,7 +202,12 @@ class RedisStore:
         else:
             merge_into(table, key, [float(fields.get("v", 0))])
 
-    def _series(self, family: StoredFamily, entries: list[tuple[Key, list[float]]]) -> list[Series]:
+    def _series(
+        self,
+        family: StoredFamily,
+        entries: list[tuple[Key, list[float]]],
+        exemplars: dict[Key, dict[str, str]],
+    ) -> list[Series]:
         desc = family.desc
         mode = str(desc.option("multiprocess_mode") or "")
         series: list[Series] = []
@@ -189,9 +218,10 @@ class RedisStore:
             if key[5] != desc.upper_bounds:
                 continue
             seen.add(key[4])
-            series.append(
-                (self._label_set(key), _series_value(desc.type, desc.upper_bounds, cells))
-            )
+            data = _series_value(desc.type, desc.upper_bounds, cells)
+            if key in exemplars:
+                data = _with_exemplars(data, exemplars[key])
+            series.append((self._label_set(key), data))
         if not (desc.type is MetricType.GAUGE and mode in ("all", "liveall")):
             for labels, _ in family.local_values():  # ours, never flushed: zero from creation
                 if labels.values not in seen:
@@ -231,6 +261,20 @@ def _series_value(
         cells = cells or [0.0, 0.0]
         return SummaryData(cells[0], cells[1])
     return cells[0] if cells else 0.0
+
+
+def _with_exemplars(data: SeriesValue, fields: dict[str, str]) -> SeriesValue:
+    if isinstance(data, HistogramData):
+        found: list[Exemplar | None] = [None] * len(data.upper_bounds)
+        for field, raw in fields.items():
+            index = int(field[1:])
+            if index < len(found):
+                found[index] = decode_exemplar(raw)
+        data.exemplars = found
+        return data
+    if isinstance(data, float) and "e" in fields:
+        return CounterData(data, decode_exemplar(fields["e"]))
+    return data
 
 
 class _WriteThrough:

@@ -7,11 +7,12 @@ report this process's own contribution (flushed and pending).
 
 from __future__ import annotations
 
+import json
 import time
 from bisect import bisect_left
 from threading import Lock
 
-from pytheus.samples import HistogramData, SummaryData
+from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 Op = tuple[str, str, str]  # ("i" increment | "s" set, field, value)
 
@@ -20,13 +21,34 @@ def _num(value: float) -> str:
     return repr(float(value))
 
 
+def encode_exemplar(exemplar: Exemplar) -> str:
+    return json.dumps([exemplar.labels, exemplar.value, exemplar.timestamp], ensure_ascii=False)
+
+
+def decode_exemplar(raw: str) -> Exemplar:
+    labels, value, timestamp = json.loads(raw)
+    return Exemplar(labels, float(value), timestamp)
+
+
 class RedisCounter:
-    __slots__ = ("_lock", "_pending", "_total")
+    __slots__ = ("_lock", "_pending", "_total", "exemplar", "_exemplar_sent")
 
     def __init__(self) -> None:
         self._lock = Lock()
         self._pending = 0.0
         self._total = 0.0  # everything already taken into batches
+        self.exemplar: Exemplar | None = None
+        self._exemplar_sent: Exemplar | None = None
+
+    def record_exemplar(self, exemplar: Exemplar) -> None:
+        self.exemplar = exemplar
+
+    def _exemplar_ops(self, always: bool = False) -> list[Op]:
+        exemplar = self.exemplar
+        if exemplar is None or (exemplar is self._exemplar_sent and not always):
+            return []
+        self._exemplar_sent = exemplar
+        return [("s", "e", encode_exemplar(exemplar))]
 
     def inc(self, value: float) -> None:
         with self._lock:
@@ -48,11 +70,12 @@ class RedisCounter:
         with self._lock:
             delta, self._pending = self._pending, 0.0
             self._total += delta
-        return [("i", "v", _num(delta))] if delta else []
+        return ([("i", "v", _num(delta))] if delta else []) + self._exemplar_ops()
 
     def totals(self) -> list[Op]:
         with self._lock:
-            return [("i", "v", _num(self._total))] if self._total else []
+            ops = [("i", "v", _num(self._total))] if self._total else []
+        return ops + self._exemplar_ops(always=True)
 
 
 class RedisGauge:
@@ -106,7 +129,10 @@ class RedisGauge:
 
 
 class RedisHistogram:
-    __slots__ = ("_bounds", "_last", "_lock", "_pending", "_pending_sum", "_total", "_total_sum")
+    __slots__ = (
+        "_bounds", "_last", "_lock", "_pending", "_pending_sum", "_total", "_total_sum",
+        "_exemplars", "_exemplars_dirty",
+    )  # fmt: skip
 
     def __init__(self, upper_bounds: tuple[float, ...]) -> None:
         self._bounds = upper_bounds
@@ -116,6 +142,23 @@ class RedisHistogram:
         self._pending_sum = 0.0
         self._total = [0] * len(upper_bounds)
         self._total_sum = 0.0
+        self._exemplars: list[Exemplar | None] = [None] * len(upper_bounds)
+        self._exemplars_dirty: set[int] = set()
+
+    def record_exemplar(self, exemplar: Exemplar) -> None:
+        bucket = bisect_left(self._bounds, exemplar.value)
+        if bucket == 0 and exemplar.value != exemplar.value:
+            bucket = self._last
+        with self._lock:
+            self._exemplars[bucket] = exemplar
+            self._exemplars_dirty.add(bucket)
+
+    def _exemplar_ops(self, buckets: set[int] | range) -> list[Op]:
+        return [
+            ("s", f"e{i}", encode_exemplar(exemplar))
+            for i in buckets
+            if (exemplar := self._exemplars[i]) is not None
+        ]
 
     def observe(self, value: float) -> None:
         bucket = bisect_left(self._bounds, value)
@@ -128,7 +171,8 @@ class RedisHistogram:
     def snapshot(self) -> HistogramData:
         with self._lock:
             counts = [t + p for t, p in zip(self._total, self._pending)]
-            return HistogramData(self._bounds, counts, self._total_sum + self._pending_sum)
+            total = self._total_sum + self._pending_sum
+            return HistogramData(self._bounds, counts, total, list(self._exemplars))
 
     def take(self) -> list[Op]:
         with self._lock:
@@ -137,15 +181,20 @@ class RedisHistogram:
             for i, count in enumerate(pending):
                 self._total[i] += count
             self._total_sum += pending_sum
+            dirty, self._exemplars_dirty = self._exemplars_dirty, set()
+            exemplar_ops = self._exemplar_ops(dirty)
         ops = [("i", f"b{i}", str(count)) for i, count in enumerate(pending) if count]
         if ops or pending_sum:
             ops.append(("i", "sum", _num(pending_sum)))
-        return ops
+        return ops + exemplar_ops
 
     def totals(self) -> list[Op]:
         with self._lock:
             ops = [("i", f"b{i}", str(count)) for i, count in enumerate(self._total) if count]
-            return [*ops, ("i", "sum", _num(self._total_sum))] if ops else []
+            if not ops:
+                return []
+            exemplar_ops = self._exemplar_ops(range(len(self._bounds)))
+            return [*ops, ("i", "sum", _num(self._total_sum)), *exemplar_ops]
 
 
 class RedisSummary:

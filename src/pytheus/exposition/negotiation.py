@@ -1,0 +1,160 @@
+"""Content negotiation: which exposition format and encoding a scrape request gets.
+
+The format is chosen from the ``Accept`` header: the supported format with the highest quality
+(``q``) wins, a more specific media range beating a wildcard at the same quality. Without an
+``Accept`` header, or when it accepts nothing supported, the Prometheus text format (0.0.4) is
+served, as every Prometheus client library does. Prometheus's own header asks for OpenMetrics::
+
+    application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,
+    text/plain;version=0.0.4;q=0.5,*/*;q=0.1
+
+The body is gzip-compressed when ``Accept-Encoding`` allows gzip. A new format (protobuf, say)
+is one more entry in :data:`FORMATS`.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+
+from pytheus.collection import collect_registry
+from pytheus.desc import exposed_names
+from pytheus.exposition import openmetrics, text
+from pytheus.registry import Registry
+from pytheus.samples import MetricFamily
+
+
+@dataclass(frozen=True)
+class Format:
+    """An exposition format: the media type and versions it answers, and how to render it."""
+
+    media_type: str
+    versions: frozenset[str]
+    content_type: str
+    render: Callable[[Sequence[MetricFamily]], bytes]
+
+
+def _render_text(families: Sequence[MetricFamily]) -> bytes:
+    return text.render(families).encode("utf-8")
+
+
+def _render_openmetrics(families: Sequence[MetricFamily]) -> bytes:
+    return openmetrics.render(families).encode("utf-8")
+
+
+TEXT_FORMAT = Format("text/plain", frozenset({"0.0.4"}), text.CONTENT_TYPE, _render_text)
+OPENMETRICS_FORMAT = Format(
+    "application/openmetrics-text",
+    frozenset({"1.0.0", "0.0.1"}),
+    openmetrics.CONTENT_TYPE,
+    _render_openmetrics,
+)
+
+FORMATS: tuple[Format, ...] = (TEXT_FORMAT, OPENMETRICS_FORMAT)
+"""The formats served; the first is the default, and wins ties."""
+
+
+def render_for_request(
+    registry: Registry,
+    accept: str | None,
+    accept_encoding: str | None,
+    name_filter: Collection[str] | None = None,
+) -> tuple[bytes, str, str | None]:
+    """Collect ``registry`` and render it as the request headers ask.
+
+    Returns ``(body, content type, content encoding or None)``. ``name_filter``, when given,
+    keeps the families named in it: a family matches by its name or by any sample name it
+    exposes (``requests_total``, ``latency_seconds_bucket``). Raises
+    :class:`~pytheus.exceptions.BackendUnavailableException` when the backend cannot be read.
+
+    Example::
+
+        body, content_type, encoding = render_for_request(
+            REGISTRY, "application/openmetrics-text; version=1.0.0", "gzip"
+        )
+        # content_type == OPENMETRICS_CONTENT_TYPE, encoding == "gzip"
+    """
+    chosen = _choose_format(accept)
+    families = collect_registry(registry)
+    if name_filter is not None:
+        wanted = set(name_filter)
+        families = [f for f in families if not wanted.isdisjoint(exposed_names(f.name, f.type))]
+    body = chosen.render(families)
+    if _accepts_gzip(accept_encoding):
+        return gzip.compress(body, compresslevel=6), chosen.content_type, "gzip"
+    return body, chosen.content_type, None
+
+
+def _parse_header(value: str) -> list[tuple[str, dict[str, str]]]:
+    """The items of a comma-separated header, each with its lower-cased ``;`` parameters."""
+    items: list[tuple[str, dict[str, str]]] = []
+    for item in value.split(","):
+        token, *raw_params = item.split(";")
+        token = token.strip().lower()
+        if not token:
+            continue
+        params: dict[str, str] = {}
+        for param in raw_params:
+            key, _, param_value = param.partition("=")
+            params[key.strip().lower()] = param_value.strip().strip('"')
+        items.append((token, params))
+    return items
+
+
+def _quality(params: dict[str, str]) -> float:
+    try:
+        q = float(params.get("q", "1"))
+    except ValueError:
+        return 0.0
+    return q if 0.0 <= q <= 1.0 else 0.0
+
+
+def _choose_format(accept: str | None) -> Format:
+    if not accept:
+        return FORMATS[0]
+    ranges = _parse_header(accept)
+    chosen, best = FORMATS[0], (0.0, 0, 0)
+    for candidate in FORMATS:
+        rank = _rank(candidate, ranges)
+        if rank[0] > 0 and rank > best:  # ties keep the earlier format
+            chosen, best = candidate, rank
+    return chosen
+
+
+def _rank(candidate: Format, ranges: list[tuple[str, dict[str, str]]]) -> tuple[float, int, int]:
+    """(quality, specificity, -position) of the most specific range matching ``candidate``.
+
+    As RFC 9110 says, the most specific matching media range gives the quality.
+    """
+    rank = (0.0, 0, 0)
+    for position, (media_range, params) in enumerate(ranges):
+        specificity = _specificity(candidate, media_range, params)
+        if specificity > rank[1]:
+            rank = (_quality(params), specificity, -position)
+    return rank
+
+
+def _specificity(candidate: Format, media_range: str, params: dict[str, str]) -> int:
+    """How specifically ``media_range`` names ``candidate``: 0 when it does not match."""
+    if media_range == "*/*":
+        return 1
+    kind, _, subtype = media_range.partition("/")
+    if subtype == "*":
+        return 2 if candidate.media_type.startswith(kind + "/") else 0
+    if media_range != candidate.media_type:
+        return 0
+    version = params.get("version")
+    if version is None:
+        return 3
+    return 4 if version in candidate.versions else 0
+
+
+def _accepts_gzip(accept_encoding: str | None) -> bool:
+    if not accept_encoding:
+        return False
+    codings = dict(_parse_header(accept_encoding))
+    for coding in ("gzip", "x-gzip", "*"):
+        if coding in codings:
+            return _quality(codings[coding]) > 0
+    return False

@@ -1,0 +1,158 @@
+"""The OpenMetrics text format, version 1.0.0.
+
+How it differs from the Prometheus text format (:mod:`pytheus.exposition.text`):
+
+- the exposition ends with ``# EOF``;
+- a counter family is named without ``_total`` and its samples with it: a counter defined as
+  ``orders_total`` or as ``orders`` is family ``orders`` with samples ``orders_total``;
+- an info family ``build`` has samples ``build_info``; a stateset's samples are labelled with
+  the family's name, one per state, as the model gives them;
+- ``# UNIT`` is written for families with a unit; untyped families are typed ``unknown``;
+- help text escapes double quotes too;
+- counter samples and histogram buckets carry their exemplar, if any:
+  ``orders_total 3.0 # {trace_id="abc"} 1.0 1700000000.0``.
+
+OpenMetrics forbids some values the Prometheus format allows. Rather than break the whole scrape,
+the sample that would be invalid is left out:
+
+- a counter total that is negative or NaN;
+- a histogram's ``_count`` and ``_sum`` when a bucket bound is negative (the spec forbids the sum
+  then, and the count goes with it) or when the sum is negative or NaN (after such observations);
+  the ``+Inf`` bucket still holds the count;
+- a summary's ``_count`` or ``_sum`` when negative or NaN, and negative quantile values.
+
+The ``_created`` series are not written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pytheus.exposition.text import (
+    bucket_labels,
+    format_count,
+    format_value,
+    render_labels,
+    render_pairs,
+)
+from pytheus.samples import (
+    CounterData,
+    Exemplar,
+    HistogramData,
+    LabelSet,
+    MetricFamily,
+    MetricType,
+    SummaryData,
+)
+
+CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+_TYPE_NAMES = {"untyped": "unknown"}
+# Types whose samples carry a suffix the family name has not: keyed by the type's spelling.
+_SAMPLE_SUFFIXES = {"counter": "_total", "info": "_info"}
+
+
+def escape_help(text: str) -> str:
+    """Help text escaped for OpenMetrics: backslash, newline and double quote."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def family_name(family: MetricFamily) -> str:
+    """The name OpenMetrics gives ``family``: a counter's without ``_total`` (info: ``_info``).
+
+    Example::
+
+        family_name(MetricFamily("orders_total", MetricType.COUNTER, "Orders."))  # "orders"
+    """
+    name = family.name
+    suffix = _SAMPLE_SUFFIXES.get(family.type.value)
+    if suffix and name.endswith(suffix) and len(name) > len(suffix):
+        return name[: -len(suffix)]
+    return name
+
+
+def render_exemplar(exemplar: Exemplar | None) -> str:
+    """`` # {labels} value [timestamp]`` to append to a sample line, or ``""`` without one."""
+    if exemplar is None:
+        return ""
+    labels = render_pairs(exemplar.labels.items()) or "{}"
+    timestamp = "" if exemplar.timestamp is None else f" {format_value(exemplar.timestamp)}"
+    return f" # {labels} {format_value(exemplar.value)}{timestamp}"
+
+
+def render(families: Iterable[MetricFamily]) -> str:
+    """The exposition of ``families`` in OpenMetrics 1.0.0, ending with ``# EOF``.
+
+    Example::
+
+        from pytheus.collection import collect_registry
+        from pytheus.exposition import openmetrics
+
+        body = openmetrics.render(collect_registry(registry)).encode("utf-8")
+    """
+    out: list[str] = []
+    append = out.append
+    for family in families:
+        name = family_name(family)
+        if family.help:
+            append(f"# HELP {name} {escape_help(family.help)}\n")
+        type_name = family.type.value
+        append(f"# TYPE {name} {_TYPE_NAMES.get(type_name, type_name)}\n")
+        if family.unit:
+            append(f"# UNIT {name} {family.unit}\n")
+        counter = family.type is MetricType.COUNTER
+        sample_name = name + _SAMPLE_SUFFIXES.get(type_name, "")
+        for labels, value in family.series:
+            if isinstance(value, HistogramData):
+                _render_histogram(out, name, labels, value)
+            elif isinstance(value, SummaryData):
+                _render_summary(out, name, labels, value)
+            elif counter:
+                _render_counter(out, sample_name, labels, value)
+            else:
+                number = value.value if isinstance(value, CounterData) else value
+                append(f"{sample_name}{render_labels(labels)} {format_value(number)}\n")
+    append("# EOF\n")
+    return "".join(out)
+
+
+def _render_counter(
+    out: list[str], sample_name: str, labels: LabelSet, value: float | CounterData
+) -> None:
+    if isinstance(value, CounterData):
+        total, exemplar = value.value, value.exemplar
+    else:
+        total, exemplar = value, None
+    if total >= 0:  # also false for NaN
+        out.append(
+            f"{sample_name}{render_labels(labels)} {format_value(total)}"
+            f"{render_exemplar(exemplar)}\n"
+        )
+
+
+def _render_histogram(out: list[str], name: str, labels: LabelSet, data: HistogramData) -> None:
+    exemplars = data.exemplars or ()
+    cumulative: float = 0
+    bucket = f"{name}_bucket"
+    label_texts = bucket_labels(labels, data.upper_bounds)
+    for index, (label_text, count) in enumerate(zip(label_texts, data.bucket_counts)):
+        cumulative += count
+        exemplar = exemplars[index] if index < len(exemplars) else None
+        out.append(f"{bucket}{label_text} {format_count(cumulative)}{render_exemplar(exemplar)}\n")
+    if data.upper_bounds and data.upper_bounds[0] >= 0 and data.sum >= 0:
+        label_text = render_labels(labels)
+        out.append(f"{name}_count{label_text} {format_count(cumulative)}\n")
+        out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")
+
+
+def _render_summary(out: list[str], name: str, labels: LabelSet, data: SummaryData) -> None:
+    pairs = list(zip(labels.names, labels.values))
+    for quantile, value in data.quantiles:
+        if not value < 0:  # NaN is allowed: a quantile of no observations
+            label_text = render_pairs([*pairs, ("quantile", format_value(quantile))])
+            out.append(f"{name}{label_text} {format_value(value)}\n")
+    label_text = render_labels(labels)
+    if data.count >= 0:
+        out.append(f"{name}_count{label_text} {format_count(data.count)}\n")
+    if data.sum >= 0:
+        out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")
