@@ -152,6 +152,27 @@ def label_value(metric_name: str, label: str, value: object) -> str:
     return text
 
 
+EXEMPLAR_MAX_CHARACTERS = 128
+
+
+def exemplar_labels(metric_name: str, labels: Mapping[str, object]) -> dict[str, str]:
+    """Exemplar labels, checked against OpenMetrics' rules (names, at most 128 characters)."""
+    checked: dict[str, str] = {}
+    for name, value in labels.items():
+        if not isinstance(name, str) or LABEL_NAME_RE.fullmatch(name) is None:
+            raise LabelValidationException(
+                f"metric {metric_name!r}: invalid exemplar label name {name!r}"
+            )
+        checked[name] = label_value(metric_name, name, value)
+    length = sum(len(name) + len(value) for name, value in checked.items())
+    if length > EXEMPLAR_MAX_CHARACTERS:
+        raise LabelValidationException(
+            f"metric {metric_name!r}: exemplar labels have {length} characters; OpenMetrics "
+            f"allows at most {EXEMPLAR_MAX_CHARACTERS} (names and values together)"
+        )
+    return checked
+
+
 def _upper_bounds(name: str, buckets: Sequence[float] | None) -> tuple[float, ...]:
     if buckets is None or len(buckets) == 0:
         bounds = list(DEFAULT_BUCKETS)
