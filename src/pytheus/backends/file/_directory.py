@@ -54,10 +54,10 @@ KNOWN_FILES = frozenset({ARCHIVE, TOMBSTONES, ".lock", "run.lock"})
 class _ParsedSegment:
     """What a scrape already parsed of a segment: entries are append-only, so parse once."""
 
-    __slots__ = ("inode", "parsed_until", "entries", "absorbed")
+    __slots__ = ("identity", "parsed_until", "entries", "absorbed")
 
-    def __init__(self, inode: int) -> None:
-        self.inode = inode
+    def __init__(self, identity: tuple[int, int]) -> None:
+        self.identity = identity
         self.parsed_until = HEADER_SIZE
         self.entries: list[tuple[Key, int, int]] = []
         self.absorbed: frozenset[str] = frozenset()
@@ -168,13 +168,14 @@ class SharedDirectory:
             return 0, []
         try:
             inode = os.fstat(fd).st_ino
-            used, pid = read_header(os.pread(fd, HEADER_SIZE, 0))
+            used, pid, file_id = read_header(os.pread(fd, HEADER_SIZE, 0))
             data = os.pread(fd, used, 0)
             if len(data) != used:
                 raise CorruptSegment(f"{len(data)} bytes where the header says {used}")
             parsed = self._parsed.get(path)
-            if parsed is None or parsed.inode != inode or parsed.parsed_until > used:
-                parsed = self._parsed[path] = _ParsedSegment(inode)
+            identity = (inode, file_id)
+            if parsed is None or parsed.identity != identity or parsed.parsed_until > used:
+                parsed = self._parsed[path] = _ParsedSegment(identity)
             for raw, index, count, end in iter_entries(data, parsed.parsed_until, used):
                 if raw.startswith(b"{"):
                     parsed.absorbed = frozenset(json.loads(raw)["absorbed"])
@@ -335,7 +336,8 @@ class SharedDirectory:
         used = HEADER_SIZE + len(body)
         temporary = self.path / f"archive.{os.getpid()}.tmp"
         with open(temporary, "wb") as out:
-            out.write(HEADER.pack(MAGIC, VERSION, 0, used, 0) + body)
+            file_id = int.from_bytes(os.urandom(4), "little")
+            out.write(HEADER.pack(MAGIC, VERSION, file_id, used, 0) + body)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path / ARCHIVE)

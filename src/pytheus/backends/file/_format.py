@@ -2,7 +2,7 @@
 
 A *segment* is a file that one process maps and appends to; nobody else writes it::
 
-    header (32 bytes): magic "PYTHEUSF" | version u32 | reserved u32 | used u64 | pid u64
+    header (32 bytes): magic "PYTHEUSF" | version u32 | file id u32 | used u64 | pid u64
     entries, from byte 32, each 8-byte aligned:
         key length u32 | cell count u32 | key (UTF-8 JSON) | padding to 8 | cells (f64 each)
 
@@ -70,14 +70,18 @@ def decode_key(raw: bytes) -> Key:
     )
 
 
-def read_header(data: bytes) -> tuple[int, int]:
-    """``(used, pid)`` of a segment, checking its magic and version."""
+def read_header(data: bytes) -> tuple[int, int, int]:
+    """``(used, pid, file id)`` of a segment, checking its magic and version.
+
+    The file id tells apart two files that got the same inode number one after the other (the
+    archive is rewritten often, and file systems reuse freed inodes).
+    """
     if len(data) < HEADER_SIZE:
         raise CorruptSegment("shorter than a header")
-    magic, version, _, used, pid = HEADER.unpack_from(data)
+    magic, version, file_id, used, pid = HEADER.unpack_from(data)
     if magic != MAGIC or version != VERSION:
         raise CorruptSegment(f"not a pytheus segment (magic {magic!r}, version {version})")
-    return used, pid
+    return used, pid, file_id
 
 
 def iter_entries(

@@ -89,7 +89,8 @@ class ProcessFile:
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             os.ftruncate(fd, size)
-            os.pwrite(fd, HEADER.pack(MAGIC, VERSION, 0, HEADER_SIZE, self.pid), 0)
+            file_id = int.from_bytes(os.urandom(4), "little")
+            os.pwrite(fd, HEADER.pack(MAGIC, VERSION, file_id, HEADER_SIZE, self.pid), 0)
             if number == 0:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.rename(temporary, final)  # visible to scrapes only once locked
