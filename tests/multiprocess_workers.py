@@ -77,3 +77,31 @@ def write_until_killed(backend: tuple[type[Any], dict[str, Any]], progress: Any)
         progress.value = i
         if i > 5_000_000:
             time.sleep(1)
+
+
+def threads_in_process(backend: tuple[type[Any], dict[str, Any]], threads: int, ops: int) -> None:
+    """``threads`` threads, each doing ``ops`` operations on shared and per-thread series."""
+    import threading
+
+    load(backend)
+    registry = CollectorRegistry()
+    counter = Counter("ops_total", "Ops.", required_labels=["series"], registry=registry)
+    histogram = Histogram("ops_seconds", "Ops.", required_labels=["series"], buckets=[0.5],
+                          registry=registry)  # fmt: skip
+
+    def work(number: int) -> None:
+        own = f"{os.getpid()}-{number}"
+        for i in range(ops):
+            counter.labels(series="shared").inc()
+            counter.labels(series=own).inc()
+            histogram.labels(series="shared").observe(i % 2)
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    if backend[0].__name__ == "MultiProcessRedisBackend":
+        from pytheus.backends.redis import wait_for_flush
+
+        assert wait_for_flush(30)
