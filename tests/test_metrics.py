@@ -405,3 +405,26 @@ def test_exemplars_are_kept_where_the_backend_can(
     assert observed.exemplars is not None
     assert [e and dict(e.labels) for e in observed.exemplars] == [None, {"trace_id": "def"}, None]
     assert observed.exemplars[1] is not None and observed.exemplars[1].value == 0.5
+
+
+def test_summary_quantiles(registry: CollectorRegistry, backend: str) -> None:
+    import random
+
+    from pytheus.exceptions import MetricDefinitionException
+
+    summary = Summary("latency_seconds", "L.", quantiles=(0.5, 0.9, 0.99), registry=registry)
+    generator = random.Random(7)
+    observed = sorted(generator.expovariate(1.0) for _ in range(5000))
+    for item in observed:
+        summary.observe(item)
+    got = samples(registry)
+    assert got[("latency_seconds_count", frozenset())] == 5000
+    quantiles = {dict(ls)["quantile"]: v for (n, ls), v in got.items() if n == "latency_seconds"}
+    if backend != "memory":  # quantiles are computed where observations happen: documented limit
+        assert quantiles == {}
+        return
+    for q in (0.5, 0.9, 0.99):
+        exact = observed[int(q * (len(observed) - 1))]
+        assert abs(quantiles[repr(q)] - exact) <= 0.01 * exact
+    with pytest.raises(MetricDefinitionException, match="'bad_seconds'"):
+        Summary("bad_seconds", "B.", quantiles=(1.5,), registry=registry)

@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from typing import Any, Optional, Protocol, runtime_checkable
@@ -187,3 +188,17 @@ class CollectorRegistryProxy:
 
 
 REGISTRY = CollectorRegistryProxy()
+
+
+def _register_runtime_collectors() -> None:
+    """Process, garbage-collector and platform metrics in the default registry, as Prometheus
+    users expect; ``PYTHEUS_DISABLE_RUNTIME_COLLECTORS=1`` (or
+    ``pytheus.runtime.unregister_runtime_collectors()``) opts out."""
+    if os.environ.get("PYTHEUS_DISABLE_RUNTIME_COLLECTORS", "").lower() in ("1", "true", "yes"):
+        return
+    from pytheus.runtime import register_runtime_collectors
+
+    register_runtime_collectors(REGISTRY)
+
+
+_register_runtime_collectors()

@@ -7,12 +7,14 @@ correct on free-threaded CPython, where ``x += 1`` on a shared attribute is not 
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left
 from collections.abc import Sequence
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
+from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, MetricType, Series, SummaryData
 
 if TYPE_CHECKING:
@@ -108,21 +110,35 @@ class MemoryHistogram:
 
 
 class MemorySummary:
-    __slots__ = ("_count", "_sum", "_lock")
+    __slots__ = ("_count", "_sum", "_lock", "_window")
 
-    def __init__(self) -> None:
+    def __init__(self, window: SlidingQuantiles | None = None) -> None:
         self._count = 0
         self._sum = 0.0
         self._lock = Lock()
+        self._window = window
 
     def observe(self, value: float) -> None:
+        if self._window is not None:
+            self._observe_with_quantiles(value)
+            return
         with self._lock:
             self._count += 1
             self._sum += value
 
+    def _observe_with_quantiles(self, value: float) -> None:
+        assert self._window is not None
+        now = time.time()
+        with self._lock:
+            self._count += 1
+            self._sum += value
+            self._window.observe(value, now)
+
     def snapshot(self) -> SummaryData:
         with self._lock:
-            return SummaryData(self._count, self._sum)
+            if self._window is None:
+                return SummaryData(self._count, self._sum)
+            return SummaryData(self._count, self._sum, self._window.query(time.time()))
 
 
 class MemoryStore:
@@ -133,7 +149,16 @@ class MemoryStore:
         if desc.type is MetricType.HISTOGRAM:
             return MemoryHistogram(desc.upper_bounds)
         if desc.type is MetricType.SUMMARY:
-            return MemorySummary()
+            quantiles = desc.option("quantiles")
+            if not quantiles:
+                return MemorySummary()
+            return MemorySummary(
+                SlidingQuantiles(
+                    quantiles,  # type: ignore[arg-type]
+                    desc.option("max_age_seconds"),  # type: ignore[arg-type]
+                    desc.option("age_buckets"),  # type: ignore[arg-type]
+                )
+            )
         if desc.type is MetricType.COUNTER:
             return MemoryCounter()
         return SingleProcessBackend()

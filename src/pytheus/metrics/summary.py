@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
+from pytheus.desc import MetricDesc
+from pytheus.exceptions import MetricDefinitionException
 from pytheus.metrics._base import _Metric
 from pytheus.metrics._timing import Timer
+from pytheus.quantiles import SlidingQuantiles
+from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import MetricType
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -14,6 +18,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Summary(_Metric):
     """Tracks the count and the sum of observations (exposed as ``_count`` and ``_sum``).
+
+    With ``quantiles``, it also reports those quantiles of the observations of the last
+    ``max_age_seconds`` (a sliding window of ``age_buckets`` parts), each within 1 % of the true
+    value (see :mod:`pytheus.quantiles`). Quantiles are computed in the process that observes:
+    the multi-process backends expose ``_count`` and ``_sum`` only; use a histogram there.
 
     Example::
 
@@ -25,6 +34,36 @@ class Summary(_Metric):
 
     type_: ClassVar[MetricType] = MetricType.SUMMARY
     __slots__ = ()
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        required_labels: Sequence[str] | None = None,
+        default_labels: Mapping[str, str] | None = None,
+        registry: Registry | None = REGISTRY,
+        *,
+        quantiles: Sequence[float] = (),
+        max_age_seconds: float = 600,
+        age_buckets: int = 5,
+        unit: str = "",
+    ) -> None:
+        options: dict[str, object] | None = None
+        if quantiles:
+            try:  # validates the options now, at definition
+                SlidingQuantiles(tuple(quantiles), max_age_seconds, age_buckets)
+            except (MetricDefinitionException, TypeError, ValueError) as error:
+                raise MetricDefinitionException(f"summary {name!r}: {error}") from None
+            options = {
+                "quantiles": tuple(float(q) for q in quantiles),
+                "max_age_seconds": float(max_age_seconds),
+                "age_buckets": int(age_buckets),
+            }
+        desc = MetricDesc.build(
+            name, description, self.type_, required_labels, default_labels,
+            options=options, unit=unit,
+        )  # fmt: skip
+        self._define(desc, registry)
 
     def observe(self, value: float) -> None:
         """Record one observation."""

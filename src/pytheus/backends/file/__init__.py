@@ -114,6 +114,10 @@ class FileStore:
 
         return ExemplarSlots(allocate)
 
+    def living_pids(self) -> list[int]:
+        """The pids of the processes that write in the directory now, this one included."""
+        return [os.getpid(), *self.directory.living_pids()]
+
     def forget(self, metric: BoundSeries) -> None:
         """``remove()``: a tombstone hides what the series counted so far, in every process."""
         self.directory.remove_series(self._key(metric))

@@ -160,6 +160,18 @@ class SharedDirectory:
             os.close(fd)  # closing also drops the lock if we got it
         return False
 
+    def living_pids(self) -> list[int]:
+        """Pids of the processes whose files are in use (from their first segment's header)."""
+        pids = []
+        for paths in self.groups().values():
+            if self.is_alive(paths[0]):
+                try:
+                    with open(paths[0], "rb") as first:
+                        pids.append(read_header(first.read(HEADER_SIZE))[1])
+                except (OSError, CorruptSegment):
+                    continue
+        return pids
+
     def read_segment(self, path: Path) -> tuple[int, list[tuple[Key, list[float]]]]:
         """``(pid, [(key, cells)])`` of a segment; a corrupt one reads as empty (and warns)."""
         try:

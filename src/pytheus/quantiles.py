@@ -1,0 +1,475 @@
+"""Quantiles of recent observations for a Summary: a mergeable sketch over a sliding window.
+
+:class:`QuantileSketch` counts observations in logarithmic buckets (the DDSketch mapping):
+bucket ``k`` holds the magnitudes in ``(gamma ** (k - 1), gamma ** k]`` with
+``gamma = (1 + a) / (1 - a)``, and reports them as ``2 * gamma ** k / (gamma + 1)``, which is
+within a relative error ``a`` of every value of the bucket. Hence the error bound:
+
+    For ``n`` observations sorted as ``x[0] <= ... <= x[n - 1]`` and a quantile ``q``,
+    the estimate ``v`` satisfies ``|v - x[r]| <= a * |x[r]|`` with ``r = floor(q * (n - 1))``,
+    where ``a`` is ``relative_accuracy`` (default 0.01: 1 %).
+
+The bound holds as long as the observations of one sign fall in at most ``max_buckets``
+distinct buckets, which is always the case when their magnitudes span less than a factor
+``gamma ** max_buckets`` (about 6e17 with the defaults). Beyond that the smallest magnitudes are
+merged into one bucket, so memory stays bounded, and only quantiles whose exact value lies among
+them lose the bound. Magnitudes below ``sys.float_info.min`` count as 0, infinities as the
+largest finite magnitude; NaN is ignored.
+
+Sketches are mergeable: merging two gives exactly the sketch of all their observations (when
+no buckets were merged). That is what :class:`SlidingQuantiles` does over its age buckets, and
+what a multi-process backend can do over processes, in one of two ways: store each process's
+window as a list of floats (``to_floats``, ``from_floats``, ``merge``), or count observations
+per ``(slot, bucket id)`` in shared counters that every process increments (``slot``,
+``bucket_id``) and rebuild the window from the summed counts (``add_bucket``).
+
+Example::
+
+    import time
+    from pytheus.quantiles import SlidingQuantiles
+
+    window = SlidingQuantiles(quantiles=(0.5, 0.99), max_age_seconds=600, age_buckets=5)
+    window.observe(0.25, time.time())
+    window.query(time.time())   # ((0.5, 0.249...), (0.99, 0.249...)): 0.25 within 1 %
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import sys
+from collections.abc import Iterable, Sequence
+
+from pytheus.exceptions import MetricDefinitionException
+
+_ceil, _log = math.ceil, math.log
+_SMALLEST = sys.float_info.min
+_LARGEST = sys.float_info.max
+_NO_FLOOR = -(2**53)  # below every bucket key; exact as a float
+_FORMAT = 1.0  # first float of a serialised SlidingQuantiles
+
+
+class _Buckets:
+    """Counts by bucket key for magnitudes of one sign, at most ``limit`` keys.
+
+    ``floor`` is the lowest key kept once keys were merged: lower keys are counted there.
+    """
+
+    __slots__ = ("counts", "floor", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.counts: dict[int, int] = {}
+        self.floor = _NO_FLOOR
+        self.limit = limit
+
+    def add(self, key: int, count: int = 1) -> None:
+        key = max(key, self.floor)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + count
+        if len(counts) > self.limit:
+            self.raise_floor(sorted(counts)[len(counts) - self.limit])
+
+    def raise_floor(self, floor: int) -> None:
+        """Count every key below ``floor`` at ``floor``."""
+        if floor <= self.floor:
+            return
+        self.floor = floor
+        low = [key for key in self.counts if key < floor]
+        if low:
+            moved = sum(self.counts.pop(key) for key in low)
+            self.counts[floor] = self.counts.get(floor, 0) + moved
+
+    def merge(self, other: _Buckets) -> None:
+        self.raise_floor(other.floor)
+        for key, count in other.counts.items():
+            self.add(key, count)
+
+    def to_floats(self) -> list[float]:
+        floats = [float(self.floor), float(len(self.counts))]
+        for key, count in sorted(self.counts.items()):
+            floats += (float(key), float(count))
+        return floats
+
+    def load(self, floats: Sequence[float], start: int) -> int:
+        """Read what ``to_floats`` wrote from ``floats[start:]``; return the next position."""
+        self.raise_floor(int(floats[start]))
+        size = int(floats[start + 1])
+        for position in range(start + 2, start + 2 + 2 * size, 2):
+            count = int(floats[position + 1])
+            if count < 0:
+                raise ValueError(f"negative count {count}")
+            self.add(int(floats[position]), count)
+        return start + 2 + 2 * size
+
+
+class QuantileSketch:
+    """Any quantile of the observations, within a relative error (see the module docs).
+
+    Example::
+
+        sketch = QuantileSketch(relative_accuracy=0.01)
+        for value in range(1, 101):
+            sketch.add(value)
+        sketch.quantile(0.5)   # 49.9...: the exact 50 within 1 %
+        other = QuantileSketch.from_floats(sketch.to_floats())
+        sketch.merge(other)    # as if every value had been added twice
+    """
+
+    __slots__ = ("relative_accuracy", "max_buckets", "_multiplier", "_gamma", "_pos", "_neg",
+                 "_zero", "_largest_key", "_lowest_key", "_log_scale")  # fmt: skip
+
+    def __init__(self, relative_accuracy: float = 0.01, max_buckets: int = 2048) -> None:
+        _check_sketch_options(relative_accuracy, max_buckets)
+        self.relative_accuracy = float(relative_accuracy)
+        self.max_buckets = int(max_buckets)
+        self._gamma = (1 + self.relative_accuracy) / (1 - self.relative_accuracy)
+        self._multiplier = 1 / math.log(self._gamma)
+        self._largest_key = math.ceil(math.log(_LARGEST) * self._multiplier)
+        self._lowest_key = math.ceil(math.log(_SMALLEST) * self._multiplier)
+        self._log_scale = math.log(2 / (self._gamma + 1))
+        self._pos = _Buckets(self.max_buckets)
+        self._neg = _Buckets(self.max_buckets)
+        self._zero = 0
+
+    def add(self, value: float) -> None:
+        """Count one observation; NaN is ignored."""
+        buckets = self._pos if value > 0 else self._neg
+        magnitude = value if value > 0 else -value
+        if _SMALLEST <= magnitude <= _LARGEST:
+            key = _ceil(_log(magnitude) * self._multiplier)
+            counts = buckets.counts
+            if key in counts:  # the fast path: no new bucket, so no limit to check
+                counts[key] += 1
+            else:
+                buckets.add(key)
+        elif magnitude > _LARGEST:  # infinity
+            buckets.add(self._largest_key)
+        elif magnitude == magnitude:  # not NaN
+            self._zero += 1
+
+    def bucket_id(self, value: float) -> int | None:
+        """The bucket of ``value`` as one integer (None for NaN), for :meth:`add_bucket`.
+
+        0 is the zero bucket; positive values get ids from 1 up, negative values from -1 down,
+        in the order of their magnitudes. A backend may count observations per bucket id
+        (summing the counts of all processes) instead of storing sketches.
+        """
+        magnitude = abs(value)
+        if magnitude != magnitude:
+            return None
+        if magnitude < _SMALLEST:
+            return 0
+        key = (
+            self._largest_key if magnitude > _LARGEST else _ceil(_log(magnitude) * self._multiplier)
+        )
+        index = key - self._lowest_key + 1
+        return index if value > 0 else -index
+
+    def add_bucket(self, bucket_id: int, count: int = 1) -> None:
+        """Count ``count`` observations in the bucket ``bucket_id`` names."""
+        if count < 0:
+            raise ValueError(f"a bucket count cannot be negative, got {count}")
+        if bucket_id == 0:
+            self._zero += count
+        else:
+            key = abs(bucket_id) + self._lowest_key - 1
+            (self._pos if bucket_id > 0 else self._neg).add(key, count)
+
+    @property
+    def count(self) -> int:
+        """How many observations were added."""
+        return self._zero + sum(self._pos.counts.values()) + sum(self._neg.counts.values())
+
+    @property
+    def bucket_count(self) -> int:
+        """How many buckets are stored: the memory used is proportional to it."""
+        return len(self._pos.counts) + len(self._neg.counts) + 1
+
+    def quantile(self, q: float) -> float:
+        """The ``q``-quantile (0 <= q <= 1), or NaN when there are no observations."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Iterable[float]) -> list[float]:
+        """Several quantiles at once, in the order given."""
+        values: list[float] = []
+        cumulative: list[int] = []
+        total = 0
+        for key, count in sorted(self._neg.counts.items(), reverse=True):
+            total += count
+            values.append(-self._value(key))
+            cumulative.append(total)
+        if self._zero:
+            total += self._zero
+            values.append(0.0)
+            cumulative.append(total)
+        for key, count in sorted(self._pos.counts.items()):
+            total += count
+            values.append(self._value(key))
+            cumulative.append(total)
+        result = []
+        for q in qs:
+            _check_quantile(q)
+            if total == 0:
+                result.append(math.nan)
+            else:
+                rank = math.floor(q * (total - 1))
+                result.append(values[bisect.bisect_right(cumulative, rank)])
+        return result
+
+    def _value(self, key: int) -> float:
+        """The magnitude that bucket ``key`` reports: ``2 * gamma ** key / (gamma + 1)``."""
+        try:  # in log space, so the top bucket does not overflow on the way
+            return min(math.exp(key / self._multiplier + self._log_scale), _LARGEST)
+        except OverflowError:
+            return _LARGEST
+
+    def merge(self, other: QuantileSketch) -> None:
+        """Add the observations of ``other`` (which must have the same relative accuracy)."""
+        if other.relative_accuracy != self.relative_accuracy:
+            raise ValueError(
+                f"cannot merge sketches of relative accuracy {other.relative_accuracy} "
+                f"and {self.relative_accuracy}"
+            )
+        if other is self:
+            other = self.copy()
+        self._pos.merge(other._pos)
+        self._neg.merge(other._neg)
+        self._zero += other._zero
+
+    def copy(self) -> QuantileSketch:
+        sketch = QuantileSketch(self.relative_accuracy, self.max_buckets)
+        sketch.merge(self)
+        return sketch
+
+    def to_floats(self) -> list[float]:
+        """The sketch as floats: ``[accuracy, max_buckets, zeros, *positive, *negative]``.
+
+        Each sign is ``[floor, n, key_1, count_1, ... key_n, count_n]``.
+        """
+        return [
+            self.relative_accuracy,
+            float(self.max_buckets),
+            float(self._zero),
+            *self._pos.to_floats(),
+            *self._neg.to_floats(),
+        ]
+
+    @classmethod
+    def from_floats(cls, floats: Sequence[float]) -> QuantileSketch:
+        """The sketch that ``to_floats`` wrote; ValueError if ``floats`` is not one."""
+        sketch, end = cls._load(floats, 0)
+        if end != len(floats):
+            raise ValueError("not a serialised QuantileSketch: trailing floats")
+        return sketch
+
+    @classmethod
+    def _load(cls, floats: Sequence[float], start: int) -> tuple[QuantileSketch, int]:
+        try:
+            sketch = cls(floats[start], int(floats[start + 1]))
+            sketch.add_bucket(0, int(floats[start + 2]))
+            position = sketch._pos.load(floats, start + 3)
+            position = sketch._neg.load(floats, position)
+        except (IndexError, ValueError, OverflowError, MetricDefinitionException) as error:
+            raise ValueError(f"not a serialised QuantileSketch: {error}") from None
+        return sketch, position
+
+
+class SlidingQuantiles:
+    """Quantiles of the observations of the last ``max_age_seconds``, for a Summary.
+
+    The window is a ring of ``age_buckets`` sketches, each covering ``max_age_seconds /
+    age_buckets`` seconds of a clock shared by every process (slot ``floor(now / width)``), as in
+    client_golang: an observation counts for at least ``max_age_seconds * (1 - 1 /
+    age_buckets)`` seconds and never after ``max_age_seconds``. Each target quantile is within
+    the relative error bound of the module docs over the observations the window holds.
+    Memory: at most ``age_buckets * (2 * max_buckets + 1)`` buckets. Not thread-safe: the caller
+    holds a lock. Pass the same clock to every call (``time.time()``, which lets processes merge).
+
+    Example::
+
+        window = SlidingQuantiles(quantiles=(0.5, 0.9), max_age_seconds=60, age_buckets=3)
+        window.observe(3.0, now=100.0)
+        window.observe(5.0, now=101.0)
+        window.query(now=102.0)   # ((0.5, 2.97...), (0.9, 2.97...)): rank floor(q * (n - 1))
+        window.query(now=200.0)   # ((0.5, nan), (0.9, nan)): both observations left the window
+    """
+
+    __slots__ = ("targets", "max_age_seconds", "age_buckets", "relative_accuracy",
+                 "max_buckets", "_width", "_latest", "_slots", "_sketches", "_head")  # fmt: skip
+
+    def __init__(
+        self,
+        quantiles: Sequence[float] = (0.5, 0.9, 0.99),
+        max_age_seconds: float = 600.0,
+        age_buckets: int = 5,
+        relative_accuracy: float = 0.01,
+        max_buckets: int = 2048,
+    ) -> None:
+        for q in quantiles:
+            _check_quantile(q)
+        if not (isinstance(max_age_seconds, (int, float)) and 0 < max_age_seconds < math.inf):
+            raise MetricDefinitionException(
+                f"max_age_seconds must be a positive number of seconds, got {max_age_seconds!r}"
+            )
+        _check_positive_int("age_buckets", age_buckets)
+        _check_sketch_options(relative_accuracy, max_buckets)
+        self.targets = tuple(float(q) for q in quantiles)
+        self.max_age_seconds = float(max_age_seconds)
+        self.age_buckets = age_buckets
+        self.relative_accuracy = float(relative_accuracy)
+        self.max_buckets = int(max_buckets)
+        self._width = self.max_age_seconds / age_buckets
+        self._latest = _NO_FLOOR
+        self._slots = [_NO_FLOOR] * age_buckets
+        self._sketches = [self._new_sketch() for _ in range(age_buckets)]
+        self._head = self._sketches[self._latest % age_buckets]  # the sketch of the latest slot
+
+    def _new_sketch(self) -> QuantileSketch:
+        return QuantileSketch(self.relative_accuracy, self.max_buckets)
+
+    def _slot(self, now: float) -> int:
+        """The slot of ``now``; a clock going back stays in the latest slot."""
+        return self._advance(self.slot(now))
+
+    def _advance(self, slot: int) -> int:
+        """Make ``slot`` the latest unless a later one is; return the latest."""
+        if slot > self._latest:
+            self._latest = slot
+            head = self._sketch_at(slot)
+            assert head is not None  # the latest slot is never older than a stored one
+            self._head = head
+        return self._latest
+
+    def _sketch_at(self, slot: int) -> QuantileSketch | None:
+        """The sketch of ``slot``, replacing an older one at its place; None if that is newer."""
+        index = slot % self.age_buckets
+        if self._slots[index] < slot:
+            self._slots[index] = slot
+            self._sketches[index] = self._new_sketch()
+        return self._sketches[index] if self._slots[index] == slot else None
+
+    def observe(self, value: float, now: float) -> None:
+        """Record ``value`` observed at time ``now`` (seconds); NaN is ignored."""
+        if now >= (self._latest + 1) * self._width:
+            self._slot(now)
+        self._head.add(value)
+
+    def slot(self, now: float) -> int:
+        """The age slot of time ``now``: ``floor(now / (max_age_seconds / age_buckets))``."""
+        return math.floor(now / self._width)
+
+    def bucket_id(self, value: float) -> int | None:
+        """The sketch bucket of ``value``: see :meth:`QuantileSketch.bucket_id`."""
+        return self._head.bucket_id(value)
+
+    def add_bucket(self, slot: int, bucket_id: int, count: int = 1) -> None:
+        """Count ``count`` observations of bucket ``bucket_id`` in ``slot``; expired slots are
+        ignored. Rebuilds a window from per-(slot, bucket) counts summed over processes."""
+        self._advance(slot)
+        sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
+        if sketch is not None:
+            sketch.add_bucket(bucket_id, count)
+
+    def window(self, now: float) -> QuantileSketch:
+        """One sketch of every observation the window holds at ``now``."""
+        current = self._slot(now)
+        merged = self._new_sketch()
+        for slot, sketch in zip(self._slots, self._sketches):
+            if current - self.age_buckets < slot:
+                merged.merge(sketch)
+        return merged
+
+    def query(self, now: float) -> tuple[tuple[float, float], ...]:
+        """``((q, value), ...)`` for the target quantiles; values are NaN for an empty window."""
+        return tuple(zip(self.targets, self.window(now).quantiles(self.targets)))
+
+    @property
+    def stored_buckets(self) -> int:
+        """How many buckets the ring holds: the memory used is proportional to it."""
+        return sum(sketch.bucket_count for sketch in self._sketches)
+
+    def merge(self, other: SlidingQuantiles) -> None:
+        """Add the observations of ``other``, slot by slot (same window and accuracy needed)."""
+        if (other.max_age_seconds, other.age_buckets, other.relative_accuracy) != (
+            self.max_age_seconds,
+            self.age_buckets,
+            self.relative_accuracy,
+        ):
+            raise ValueError("cannot merge windows of different max_age, age_buckets or accuracy")
+        self._advance(other._latest)
+        for slot, sketch in zip(other._slots, other._sketches):
+            if slot > self._latest - self.age_buckets:
+                mine = self._sketch_at(slot)
+                if mine is not None:
+                    mine.merge(sketch)
+
+    def to_floats(self) -> list[float]:
+        """The state as floats, for a multi-process backend to store.
+
+        Layout: ``[1.0, max_age, age_buckets, accuracy, max_buckets, n_q, *quantiles, latest,
+        n_slots, (slot, length, *QuantileSketch.to_floats()) * n_slots]``; only live, non-empty
+        slots are written.
+        """
+        floats = [_FORMAT, self.max_age_seconds, float(self.age_buckets), self.relative_accuracy,
+                  float(self.max_buckets), float(len(self.targets)), *self.targets,
+                  float(self._latest)]  # fmt: skip
+        live = [
+            (slot, sketch.to_floats())
+            for slot, sketch in zip(self._slots, self._sketches)
+            if slot > self._latest - self.age_buckets and sketch.count
+        ]
+        floats.append(float(len(live)))
+        for slot, sketch_floats in live:
+            floats += (float(slot), float(len(sketch_floats)), *sketch_floats)
+        return floats
+
+    @classmethod
+    def from_floats(cls, floats: Sequence[float]) -> SlidingQuantiles:
+        """The window that ``to_floats`` wrote; ValueError if ``floats`` is not one."""
+        try:
+            if floats[0] != _FORMAT:
+                raise ValueError(f"unknown format {floats[0]!r}")
+            n_targets = int(floats[5])
+            window = cls(
+                quantiles=floats[6 : 6 + n_targets],
+                max_age_seconds=floats[1],
+                age_buckets=int(floats[2]),
+                relative_accuracy=floats[3],
+                max_buckets=int(floats[4]),
+            )
+            position = 6 + n_targets
+            window._advance(int(floats[position]))
+            n_slots = int(floats[position + 1])
+            position += 2
+            for _ in range(n_slots):
+                slot, length = int(floats[position]), int(floats[position + 1])
+                sketch, end = QuantileSketch._load(floats, position + 2)
+                if end != position + 2 + length:
+                    raise ValueError("a slot's length does not match its sketch")
+                position = end
+                target = window._sketch_at(slot)
+                if target is not None:
+                    target.merge(sketch)
+            if position != len(floats):
+                raise ValueError("trailing floats")
+        except (IndexError, ValueError, OverflowError, MetricDefinitionException) as error:
+            raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
+        return window
+
+
+def _check_quantile(q: float) -> None:
+    if not (isinstance(q, (int, float)) and 0 <= q <= 1):
+        raise MetricDefinitionException(f"a quantile must be a number in [0, 1], got {q!r}")
+
+
+def _check_sketch_options(relative_accuracy: float, max_buckets: int) -> None:
+    if not (isinstance(relative_accuracy, (int, float)) and 0 < relative_accuracy < 1):
+        raise MetricDefinitionException(
+            f"relative_accuracy must be in (0, 1), got {relative_accuracy!r}"
+        )
+    _check_positive_int("max_buckets", max_buckets)
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise MetricDefinitionException(f"{name} must be an integer >= 1, got {value!r}")
