@@ -2,14 +2,21 @@
 
 Usage::
 
-    .venv/bin/python bench/run.py              # full run, about 25 seconds
-    .venv/bin/python bench/run.py --quick      # a few seconds: checks the harness works
-    .venv/bin/python bench/run.py --markdown   # the table as Markdown, for docs/performance.md
+    .venv/bin/python bench/run.py                   # full run, about 2 minutes
+    .venv/bin/python bench/run.py --quick           # under a minute: checks the harness works
+    .venv/bin/python bench/run.py --markdown        # the tables as Markdown, for the docs
+    .venv/bin/python bench/run.py --suite backends  # only the multi-process backends
 
 Each workload is timed for several rounds; within a round both libraries run back to back, and
 which one goes first alternates from round to round, so drift in the machine's speed hits both.
 The table shows the median time per operation of each library, their ratio (pytheus divided by
 prometheus_client: below 1 means pytheus is faster) and whether the ratio meets its target.
+
+Two suites: ``core`` (``bench/workloads.py``: pytheus's in-memory backend against
+prometheus_client) and ``backends`` (``bench/backends.py``: the shared-file backend against
+prometheus_client's multiprocess mode, the Redis backend against pytheus's memory backend), each
+printed as its own table; both run by default. Workloads that need a program that is not
+installed (``redis-server``) are skipped, with a message.
 """
 
 from __future__ import annotations
@@ -25,11 +32,14 @@ if __package__ in (None, ""):  # run as a script: make the ``bench`` package imp
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pytheus
-from bench.harness import Result, markdown_table, measure, text_table
+from bench import backends
+from bench.backends import BACKEND_WORKLOADS, BackendWorkload
+from bench.harness import OURS, THEIRS, Result, Workload, markdown_table, measure, text_table
 from bench.workloads import WORKLOADS
 
 FULL_ROUNDS = 9
 QUICK_ROUNDS = 2
+SUITES = ("all", "core", "backends")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -38,6 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--rounds", type=int, help=f"rounds per workload (default {FULL_ROUNDS})")
     parser.add_argument("--only", metavar="TEXT", help="run the workloads whose name contains TEXT")
+    parser.add_argument(
+        "--suite",
+        choices=SUITES,
+        default="all",
+        help="core: in-memory workloads; backends: file and Redis backends; all (default): both",
+    )
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
@@ -53,24 +69,64 @@ def describe_machine() -> str:
     )
 
 
+def selected(suite: str, only: str | None) -> list[Workload]:
+    workloads: list[Workload] = []
+    if suite in ("all", "core"):
+        workloads += WORKLOADS
+    if suite in ("all", "backends"):
+        workloads += BACKEND_WORKLOADS
+    return [w for w in workloads if only is None or only.lower() in w.name.lower()]
+
+
+def headings(workload: Workload) -> tuple[str, str]:
+    if isinstance(workload, BackendWorkload):
+        return workload.ours_label, workload.theirs_label
+    return OURS, THEIRS
+
+
+def tables(results: list[Result], markdown: bool) -> str:
+    """One table per pair of column headings, in the order the workloads ran."""
+    groups: dict[tuple[str, str], list[Result]] = {}
+    for result in results:
+        groups.setdefault(headings(result.workload), []).append(result)
+    rendered = []
+    for (ours, theirs), group in groups.items():
+        if (ours, theirs) == (OURS, THEIRS):
+            rendered.append(markdown_table(group) if markdown else text_table(group))
+        else:
+            rendered.append(backends.table(group, ours, theirs, markdown))
+    return "\n\n".join(rendered)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else FULL_ROUNDS)
     if rounds < 1:
         print("--rounds must be at least 1", file=sys.stderr)
         return 2
-    workloads = [w for w in WORKLOADS if args.only is None or args.only.lower() in w.name.lower()]
+    workloads = selected(args.suite, args.only)
     if not workloads:
         print(f"no workload name contains {args.only!r}", file=sys.stderr)
         return 2
+    backends.set_quick(args.quick)
     print(describe_machine())
     print(f"{rounds} rounds per workload{', quick run' if args.quick else ''}\n", flush=True)
     results: list[Result] = []
+    skipped: list[str] = []
     for workload in workloads:
+        missing = workload.missing() if isinstance(workload, BackendWorkload) else []
+        if missing:
+            skipped.append(f"skipped {workload.name}: {', '.join(missing)} not installed")
+            print(f"  {skipped[-1]}", file=sys.stderr, flush=True)
+            continue
         results.append(measure(workload, rounds, args.quick))
         if not args.markdown:
             print(f"  done: {workload.name}", file=sys.stderr, flush=True)
-    print(markdown_table(results) if args.markdown else text_table(results))
+    print(tables(results, args.markdown))
+    notes = [*backends.NOTES, *skipped]
+    if notes:
+        print()
+        print("\n".join(f"- {note}" for note in notes))
     if args.check and not all(result.met for result in results):
         return 1
     return 0

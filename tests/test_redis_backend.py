@@ -339,3 +339,21 @@ def test_unrelated_processes_on_other_hosts_share_series(loaded: dict[str, Any])
     registry = CollectorRegistry()
     Counter("hosts_total", "H.", required_labels=["zone"], registry=registry)
     assert value(registry, "hosts_total", zone="eu") == 6
+
+
+def test_pending_cap_drops_counted_and_logged(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.stop()
+    try:
+        load_backend(MultiProcessRedisBackend, config(server, max_pending_series=3))
+        counter = Counter("capped_total", "C.", required_labels=["n"], registry=CollectorRegistry())
+        for n in range(5):
+            counter.labels(n=str(n)).inc()  # 5 series pending while Redis is down
+        with caplog.at_level(logging.ERROR, logger="pytheus.backends.redis"):
+            assert store().flusher.flush() is False
+            assert store().flusher.flush() is False
+        assert store().flusher.dropped_updates == 5
+        assert "dropped the pending updates of 5 series" in caplog.text
+    finally:
+        load_backend(SingleProcessBackend, {})

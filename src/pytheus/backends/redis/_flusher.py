@@ -64,6 +64,7 @@ class Flusher:
         self._seq = 0
         self._acked = -1
         self._unacked: Batch | None = None
+        self._uncertain: int | None = None  # a dropped batch that may have reached Redis
         self._history: collections.deque[Batch] = collections.deque(maxlen=64)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -133,6 +134,11 @@ class Flusher:
                     status, last = self._send(self._acked, self._acked, ["0"])
                 else:
                     status, last = self._send(batch.seq, self._acked, batch.arguments())
+                if self._uncertain is not None and last == self._uncertain:
+                    # the batch dropped during the outage had reached Redis after all
+                    self._acked, self._uncertain = last, None
+                    if batch is not None and status == "gap":
+                        status, last = self._send(batch.seq, self._acked, batch.arguments())
                 if status == "gap" or (batch is None and last < self._acked):
                     self._recover(last)
                 elif batch is not None:
@@ -226,6 +232,30 @@ class Flusher:
         if pending > self.options.max_pending_series:
             self._drop_pending()
 
+    def _drop_pending(self) -> None:
+        """Past the cap, forget what waits for Redis rather than grow without bound (counted).
+
+        The batch in flight may or may not have reached Redis; its number is remembered so
+        that the next reply settles it either way, and nothing is counted twice.
+        """
+        dropped = 0
+        batch, self._unacked = self._unacked, None
+        if batch is not None:
+            self._uncertain = batch.seq
+            dropped += len(batch.entries)
+        with self._series_lock:
+            series = list(self._series.values())
+        dropped += sum(1 for _, value in series if value.take())
+        self.dropped_updates += dropped
+        logger.error(
+            "pytheus: Redis at %s unreachable with more than %d series pending: dropped the "
+            "pending updates of %d series (%d dropped so far)",
+            self.options.address,
+            self.options.max_pending_series,
+            dropped,
+            self.dropped_updates,
+        )
+
     def _refused(self, error: Exception) -> None:
         batch, self._unacked = self._unacked, None
         if batch is not None:
@@ -236,19 +266,4 @@ class Flusher:
             self.options.address,
             error,
             len(batch.entries) if batch else 0,
-        )
-
-    def _drop_pending(self) -> None:
-        """Past the cap, forget pending values rather than grow without bound (counted)."""
-        with self._series_lock:
-            series = list(self._series.values())
-        dropped = sum(1 for _, value in series if value.take())
-        self.dropped_updates += dropped
-        logger.error(
-            "pytheus: Redis at %s unreachable with more than %d series pending: dropped the "
-            "pending updates of %d series (%d dropped so far)",
-            self.options.address,
-            self.options.max_pending_series,
-            dropped,
-            self.dropped_updates,
         )
