@@ -83,6 +83,8 @@ class RedisStore:
         self.flusher = Flusher(self.client, options)
         self._scrape = self.client.register_script(SCRAPE)
         self._labels: dict[tuple[tuple[str, ...], tuple[str, ...], str | None], LabelSet] = {}
+        self._descriptions: dict[str, tuple[Key, Signature]] = {}
+        self._series_ids: dict[str, tuple[Key, Signature, LabelSet]] = {}
         self._lock = threading.Lock()
         _stores.add(self)
 
@@ -138,15 +140,18 @@ class RedisStore:
             if existing is not None:
                 return existing  # type: ignore[return-value]
             value: Any
+            queue = self.flusher.queue
             if desc.type is MetricType.HISTOGRAM:
-                value = RedisHistogram(desc.upper_bounds)
+                value = RedisHistogram(desc.upper_bounds, queue)
             elif desc.type is MetricType.SUMMARY:
-                value = RedisSummary()
+                value = RedisSummary(queue)
             elif desc.type is MetricType.GAUGE:
-                value = RedisGauge(self.flusher.process)
+                value = RedisGauge(self.flusher.process, queue)
             else:
-                value = RedisCounter()
+                value = RedisCounter(queue)
             self.flusher.register(sid, meta, value)
+            if isinstance(value, RedisGauge):
+                value.publish()
         if self.options.flush_interval == 0:
             return _WriteThrough(value, self.flusher)
         return value  # type: ignore[no-any-return]
@@ -154,75 +159,62 @@ class RedisStore:
     # --- reading ---------------------------------------------------------------------------
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
-        for family in families:
-            for _ in family.local_values():
-                pass
         self.flusher.flush()
         try:
-            reply = self._scrape(args=[self.options.base])
+            reply = self._scrape(args=[self.options.base, self.options.expire_key_time])
         except Exception as error:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        table: dict[Key, list[float]] = {}
-        exemplars: dict[Key, dict[str, str]] = {}
-        for raw_meta, raw_fields in zip(reply[0::2], reply[1::2]):
-            self._merge_series(table, exemplars, raw_meta, raw_fields)
-        by_name: dict[str, list[tuple[Key, list[float]]]] = {}
-        for key, cells in table.items():
-            by_name.setdefault(key[0], []).append((key, cells))
-        return [self._series(f, by_name.get(f.desc.name, []), exemplars) for f in families]
-
-    def _merge_series(
-        self,
-        table: dict[Key, list[float]],
-        exemplars: dict[Key, dict[str, str]],
-        raw_meta: bytes,
-        raw_fields: list[bytes],
-    ) -> None:
-        name, metric_type, mode, names, values, bounds = json.loads(raw_meta)
-        key: Key = (name, metric_type, mode, tuple(names), tuple(values), tuple(bounds), None)
-        fields = {
-            raw_fields[i].decode(): raw_fields[i + 1].decode() for i in range(0, len(raw_fields), 2)
-        }
-        if metric_type in ("counter", "histogram"):
-            found = {f: v for f, v in fields.items() if f.startswith("e")}
-            if found:
-                exemplars[key] = found
-        if metric_type == "gauge":
-            for field, raw in fields.items():
-                cells = [float(x) for x in raw.split(",")]
+        index, packed, exemplar_fields, gauge_rows = (_text(part) for part in reply)
+        metas = _pairs(index)
+        exemplars: dict[str, dict[str, str]] = {}
+        for field, raw in _pairs(exemplar_fields).items():
+            sid, _, bucket = field.rpartition(":")
+            exemplars.setdefault(sid, {})[bucket] = raw
+        # family signature -> [(labels, data)]; gauges merge the fields of several processes
+        found: dict[Signature, list[Series]] = {}
+        for sid, raw_cells in _pairs(packed).items():
+            known = self._series_ids.get(sid)  # a series id stands for one description
+            if known is None:
+                meta = metas.get(sid)
+                if meta is None:
+                    continue
+                key, signature = self._describe(meta)
+                known = self._series_ids[sid] = (key, signature, self._label_set(key))
+            key, signature, labels = known
+            cells = [float(x) for x in raw_cells.split()]
+            data = _series_data(key, cells, exemplars.get(sid))
+            found.setdefault(signature, []).append((labels, data))
+        gauges: dict[Key, list[float]] = {}
+        for row in gauge_rows.split("\x1e") if gauge_rows else ():
+            sid, *fields = row.split("\x1f")
+            meta = metas.get(sid)
+            if meta is None:
+                continue
+            key, _ = self._describe(meta)
+            for field, raw in zip(fields[0::2], fields[1::2]):
                 pid = None if field == "_a" else field.rsplit(":", 1)[0]
-                merge_into(table, merge_key(key, pid), cells)
-        elif metric_type == "histogram":
-            cells = [float(fields.get(f"b{i}", 0)) for i in range(len(bounds))]
-            merge_into(table, key, [*cells, float(fields.get("sum", 0))])
-        elif metric_type == "summary":
-            merge_into(table, key, [float(fields.get("count", 0)), float(fields.get("sum", 0))])
-        else:
-            merge_into(table, key, [float(fields.get("v", 0))])
+                merge_into(gauges, merge_key(key, pid), [float(x) for x in raw.split(",")])
+        for key, gauge_cells in gauges.items():
+            signature = (key[0], key[1], key[2], key[3], key[5])
+            data = _series_value(MetricType.GAUGE, (), gauge_cells)
+            found.setdefault(signature, []).append((self._label_set(key), data))
+        return [self._series(family, found) for family in families]
 
-    def _series(
-        self,
-        family: StoredFamily,
-        entries: list[tuple[Key, list[float]]],
-        exemplars: dict[Key, dict[str, str]],
-    ) -> list[Series]:
+    def _describe(self, meta: str) -> tuple[Key, Signature]:
+        known = self._descriptions.get(meta)
+        if known is None:
+            known = self._descriptions[meta] = _describe(meta)
+        return known
+
+    def _series(self, family: StoredFamily, found: dict[Signature, list[Series]]) -> list[Series]:
         desc = family.desc
         mode = str(desc.option("multiprocess_mode") or "")
-        series: list[Series] = []
-        seen: set[tuple[str, ...]] = set()
-        for key, cells in entries:
-            if key[1] != desc.type.value or key[2] != mode or key[3] != desc.label_names:
-                continue
-            if key[5] != desc.upper_bounds:
-                continue
-            seen.add(key[4])
-            data = _series_value(desc.type, desc.upper_bounds, cells)
-            if key in exemplars:
-                data = _with_exemplars(data, exemplars[key])
-            series.append((self._label_set(key), data))
+        signature = (desc.name, desc.type.value, mode, desc.label_names, desc.upper_bounds)
+        series = found.get(signature, [])
         if not (desc.type is MetricType.GAUGE and mode in ("all", "liveall")):
+            seen = {labels.values for labels, _ in series}
             for labels, _ in family.local_values():  # ours, never flushed: zero from creation
                 if labels.values not in seen:
                     series.append((labels, _series_value(desc.type, desc.upper_bounds, [])))
@@ -251,6 +243,45 @@ class RedisStore:
         self._lock = threading.Lock()
 
 
+Signature = tuple[str, str, str, tuple[str, ...], tuple[float, ...]]  # what identifies a family
+
+
+def _describe(meta: str) -> tuple[Key, Signature]:
+    name, metric_type, mode, names, values, bounds = json.loads(meta)
+    names, bounds = tuple(names), tuple(bounds)
+    return (name, metric_type, mode, names, tuple(values), bounds, None), (
+        name, metric_type, mode, names, bounds,
+    )  # fmt: skip
+
+
+def _text(part: bytes | str) -> str:
+    return part.decode() if isinstance(part, bytes) else part
+
+
+def _pairs(flat: str) -> dict[str, str]:
+    """``"k1␟v1␟k2␟v2"`` (a hash as the scrape script returns it) as a dict."""
+    if not flat:
+        return {}
+    parts = flat.split("\x1f")
+    return dict(zip(parts[0::2], parts[1::2]))
+
+
+def _series_data(key: Key, cells: list[float], exemplars: dict[str, str] | None) -> SeriesValue:
+    """A counter's, histogram's or summary's packed cells as the sample model wants them."""
+    metric_type, bounds = key[1], key[5]
+    if metric_type == "histogram":
+        size = len(bounds)
+        cells = cells + [0.0] * (size + 1 - len(cells))
+        data: SeriesValue = HistogramData(bounds, cells[:size], cells[size])
+    elif metric_type == "summary":
+        return SummaryData(cells[0], cells[1] if len(cells) > 1 else 0.0)
+    else:
+        data = cells[0] if cells else 0.0
+    if exemplars:
+        data = _with_exemplars(data, exemplars)
+    return data
+
+
 def _series_value(
     metric_type: MetricType, bounds: tuple[float, ...], cells: list[float]
 ) -> SeriesValue:
@@ -264,16 +295,16 @@ def _series_value(
 
 
 def _with_exemplars(data: SeriesValue, fields: dict[str, str]) -> SeriesValue:
+    """Attach exemplars, given by bucket number (``"0"`` for a counter)."""
     if isinstance(data, HistogramData):
         found: list[Exemplar | None] = [None] * len(data.upper_bounds)
-        for field, raw in fields.items():
-            index = int(field[1:])
-            if index < len(found):
-                found[index] = decode_exemplar(raw)
+        for bucket, raw in fields.items():
+            if bucket.isdigit() and int(bucket) < len(found):
+                found[int(bucket)] = decode_exemplar(raw)
         data.exemplars = found
         return data
-    if isinstance(data, float) and "e" in fields:
-        return CounterData(data, decode_exemplar(fields["e"]))
+    if isinstance(data, float) and "0" in fields:
+        return CounterData(data, decode_exemplar(fields["0"]))
     return data
 
 

@@ -59,6 +59,9 @@ class Flusher:
         self._series: dict[str, tuple[str, FlushedValue]] = {}
         self._series_lock = threading.Lock()
         self._removals: list[str] = []
+        # values changed since the last batch (each queues itself once); id(value) -> series
+        self.queue: list[Any] = []
+        self._ids: dict[int, tuple[str, str]] = {}
         self._flush_lock = threading.Lock()
         self._script = client.register_script(FLUSH)
         self._seq = 0
@@ -76,14 +79,18 @@ class Flusher:
 
     def register(self, sid: str, meta: str, value: FlushedValue) -> None:
         with self._series_lock:
-            self._series.setdefault(sid, (meta, value))
+            if sid not in self._series:
+                self._series[sid] = (meta, value)
+                self._ids[id(value)] = (sid, meta)
         if self._thread is None:
             self._start()
 
     def remove(self, sid: str) -> None:
         """Forget a series here and delete it from Redis with the next batch."""
         with self._series_lock:
-            self._series.pop(sid, None)
+            removed = self._series.pop(sid, None)
+            if removed is not None:
+                self._ids.pop(id(removed[1]), None)
             self._removals.append(sid)
 
     def value_of(self, sid: str) -> FlushedValue | None:
@@ -155,11 +162,16 @@ class Flusher:
         return True
 
     def _take_batch(self) -> Batch | None:
+        queue = self.queue
+        changed = queue[:]
+        del queue[: len(changed)]  # values queued meanwhile stay for the next batch
         with self._series_lock:
-            series = list(self._series.items())
             removals, self._removals = tuple(self._removals), []
+            series = [(self._ids.get(id(value)), value) for value in changed]
         entries = tuple(
-            (sid, meta, tuple(ops)) for sid, (meta, value) in series if (ops := value.take())
+            (ident[0], ident[1], tuple(ops))
+            for ident, value in series
+            if ident is not None and (ops := value.take())
         )
         if not entries and not removals:
             return None

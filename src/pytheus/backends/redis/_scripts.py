@@ -3,8 +3,12 @@
 Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
 
 - ``<base>:index``: hash, series id -> the series' description (JSON).
-- ``<base>:s:<series id>``: hash of the series' fields. Counters: ``v``; histograms: ``b0`` ..
-  ``bN`` and ``sum``; summaries: ``count`` and ``sum``; gauges: one field per process,
+- ``<base>:v``: hash, series id -> the cells of a counter, histogram or summary, as numbers
+  separated by spaces (counter: value; histogram: one count per bucket, then the sum; summary:
+  count, sum). One hash for all of them, so a scrape reads them with one command.
+- ``<base>:seen``: sorted set, series id -> when the series was last written (for expiry).
+- ``<base>:e``: hash, ``<series id>:<bucket>`` -> the latest exemplar (JSON).
+- ``<base>:s:<series id>``: a gauge's hash: one field per process,
   ``"value,last write,last set"``, and ``_a`` for dead processes folded together.
 - ``<base>:seq:<process>``: the last batch sequence number applied for a process.
 - ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing.
@@ -12,7 +16,8 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
 
 A flush is idempotent: a batch carries a sequence number, and a batch whose number was already
 applied is acknowledged without being applied again. So a flush whose reply was lost can be
-retried without counting twice.
+retried without counting twice. Lua numbers are doubles, as in Python, and are written with 17
+significant digits, so values round-trip exactly (HINCRBYFLOAT would refuse infinities and NaN).
 """
 
 FLUSH = """
@@ -28,30 +33,49 @@ redis.call('SET', base .. ':born', now, 'NX')
 if last >= 0 then redis.call('EXPIRE', seqkey, seq_ttl) end
 if last >= seq then return {'dup', tostring(last)} end
 if resync ~= '1' and last ~= expected then return {'gap', tostring(last)} end
-local removals = tonumber(ARGV[9])
-for r = 1, removals do
-  local sid = ARGV[9 + r]
+local function forget(sid)
+  local meta = redis.call('HGET', base .. ':index', sid)
+  if meta then
+    for b = 0, #cjson.decode(meta)[6] do redis.call('HDEL', base .. ':e', sid .. ':' .. b) end
+  end
   redis.call('DEL', base .. ':s:' .. sid)
   redis.call('HDEL', base .. ':index', sid)
+  redis.call('HDEL', base .. ':v', sid)
+  redis.call('ZREM', base .. ':seen', sid)
 end
+local function add(current, delta)
+  if not current then return delta end
+  local cells = {}
+  for token in string.gmatch(current, '%S+') do cells[#cells + 1] = tonumber(token) end
+  local j, out = 0, {}
+  for token in string.gmatch(delta, '%S+') do
+    j = j + 1
+    out[j] = string.format('%.17g', (cells[j] or 0) + tonumber(token))
+  end
+  return table.concat(out, ' ')
+end
+local removals = tonumber(ARGV[9])
+for r = 1, removals do forget(ARGV[9 + r]) end
 local i = 10 + removals
 while i <= #ARGV do
   local sid, meta, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
-  local key = base .. ':s:' .. sid
   redis.call('HSET', base .. ':index', sid, meta)
   for _ = 1, n do
     local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     i = i + 3
-    if op == 'i' then
-      -- Lua numbers are doubles, as in Python; HINCRBYFLOAT would refuse infinities and NaN
-      local current = tonumber(redis.call('HGET', key, field) or '0')
-      redis.call('HSET', key, field, string.format('%.17g', current + tonumber(value)))
-    else
+    if op == 'p' then  -- add to the packed cells of a counter, histogram or summary
+      local values = base .. ':v'
+      redis.call('HSET', values, sid, add(redis.call('HGET', values, sid), value))
+      redis.call('ZADD', base .. ':seen', now, sid)
+    elseif op == 'x' then  -- the latest exemplar of a bucket
+      redis.call('HSET', base .. ':e', sid .. ':' .. field, value)
+    else  -- 's': this process's field of a gauge
+      local key = base .. ':s:' .. sid
       redis.call('HSET', key, field, value)
+      redis.call('EXPIRE', key, ttl)
     end
   end
-  redis.call('EXPIRE', key, ttl)
 end
 redis.call('SET', seqkey, seq, 'EX', seq_ttl)
 return {'ok', tostring(seq)}
@@ -60,8 +84,18 @@ return {'ok', tostring(seq)}
 # Reads every series of the namespace in one call. Series that expired leave the index here;
 # gauge fields of dead processes are dropped or folded into `_a`, as the gauge's mode says.
 SCRAPE = """
-local base = ARGV[1]
+local base, ttl = ARGV[1], tonumber(ARGV[2])
 local index_key = base .. ':index'
+local now = tonumber(redis.call('TIME')[1])
+for _, sid in ipairs(redis.call('ZRANGEBYSCORE', base .. ':seen', '-inf', now - ttl)) do
+  local meta = redis.call('HGET', index_key, sid)
+  if meta then
+    for b = 0, #cjson.decode(meta)[6] do redis.call('HDEL', base .. ':e', sid .. ':' .. b) end
+  end
+  redis.call('HDEL', index_key, sid)
+  redis.call('HDEL', base .. ':v', sid)
+  redis.call('ZREM', base .. ':seen', sid)
+end
 local index = redis.call('HGETALL', index_key)
 local alive = {}
 local function is_alive(proc)
@@ -78,17 +112,19 @@ local function parse(v)
 end
 local function fmt(x) return string.format('%.17g', x) end
 local folding = {sum = true, min = true, max = true, mostrecent = true}
-local out = {}
+local unit = string.char(31)  -- the unit separator; records are separated by char 30
+-- Gauges: fields of dead processes are dropped or folded into `_a`, as the mode says.
+local gauges = {}
 for i = 1, #index, 2 do
   local sid, meta = index[i], index[i + 1]
-  local key = base .. ':s:' .. sid
-  local fields = redis.call('HGETALL', key)
-  if #fields == 0 then
-    redis.call('HDEL', index_key, sid)
-  else
-    local description = cjson.decode(meta)
-    if description[2] == 'gauge' and description[3] ~= 'all' then
-      local mode = description[3]
+  -- names are validated and quote-free, so the type is the second string of the JSON array
+  if string.match(meta, '^%["[^"]*","([^"]*)"') == 'gauge' then
+    local key = base .. ':s:' .. sid
+    local fields = redis.call('HGETALL', key)
+    local mode = cjson.decode(meta)[3]
+    if #fields == 0 then
+      redis.call('HDEL', index_key, sid)
+    elseif mode ~= 'all' then
       local kept, changed = {}, false
       local av, aw, as = nil, 0, 0
       for f = 1, #fields, 2 do
@@ -120,9 +156,17 @@ for i = 1, #index, 2 do
       end
       fields = kept
     end
-    table.insert(out, meta)
-    table.insert(out, fields)
+    if #fields > 0 then
+      table.insert(gauges, sid .. unit .. table.concat(fields, unit))
+    end
   end
 end
-return out
+-- Four strings, their parts separated by the unit separator (never in JSON text, numbers
+-- or process names): one string is far cheaper for the client to parse than many.
+return {
+  table.concat(index, unit),
+  table.concat(redis.call('HGETALL', base .. ':v'), unit),
+  table.concat(redis.call('HGETALL', base .. ':e'), unit),
+  table.concat(gauges, string.char(30)),
+}
 """

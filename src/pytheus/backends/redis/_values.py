@@ -1,8 +1,9 @@
 """Value objects of the Redis backend: plain memory on the hot path.
 
-Each value adds to a pending amount under a thread lock, like the single-process backend; the
-flusher takes the pending amounts and writes them to Redis in batches. ``get`` and ``snapshot``
-report this process's own contribution (flushed and pending).
+Each value adds to a pending amount under a thread lock, like the single-process backend, and
+the first change after a flush puts the value on the flusher's queue, so a flush visits only the
+values that changed. ``get`` and ``snapshot`` report this process's own contribution (flushed
+and pending).
 """
 
 from __future__ import annotations
@@ -11,14 +12,21 @@ import json
 import time
 from bisect import bisect_left
 from threading import Lock
+from typing import Any
 
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
-Op = tuple[str, str, str]  # ("i" increment | "s" set, field, value)
+# ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field, field, value)
+Op = tuple[str, str, str]
 
 
 def _num(value: float) -> str:
     return repr(float(value))
+
+
+def _packed(counts: list[int], total: float) -> str:
+    """Cells as the flush script adds them: counts, then the sum, separated by spaces."""
+    return " ".join([*map(str, counts), _num(total)])
 
 
 def encode_exemplar(exemplar: Exemplar) -> str:
@@ -31,9 +39,11 @@ def decode_exemplar(raw: str) -> Exemplar:
 
 
 class RedisCounter:
-    __slots__ = ("_lock", "_pending", "_total", "exemplar", "_exemplar_sent")
+    __slots__ = ("_lock", "_pending", "_total", "exemplar", "_exemplar_sent", "_queue", "_queued")
 
-    def __init__(self) -> None:
+    def __init__(self, queue: list[Any]) -> None:
+        self._queue = queue
+        self._queued = False
         self._lock = Lock()
         self._pending = 0.0
         self._total = 0.0  # everything already taken into batches
@@ -41,26 +51,35 @@ class RedisCounter:
         self._exemplar_sent: Exemplar | None = None
 
     def record_exemplar(self, exemplar: Exemplar) -> None:
-        self.exemplar = exemplar
+        with self._lock:
+            self.exemplar = exemplar
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def _exemplar_ops(self, always: bool = False) -> list[Op]:
         exemplar = self.exemplar
         if exemplar is None or (exemplar is self._exemplar_sent and not always):
             return []
         self._exemplar_sent = exemplar
-        return [("s", "e", encode_exemplar(exemplar))]
+        return [("x", "0", encode_exemplar(exemplar))]
 
     def inc(self, value: float) -> None:
         with self._lock:
             self._pending += value
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def dec(self, value: float) -> None:
-        with self._lock:
-            self._pending -= value
+        self.inc(-value)
 
     def set(self, value: float) -> None:
         with self._lock:
             self._pending = value - self._total
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def get(self) -> float:
         with self._lock:
@@ -68,22 +87,27 @@ class RedisCounter:
 
     def take(self) -> list[Op]:
         with self._lock:
+            self._queued = False
             delta, self._pending = self._pending, 0.0
             self._total += delta
-        return ([("i", "v", _num(delta))] if delta else []) + self._exemplar_ops()
+        return ([("p", "", _num(delta))] if delta else []) + self._exemplar_ops()
 
     def totals(self) -> list[Op]:
         with self._lock:
-            ops = [("i", "v", _num(self._total))] if self._total else []
+            ops = [("p", "", _num(self._total))] if self._total else []
         return ops + self._exemplar_ops(always=True)
 
 
 class RedisGauge:
     """This process's own gauge value, written whole (it is one field of the series' hash)."""
 
-    __slots__ = ("_lock", "_value", "_written", "_set", "_version", "_flushed", "field")
+    __slots__ = (
+        "_lock", "_value", "_written", "_set", "_version", "_flushed", "field", "_queue", "_queued",
+    )  # fmt: skip
 
-    def __init__(self, field: str) -> None:
+    def __init__(self, field: str, queue: list[Any]) -> None:
+        self._queue = queue
+        self._queued = False
         self._lock = Lock()
         self._value = 0.0
         self._written = 0.0
@@ -98,6 +122,9 @@ class RedisGauge:
             self._value += value
             self._written = now
             self._version += 1
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def dec(self, value: float) -> None:
         self.inc(-value)
@@ -108,16 +135,27 @@ class RedisGauge:
             self._value = value
             self._written = self._set = now
             self._version += 1
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def get(self) -> float:
         with self._lock:
             return self._value
+
+    def publish(self) -> None:
+        """Queue the gauge for the next flush even unchanged: a new gauge shows up as 0."""
+        with self._lock:
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def _op(self) -> Op:
         return ("s", self.field, f"{_num(self._value)},{_num(self._written)},{_num(self._set)}")
 
     def take(self) -> list[Op]:
         with self._lock:
+            self._queued = False
             if self._version == self._flushed:
                 return []
             self._flushed = self._version
@@ -131,10 +169,12 @@ class RedisGauge:
 class RedisHistogram:
     __slots__ = (
         "_bounds", "_last", "_lock", "_pending", "_pending_sum", "_total", "_total_sum",
-        "_exemplars", "_exemplars_dirty",
+        "_exemplars", "_exemplars_dirty", "_queue", "_queued",
     )  # fmt: skip
 
-    def __init__(self, upper_bounds: tuple[float, ...]) -> None:
+    def __init__(self, upper_bounds: tuple[float, ...], queue: list[Any]) -> None:
+        self._queue = queue
+        self._queued = False
         self._bounds = upper_bounds
         self._last = len(upper_bounds) - 1
         self._lock = Lock()
@@ -152,10 +192,13 @@ class RedisHistogram:
         with self._lock:
             self._exemplars[bucket] = exemplar
             self._exemplars_dirty.add(bucket)
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def _exemplar_ops(self, buckets: set[int] | range) -> list[Op]:
         return [
-            ("s", f"e{i}", encode_exemplar(exemplar))
+            ("x", str(i), encode_exemplar(exemplar))
             for i in buckets
             if (exemplar := self._exemplars[i]) is not None
         ]
@@ -167,6 +210,9 @@ class RedisHistogram:
         with self._lock:
             self._pending[bucket] += 1
             self._pending_sum += value
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def snapshot(self) -> HistogramData:
         with self._lock:
@@ -176,6 +222,7 @@ class RedisHistogram:
 
     def take(self) -> list[Op]:
         with self._lock:
+            self._queued = False
             pending, self._pending = self._pending, [0] * len(self._bounds)
             pending_sum, self._pending_sum = self._pending_sum, 0.0
             for i, count in enumerate(pending):
@@ -183,24 +230,24 @@ class RedisHistogram:
             self._total_sum += pending_sum
             dirty, self._exemplars_dirty = self._exemplars_dirty, set()
             exemplar_ops = self._exemplar_ops(dirty)
-        ops = [("i", f"b{i}", str(count)) for i, count in enumerate(pending) if count]
-        if ops or pending_sum:
-            ops.append(("i", "sum", _num(pending_sum)))
-        return ops + exemplar_ops
+        if not any(pending) and not pending_sum:
+            return exemplar_ops
+        return [("p", "", _packed(pending, pending_sum)), *exemplar_ops]
 
     def totals(self) -> list[Op]:
         with self._lock:
-            ops = [("i", f"b{i}", str(count)) for i, count in enumerate(self._total) if count]
-            if not ops:
+            if not any(self._total):
                 return []
             exemplar_ops = self._exemplar_ops(range(len(self._bounds)))
-            return [*ops, ("i", "sum", _num(self._total_sum)), *exemplar_ops]
+            return [("p", "", _packed(self._total, self._total_sum)), *exemplar_ops]
 
 
 class RedisSummary:
-    __slots__ = ("_lock", "_pending_count", "_pending_sum", "_count", "_sum")
+    __slots__ = ("_lock", "_pending_count", "_pending_sum", "_count", "_sum", "_queue", "_queued")
 
-    def __init__(self) -> None:
+    def __init__(self, queue: list[Any]) -> None:
+        self._queue = queue
+        self._queued = False
         self._lock = Lock()
         self._pending_count = 0
         self._pending_sum = 0.0
@@ -211,6 +258,9 @@ class RedisSummary:
         with self._lock:
             self._pending_count += 1
             self._pending_sum += value
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
 
     def snapshot(self) -> SummaryData:
         with self._lock:
@@ -218,14 +268,15 @@ class RedisSummary:
 
     def take(self) -> list[Op]:
         with self._lock:
+            self._queued = False
             count, self._pending_count = self._pending_count, 0
             total, self._pending_sum = self._pending_sum, 0.0
             self._count += count
             self._sum += total
-        return [("i", "count", str(count)), ("i", "sum", _num(total))] if count else []
+        return [("p", "", _packed([count], total))] if count else []
 
     def totals(self) -> list[Op]:
         with self._lock:
             if not self._count:
                 return []
-            return [("i", "count", str(self._count)), ("i", "sum", _num(self._sum))]
+            return [("p", "", _packed([self._count], self._sum))]
