@@ -279,3 +279,12 @@ def test_unrelated_processes_share_the_directory(directory: Path) -> None:
         print(generate_metrics())
     """
     assert "shared_total 7.0" in run_python(scrape, {"PYTHEUS_MULTIPROC_DIR": str(directory)})
+
+
+def test_set_function_on_a_per_process_gauge(directory: Path) -> None:
+    from pytheus.metrics import Gauge
+
+    registry = CollectorRegistry()
+    gauge = Gauge("queue_depth", "Q.", multiprocess_mode="all", registry=registry)
+    gauge.set_function(lambda: 7)
+    assert value(registry, "queue_depth", pid=str(os.getpid())) == 7

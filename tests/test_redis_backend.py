@@ -219,16 +219,32 @@ def test_namespaces_do_not_collide(server: RedisServer) -> None:
         load_backend(SingleProcessBackend, {})
 
 
-def test_series_expire(server: RedisServer) -> None:
+def test_series_expire_when_no_living_process_holds_them(server: RedisServer) -> None:
+    settings = config(server, expire_key_time=1)
+    code = textwrap.dedent(
+        f"""
+        from pytheus.backends import load_backend
+        from pytheus.backends.redis import MultiProcessRedisBackend
+        from pytheus.metrics import Counter
+        load_backend(MultiProcessRedisBackend, {settings!r})
+        Counter("gone_total", "G.", required_labels=["user"]).labels(user="departed").inc()
+        """
+    )
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     try:
-        load_backend(MultiProcessRedisBackend, config(server, expire_key_time=1))
+        load_backend(MultiProcessRedisBackend, settings)
         registry = CollectorRegistry()
         counter = Counter("gone_total", "G.", required_labels=["user"], registry=registry)
-        counter.labels(user="departed").inc()
+        info = Gauge("started", "S.", registry=registry)
+        info.set(42)  # set once, held by this living process
+        counter.labels(user="here").inc()
         assert value(registry, "gone_total", user="departed") == 1
-        time.sleep(2.5)  # Redis expires the series; this process no longer holds it either
-        counter._family.children.clear()
+        time.sleep(2.5)  # past expire_key_time: the departed series expires, ours do not
         assert value(registry, "gone_total", user="departed") is None
+        assert value(registry, "gone_total", user="here") == 1
+        assert value(registry, "started") == 42
     finally:
         load_backend(SingleProcessBackend, {})
 

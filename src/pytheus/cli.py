@@ -17,6 +17,11 @@ a scrape inside a worker would combine them. What the stores do not keep cannot 
 help texts (a fixed text is served instead), units, and an ``Enum``'s states that were never
 set (only states seen in the store are exposed).
 
+With the shared-file backend the exporter takes part in the directory's *run*, as every
+process using the directory does (it holds ``run.lock`` shared): while it runs, workers that
+start after all others stopped join the current run instead of clearing what earlier processes
+left. It never clears anything itself, so it can serve what batch workers left behind.
+
 Security: it listens on 127.0.0.1 unless ``--bind`` says otherwise. The basic-auth password is
 read from a file or from the environment, never from the command line (which any local user
 can read in the process list), and it is never logged; a Redis URL is logged without its
@@ -518,9 +523,12 @@ def load_source(source: Source) -> Lister:
     if source.directory is not None:
         from pytheus.backends.file import FileStore, MultiProcessFileBackend
 
-        # clear_stale=False: the exporter may start after the workers exited, and must serve
-        # what they left, never delete it
-        load_backend(MultiProcessFileBackend, {"path": source.directory, "clear_stale": False})
+        # The exporter only reads: it never deletes what workers left (clear_stale), and it
+        # does not hold the run open, so a restart of the whole app still starts a new run.
+        load_backend(
+            MultiProcessFileBackend,
+            {"path": source.directory, "clear_stale": False, "join_run": False},
+        )
         store = current_store()
         assert isinstance(store, FileStore)
         return _own_lister(store) or file_lister(store)
@@ -537,9 +545,12 @@ def load_source(source: Source) -> Lister:
 
 
 def _own_lister(store: object) -> Lister | None:
-    """The store's own listing, once stores offer one (``definitions()``)."""
+    """The store's own listing, once stores offer one: ``definitions()``, returning objects
+    with this module's :class:`StoredDefinition` fields."""
     definitions = getattr(store, "definitions", None)
-    return definitions if callable(definitions) else None
+    if not callable(definitions):
+        return None
+    return lambda: _one_per_name(dict.fromkeys(definitions(), 1))
 
 
 def serve(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -118,7 +119,12 @@ class Family:
         return series
 
     def _apply_function(self, labels: LabelSet, value: SeriesValue) -> Series:
-        function = self.functions.get(labels.values)
+        values = labels.values
+        if len(values) > len(self.desc.label_names):  # a per-process series: the pid label
+            if labels.values[-1] != str(os.getpid()):
+                return labels, value  # another process's: only the scraping process calls
+            values = values[: len(self.desc.label_names)]
+        function = self.functions.get(values)
         if function is None:
             return labels, value
         try:

@@ -59,10 +59,11 @@ _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 class FileStore:
     """Binds series to cells of this process's segments; reads the whole directory."""
 
-    def __init__(self, path: Path, clear_stale: bool = True) -> None:
+    def __init__(self, path: Path, clear_stale: bool = True, join_run: bool = True) -> None:
         self.path = path
         self.directory = SharedDirectory(path)
-        self.run_fd = self.directory.claim_run(clear_stale)
+        # an exporter that only reads must not keep a run alive, nor start one
+        self.run_fd = self.directory.claim_run(clear_stale) if join_run else None
         self._file: ProcessFile | None = None
         self._file_lock = threading.Lock()
         self._labels: dict[tuple[tuple[str, ...], tuple[str, ...], int | None], LabelSet] = {}
@@ -209,8 +210,9 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class MultiProcessFileBackend:
-    """Configuration: ``path`` (required: an existing, writable directory) and ``clear_stale``
-    (default true: the first process of a run removes files an earlier run left behind).
+    """Configuration: ``path`` (required: an existing, writable directory), ``clear_stale``
+    (default true: the first process of a run removes files an earlier run left behind) and
+    ``join_run`` (default true; false for a process that only reads, such as an exporter).
     """
 
     def __init__(self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None):
@@ -222,7 +224,11 @@ class MultiProcessFileBackend:
 
     @classmethod
     def _make_store(cls, config: BackendConfig) -> FileStore:
-        return FileStore(_directory_from(config), bool(config.get("clear_stale", True)))
+        return FileStore(
+            _directory_from(config),
+            clear_stale=bool(config.get("clear_stale", True)),
+            join_run=bool(config.get("join_run", True)),
+        )
 
 
 def _directory_from(config: BackendConfig) -> Path:

@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis
-
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._scripts import FLUSH
 from pytheus.backends.redis._values import Op
@@ -33,6 +31,7 @@ logger = logging.getLogger("pytheus.backends.redis")
 class FlushedValue(Protocol):
     def take(self) -> list[Op]: ...
     def totals(self) -> list[Op]: ...
+    def refresh(self) -> list[Op]: ...
 
 
 @dataclass(frozen=True)
@@ -74,6 +73,7 @@ class Flusher:
         self.healthy = True
         self.dropped_updates = 0
         self._last_error_log = 0.0
+        self._last_refresh = time.monotonic()
 
     # --- registration and the background thread -------------------------------------------
 
@@ -150,11 +150,11 @@ class Flusher:
                     self._recover(last)
                 elif batch is not None:
                     self._acknowledge(batch)
-            except redis.ResponseError as error:  # Redis refused the batch: retrying won't help
-                self._refused(error)
-                return False
-            except Exception as error:  # Redis is down or unreachable: keep the batch
-                self._failed(error)
+            except Exception as error:
+                if _is_refusal(error):  # Redis refused the batch: retrying won't help
+                    self._refused(error)
+                else:  # Redis is down or unreachable: keep the batch
+                    self._failed(error)
                 return False
         if not self.healthy:
             logger.warning("pytheus: Redis at %s is reachable again", self.options.address)
@@ -173,10 +173,20 @@ class Flusher:
             for ident, value in series
             if ident is not None and (ops := value.take())
         )
+        now = time.monotonic()
+        if now - self._last_refresh > self.options.expire_key_time / 3:
+            # series expire when no living process holds them: refresh everything we hold
+            self._last_refresh = now
+            entries += self._refresh_entries({sid for sid, _, _ in entries})
         if not entries and not removals:
             return None
         self._seq += 1
         return Batch(self._seq, entries, removals)
+
+    def _refresh_entries(self, skip: set[str]) -> tuple[tuple[str, str, tuple[Op, ...]], ...]:
+        with self._series_lock:
+            series = [(sid, meta, v) for sid, (meta, v) in self._series.items() if sid not in skip]
+        return tuple((sid, meta, tuple(value.refresh())) for sid, meta, value in series)
 
     def _send(
         self, seq: int, expected: int, arguments: list[str], resync: bool = False
@@ -269,13 +279,25 @@ class Flusher:
         )
 
     def _refused(self, error: Exception) -> None:
+        self.healthy = False
         batch, self._unacked = self._unacked, None
         if batch is not None:
             self._seq = self._acked  # the refused number was never applied
             self.dropped_updates += len(batch.entries)
-        logger.error(
-            "pytheus: Redis at %s refused a batch of metrics (%s); dropped %d series updates",
-            self.options.address,
-            error,
-            len(batch.entries) if batch else 0,
-        )
+        now = time.monotonic()
+        if batch is not None or now - self._last_error_log > 30:
+            self._last_error_log = now
+            logger.error(
+                "pytheus: Redis at %s refused metrics (%s); dropped %d series updates (%d so far)",
+                self.options.address,
+                error,
+                len(batch.entries) if batch else 0,
+                self.dropped_updates,
+            )
+
+
+def _is_refusal(error: Exception) -> bool:
+    """An error reply from Redis (a script error, ACL, out of memory), not a network fault."""
+    import redis
+
+    return isinstance(error, redis.ResponseError)

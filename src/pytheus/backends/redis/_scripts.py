@@ -68,6 +68,10 @@ while i <= #ARGV do
       local values = base .. ':v'
       redis.call('HSET', values, sid, add(redis.call('HGET', values, sid), value))
       redis.call('ZADD', base .. ':seen', now, sid)
+    elseif op == 't' then  -- still held by a living process: not expired
+      if redis.call('HEXISTS', base .. ':v', sid) == 1 then
+        redis.call('ZADD', base .. ':seen', now, sid)
+      end
     elseif op == 'x' then  -- the latest exemplar of a bucket
       redis.call('HSET', base .. ':e', sid .. ':' .. field, value)
     else  -- 's': this process's field of a gauge

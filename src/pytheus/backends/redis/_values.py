@@ -16,7 +16,8 @@ from typing import Any
 
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
-# ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field, field, value)
+# ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
+# from expiring, field, value)
 Op = tuple[str, str, str]
 
 
@@ -84,6 +85,10 @@ class RedisCounter:
     def get(self) -> float:
         with self._lock:
             return self._total + self._pending
+
+    def refresh(self) -> list[Op]:
+        """Keep the series from expiring while this process holds it."""
+        return [("t", "", "")]
 
     def take(self) -> list[Op]:
         with self._lock:
@@ -153,6 +158,11 @@ class RedisGauge:
     def _op(self) -> Op:
         return ("s", self.field, f"{_num(self._value)},{_num(self._written)},{_num(self._set)}")
 
+    def refresh(self) -> list[Op]:
+        """Write the value again: a gauge held by a living process does not expire."""
+        with self._lock:
+            return [self._op()]
+
     def take(self) -> list[Op]:
         with self._lock:
             self._queued = False
@@ -220,6 +230,10 @@ class RedisHistogram:
             total = self._total_sum + self._pending_sum
             return HistogramData(self._bounds, counts, total, list(self._exemplars))
 
+    def refresh(self) -> list[Op]:
+        """Keep the series from expiring while this process holds it."""
+        return [("t", "", "")]
+
     def take(self) -> list[Op]:
         with self._lock:
             self._queued = False
@@ -265,6 +279,10 @@ class RedisSummary:
     def snapshot(self) -> SummaryData:
         with self._lock:
             return SummaryData(self._count + self._pending_count, self._sum + self._pending_sum)
+
+    def refresh(self) -> list[Op]:
+        """Keep the series from expiring while this process holds it."""
+        return [("t", "", "")]
 
     def take(self) -> list[Op]:
         with self._lock:

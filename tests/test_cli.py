@@ -1,0 +1,530 @@
+"""``pytheus serve`` (``python -m pytheus serve``): real worker processes, a real exporter process.
+
+Workers are separate Python processes that record into a shared directory, or into a real
+redis-server on a free loopback port; the exporter runs as ``python -m pytheus serve --port 0``
+and tells its port in its log. Scrapes go over HTTP(S) and are parsed with prometheus_client's
+parsers, an independent oracle.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_parse,
+)
+from prometheus_client.parser import text_string_to_metric_families as text_parse
+
+from pytheus.cli import (
+    DEFAULT_BIND,
+    DEFAULT_PORT,
+    PASSWORD_ENV,
+    REDIS_URL_ENV,
+    StoredDefinition,
+    count_definitions,
+    definition_from_key,
+    redact_url,
+)
+from pytheus.samples import MetricType
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+SERVE_OPTIONS = (
+    "--dir", "--redis-url", "--namespace", "--port", "--bind", "--certfile", "--keyfile",
+    "--client-cafile", "--client-auth-required", "--basic-auth-user",
+    "--basic-auth-password-file", "--log-level", "--help",
+)  # fmt: skip
+
+# A worker: records known values, then exits ("exit") or stays alive until stdin closes ("stay").
+# Arguments: index, mode, and optionally the name of one more counter (set to 7).
+WORKER = """
+import sys
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Info, Summary
+
+index, mode = int(sys.argv[1]), sys.argv[2]
+jobs = Counter("jobs_total", "Jobs.", required_labels=["kind"])
+jobs.labels(kind="a").inc(index + 1)
+jobs.labels(kind="b").inc()
+Gauge("workers_alive", "Living workers.", multiprocess_mode="livesum").set(1)
+latency = Histogram("latency_seconds", "Latency.", buckets=[0.1, 1.0])
+latency.observe(0.05)
+latency.observe(0.5 * (index + 1))
+Summary("payload_bytes", "Payloads.").observe(100)
+Info("build", "Build.").info({"version": "1.2.3"})
+Enum("phase", "Phase.", states=["starting", "running"]).state("running")
+if len(sys.argv) > 3:
+    Counter(sys.argv[3], "Recorded late.").inc(7)
+from pytheus.backends.base import get_backend_class
+if get_backend_class().__name__ == "MultiProcessRedisBackend":
+    from pytheus.backends.redis import wait_for_flush
+    assert wait_for_flush(10)
+print("ready", flush=True)
+if mode == "stay":
+    sys.stdin.read()
+"""
+
+
+# --- processes -----------------------------------------------------------------------------------
+
+
+def run_worker(index: int, env: dict[str, str], *extra: str) -> None:
+    """A worker that records, flushes and exits."""
+    subprocess.run(
+        [sys.executable, "-c", WORKER, str(index), "exit", *extra],
+        cwd=ROOT, env=env, check=True, timeout=30, capture_output=True,
+    )  # fmt: skip
+
+
+@contextmanager
+def living_worker(index: int, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A worker that has recorded and stays alive until the block ends."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(index), "stay"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        yield process
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+class Exporter:
+    """A running ``python -m pytheus serve``; its stderr is collected in ``log``."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.log: list[str] = []
+        self.url = ""
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line)
+            found = re.search(r"on (https?://\S+/metrics)", line)
+            if found and "serving" in line:
+                self.url = found.group(1)
+                self._ready.set()
+        self._ready.set()  # exited
+
+    def wait_ready(self, timeout: float = 20.0) -> str:
+        self._ready.wait(timeout)
+        assert self.url, f"the exporter did not start: {''.join(self.log)}"
+        return self.url
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait(timeout=10)
+        self._reader.join(timeout=10)
+        return code
+
+
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytheus", "serve", *args]
+
+
+@contextmanager
+def exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[Exporter]:
+    """Start ``pytheus serve ARGS --port 0`` (unless a port is given); stop it afterwards."""
+    if "--port" not in args:
+        args = (*args, "--port", "0")
+    process = subprocess.Popen(
+        serve_command(*args), cwd=ROOT, env=env if env is not None else clean_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    running = Exporter(process)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        running.stop()
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without pytheus's variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHEUS_")}
+    return {**env, **extra}
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytheus", *args], cwd=ROOT, capture_output=True, text=True,
+        env=env if env is not None else clean_env(), timeout=30,
+    )  # fmt: skip
+
+
+# --- scraping ------------------------------------------------------------------------------------
+
+
+def fetch(
+    url: str, accept: str | None = None, context: ssl.SSLContext | None = None, **headers: str
+) -> tuple[int, str, str]:
+    """``(status, content type, body)`` of a GET."""
+    request = urllib.request.Request(url, headers=headers)
+    if accept is not None:
+        request.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            body: bytes = response.read()
+            return response.status, response.headers["Content-Type"], body.decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Content-Type", ""), error.read().decode()
+
+
+def samples(families: Iterable[Any]) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in families
+        for s in family.samples
+    }
+
+
+def scrape_text(url: str) -> Samples:
+    status, content_type, body = fetch(url)
+    assert status == 200, body
+    assert content_type.startswith("text/plain; version=0.0.4")
+    return samples(text_parse(body))
+
+
+def sample(found: Samples, name: str, **labels: str) -> float | None:
+    return found.get((name, frozenset(labels.items())))
+
+
+def assert_worker_totals(found: Samples, workers: int) -> None:
+    """What ``workers`` workers of indexes 0..workers-1 recorded, combined."""
+    assert sample(found, "jobs_total", kind="a") == sum(range(1, workers + 1))
+    assert sample(found, "jobs_total", kind="b") == workers
+    assert sample(found, "latency_seconds_count") == 2 * workers
+    assert sample(found, "latency_seconds_bucket", le="0.1") == workers
+    assert sample(found, "latency_seconds_bucket", le="1.0") == workers + min(workers, 2)
+    assert sample(found, "latency_seconds_sum") == pytest.approx(
+        0.05 * workers + sum(0.5 * (i + 1) for i in range(workers))
+    )
+    assert sample(found, "payload_bytes_count") == workers
+    assert sample(found, "payload_bytes_sum") == 100 * workers
+    assert sample(found, "build_info", version="1.2.3") == 1
+    assert sample(found, "phase", phase="running") == 1
+
+
+# --- help and options ----------------------------------------------------------------------------
+
+
+def test_help_lists_every_option() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for option in SERVE_OPTIONS:
+        assert option in text, option
+    assert f"default: {DEFAULT_PORT})" in text
+    assert f"default: {DEFAULT_BIND}," in text
+    for variable in ("PYTHEUS_MULTIPROC_DIR", REDIS_URL_ENV, PASSWORD_ENV):
+        assert variable in text
+    top = run_cli("--help")
+    assert top.returncode == 0 and "serve" in top.stdout and "--version" in top.stdout
+
+
+def test_without_a_command_prints_help() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "serve" in result.stdout
+
+
+def test_console_script_is_declared() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()  # no tomllib before Python 3.11
+    scripts = pyproject.split("[project.scripts]\n", 1)[1].split("\n[", 1)[0]
+    assert 'pytheus = "pytheus.cli:main"' in scripts.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dir", "/tmp", "--basic-auth-password", "x"], "unrecognized arguments"),
+        (["--dir", "/tmp", "--basic-auth-pass", "x"], "unrecognized arguments"),  # no abbrev
+        (["--dir", "/tmp", "--basic-auth-user", "u"], "needs a password"),
+        (["--dir", "/tmp", "--basic-auth-password-file", "/dev/null"], "needs --basic-auth-user"),
+        (["--dir", "/tmp", "--redis-url", "redis://127.0.0.1:1"], "not allowed with"),
+        ([], "no source"),
+        (["--dir", "/tmp", "--namespace", "shop"], "--namespace applies"),
+        (["--dir", "/tmp", "--keyfile", "k.pem"], "need --certfile"),
+        (["--dir", "/tmp", "--client-auth-required"], "needs --client-cafile"),
+        (["--dir", "/nonexistent/pytheus"], "not an existing directory"),
+        (["--redis-url", "http://127.0.0.1:1"], "url must start with"),
+        (["--dir", "/tmp", "--port", "70000"], "not a port number"),
+    ],
+)
+def test_refused_invocations(args: list[str], message: str) -> None:
+    result = run_cli("serve", *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ambiguous_environment_is_refused(tmp_path: Path) -> None:
+    env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path), PYTHEUS_REDIS_URL="redis://127.0.0.1:1")
+    result = run_cli("serve", env=env)
+    assert result.returncode == 2
+    assert "both" in result.stderr
+
+
+# --- the adapter (in this process) ---------------------------------------------------------------
+
+
+def test_definitions_from_stored_keys() -> None:
+    inf = float("inf")
+    keys: list[list[Any]] = [
+        ["jobs_total", "counter", "", ["kind"], ["a"], []],
+        ["jobs_total", "counter", "", ["kind"], ["b"], []],
+        ["temp", "gauge", "all", [], [], [], 1234],  # a per-process series of a dead process
+        ["lat", "histogram", "", [], [], [0.1, inf]],
+        ["lat", "exemplar", "", [], [], [0.1, inf], 0],  # an exemplar slot: not a series
+        ["bad name", "counter", "", [], [], []],
+        ["x", "nonsense", "", [], [], []],
+    ]
+    assert count_definitions(keys) == {
+        StoredDefinition("jobs_total", MetricType.COUNTER, "", ("kind",), ()): 2,
+        StoredDefinition("temp", MetricType.GAUGE, "all", (), ()): 1,
+        StoredDefinition("lat", MetricType.HISTOGRAM, "", (), (0.1, inf)): 1,
+    }
+    assert definition_from_key(["too", "short"]) is None
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
+    assert redact_url("rediss://app:s3cret@[::1]:6380") == "rediss://app:***@[::1]:6380"
+    assert redact_url("redis://10.0.0.5:6379/0") == "redis://10.0.0.5:6379/0"
+
+
+# --- the shared-file backend ---------------------------------------------------------------------
+
+
+def test_directory_of_living_and_dead_workers(tmp_path: Path) -> None:
+    env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path))
+    with living_worker(0, env):
+        run_worker(1, env)
+        run_worker(2, env)
+        with exporter("--dir", str(tmp_path)) as running:
+            found = scrape_text(running.url)
+            assert_worker_totals(found, 3)
+            assert sample(found, "workers_alive") == 1  # livesum: the dead are gone
+
+            run_worker(3, env, "late_total")  # a family the exporter has never seen
+            found = scrape_text(running.url)
+            assert_worker_totals(found, 4)
+            assert sample(found, "late_total") == 7
+
+            status, content_type, body = fetch(running.url, OPENMETRICS_ACCEPT)
+            assert status == 200
+            assert content_type.startswith("application/openmetrics-text; version=1.0.0")
+            families = {f.name: f for f in openmetrics_parse(body)}  # type: ignore[no-untyped-call]
+            assert families["build"].type == "info"
+            assert families["phase"].type == "stateset"
+            assert families["latency_seconds"].type == "histogram"
+            assert sample(samples(iter(families.values())), "jobs_total", kind="a") == 10
+        assert running.process.returncode == 0  # SIGTERM stops it cleanly
+    assert not any("Traceback" in line for line in running.log)
+
+
+def test_directory_from_the_environment(tmp_path: Path) -> None:
+    env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path))
+    run_worker(0, env)
+    with exporter(env=env) as running:
+        assert_worker_totals(scrape_text(running.url), 1)
+        assert f"directory {tmp_path}" in "".join(running.log)
+
+
+# --- the Redis backend ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server of this test alone, on a free loopback port."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def redis_env(tmp_path: Path, url: str, namespace: str) -> dict[str, str]:
+    config = tmp_path / f"redis-{namespace}.json"
+    config.write_text(json.dumps({"url": url, "namespace": namespace}))
+    return clean_env(
+        PYTHEUS_BACKEND_CLASS="pytheus.backends.redis.MultiProcessRedisBackend",
+        PYTHEUS_BACKEND_CONFIG=str(config),
+    )
+
+
+@pytest.mark.system
+def test_redis_namespace(tmp_path: Path, redis_server: RedisServer) -> None:
+    shop = redis_env(tmp_path, redis_server.url, "shop")
+    run_worker(0, shop)
+    run_worker(1, shop)
+    run_worker(5, redis_env(tmp_path, redis_server.url, "other"))  # another namespace
+    with living_worker(2, shop):
+        with exporter("--redis-url", redis_server.url, "--namespace", "shop") as running:
+            found = scrape_text(running.url)
+            assert_worker_totals(found, 3)
+            run_worker(3, shop, "late_total")
+            found = scrape_text(running.url)
+            assert_worker_totals(found, 4)
+            assert sample(found, "late_total") == 7
+        # the URL may carry a password: it can come from the environment instead
+        env = clean_env(PYTHEUS_REDIS_URL=redis_server.url)
+        with exporter("--namespace", "other", env=env) as running:
+            assert sample(scrape_text(running.url), "jobs_total", kind="a") == 6
+
+
+@pytest.mark.system
+def test_redis_down_is_503_and_recovers(tmp_path: Path, redis_server: RedisServer) -> None:
+    env = redis_env(tmp_path, redis_server.url, "flaky")
+    run_worker(0, env)
+    with exporter("--redis-url", redis_server.url, "--namespace", "flaky") as running:
+        assert fetch(running.url)[0] == 200
+        redis_server.stop()
+        status, _, body = fetch(running.url)
+        assert status == 503, body
+        redis_server.start()  # empty: the worker is gone, nothing to re-send
+        assert fetch(running.url)[0] == 200
+
+
+def test_redis_password_is_not_logged(tmp_path: Path) -> None:
+    """A Redis that is down at start is only a warning; the URL's password never shows."""
+    with exporter("--redis-url", "redis://:hunter2@127.0.0.1:1/0", "--log-level", "debug") as run:
+        assert fetch(run.url)[0] == 503
+    log = "".join(run.log)
+    assert "hunter2" not in log
+    assert "redis://:***@127.0.0.1:1/0" in log
+
+
+# --- binding, TLS and basic auth -----------------------------------------------------------------
+
+
+def test_binds_loopback_only_by_default(tmp_path: Path) -> None:
+    with exporter("--dir", str(tmp_path)) as running:
+        assert running.url.startswith("http://127.0.0.1:")
+        assert fetch(running.url)[0] == 200
+        # bound to 127.0.0.1 itself, not to every address: another loopback address is refused
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.2", running.port), timeout=5).close()
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key."""
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def authorization(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_tls_with_basic_auth_from_a_file(tmp_path: Path) -> None:
+    password = "correct horse battery staple"
+    secret = tmp_path / "password"
+    secret.write_text(password + "\n")
+    cert, key = self_signed(tmp_path)
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    run_worker(0, clean_env(PYTHEUS_MULTIPROC_DIR=str(metrics)))
+    args = (
+        "--dir", str(metrics), "--certfile", str(cert), "--keyfile", str(key),
+        "--basic-auth-user", "prometheus", "--basic-auth-password-file", str(secret),
+    )  # fmt: skip
+    with exporter(*args) as running:
+        assert running.url.startswith("https://127.0.0.1:")
+        context = ssl.create_default_context(cafile=str(cert))
+        assert fetch(running.url, context=context)[0] == 401
+        wrong = authorization("prometheus", "wrong")
+        assert fetch(running.url, context=context, Authorization=wrong)[0] == 401
+        right = authorization("prometheus", password)
+        status, _, body = fetch(running.url, context=context, Authorization=right)
+        assert status == 200
+        assert sample(samples(text_parse(body)), "jobs_total", kind="a") == 1
+        command_line = Path(f"/proc/{running.process.pid}/cmdline").read_bytes()
+        assert password.encode() not in command_line
+    assert password not in "".join(running.log)
+
+
+def test_basic_auth_password_from_the_environment(tmp_path: Path) -> None:
+    env = clean_env(**{PASSWORD_ENV: "s3cret"})
+    with exporter("--dir", str(tmp_path), "--basic-auth-user", "prom", env=env) as running:
+        assert fetch(running.url)[0] == 401
+        assert fetch(running.url, Authorization=authorization("prom", "s3cret"))[0] == 200
+    assert "s3cret" not in "".join(running.log)
+
+
+def test_port_in_use_is_an_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = run_cli("serve", "--dir", str(tmp_path), "--port", str(port))
+    assert result.returncode == 1
+    assert "cannot serve" in result.stderr
+    assert time.monotonic() - started < 20
