@@ -70,6 +70,7 @@ class SharedDirectory:
         self._lock_fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self._parsed: dict[Path, _ParsedSegment] = {}
         self._warned: set[str] = set()
+        self._keys: dict[bytes, Key] = {}
         self._tombstones: tuple[object, Tombstones] = (None, {})
 
     @contextmanager
@@ -192,7 +193,10 @@ class SharedDirectory:
                 if raw.startswith(b"{"):
                     parsed.absorbed = frozenset(json.loads(raw)["absorbed"])
                 else:
-                    parsed.entries.append((decode_key(raw), index, count))
+                    key = self._keys.get(raw)
+                    if key is None:  # the same series appear in many files: decode each once
+                        key = self._keys[raw] = decode_key(raw)
+                    parsed.entries.append((key, index, count))
                 parsed.parsed_until = end
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
