@@ -53,6 +53,7 @@ from pytheus.exceptions import (
     InvalidBackendConfigException,
     PytheusException,
 )
+from pytheus.metrics._shadowed import info_series, newest_per_series, state_series
 from pytheus.naming import LABEL_NAME_RE, METRIC_NAME_RE
 from pytheus.samples import LabelSet, MetricType, Series
 
@@ -249,40 +250,10 @@ def exported_family(definition: StoredDefinition) -> ExportedFamily:
     return stored
 
 
-def newest_per_series(series: list[Series]) -> dict[tuple[str, ...], tuple[str, float]]:
-    """Per series of an Info or Enum (labels without the hidden one): the newest hidden value.
-
-    The stored gauge holds, for each hidden value, the time it was last set.
-    """
-    newest: dict[tuple[str, ...], tuple[str, float]] = {}
-    for labels, value in series:
-        *own, hidden = labels.values
-        when = float(value)  # type: ignore[arg-type]
-        key = tuple(own)
-        if when > 0 and (key not in newest or when > newest[key][1]):
-            newest[key] = (hidden, when)
-    return newest
-
-
-def info_series(own_names: tuple[str, ...], series: list[Series]) -> list[Series]:
-    """An Info's series: the newest information of each, as labels, with value 1."""
-    output: list[Series] = []
-    for own, (hidden, _) in sorted(newest_per_series(series).items()):
-        pairs = [(str(k), str(v)) for k, v in json.loads(hidden)]
-        names = (*own_names, *(k for k, _ in pairs))
-        output.append((LabelSet(names, (*own, *(v for _, v in pairs))), 1.0))
-    return output
-
-
 def enum_series(names: tuple[str, ...], series: list[Series]) -> list[Series]:
-    """An Enum's series: 1 for the current state, 0 for the other states seen in the store."""
+    """An Enum's series, with the states seen in the store (its declaration is not stored)."""
     states = sorted({labels.values[-1] for labels, _ in series})
-    output: list[Series] = []
-    for own, (current, _) in sorted(newest_per_series(series).items()):
-        for state in states:
-            labels = LabelSet(names, (*own, state))
-            output.append((labels, 1.0 if state == current else 0.0))
-    return output
+    return state_series(names, states, dict(sorted(newest_per_series(series).items())))
 
 
 class ExporterRegistry:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytheus.samples import LabelSet
+
 # A key's element 1 is the metric type and element 2 the gauge mode; element 6, when present,
 # the pid of a per-process gauge series.
 Key = tuple[Any, ...]
@@ -60,3 +62,24 @@ def merge_into(table: dict[Key, list[float]], key: Key, cells: list[float]) -> N
         current[VALUE] += cells[VALUE]
     current[LAST_WRITE] = max(current[LAST_WRITE], cells[LAST_WRITE])
     current[LAST_SET] = max(current[LAST_SET], cells[LAST_SET])
+
+
+class LabelSets:
+    """The label set of each merged series, made once: formatters memoise renderings on it.
+
+    A per-process gauge series (``all``, ``liveall``) gets a ``pid`` label as well.
+    """
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, Any, Any], LabelSet] = {}
+
+    def get(self, key: Key) -> LabelSet:
+        names, values, pid = key[3], key[4], key[6]
+        labels = self._made.get((names, values, pid))
+        if labels is None:
+            if pid is None:
+                labels = LabelSet(names, values)
+            else:
+                labels = LabelSet((*names, "pid"), (*values, str(pid)))
+            self._made[(names, values, pid)] = labels
+        return labels

@@ -8,6 +8,7 @@ information of each series wins, whichever process recorded it, in every backend
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -88,6 +89,36 @@ def newest_per_series(series: list[Series]) -> dict[tuple[str, ...], tuple[str, 
         if when > 0 and (key not in newest or when > newest[key][1]):
             newest[key] = (hidden, when)
     return newest
+
+
+def info_series(
+    own_names: tuple[str, ...], series: list[Series], cache: dict[Any, LabelSet] | None = None
+) -> list[Series]:
+    """An Info's series: the newest information of each, as labels, with value 1."""
+    cache = {} if cache is None else cache
+    output: list[Series] = []
+    for own, (hidden, _) in newest_per_series(series).items():
+        pairs = [(str(k), str(v)) for k, v in json.loads(hidden)]
+        names = (*own_names, *(k for k, _ in pairs))
+        output.append((label_set(names, (*own, *(v for _, v in pairs)), cache), 1.0))
+    return output
+
+
+def state_series(
+    names: tuple[str, ...],
+    states: Sequence[str],
+    newest: dict[tuple[str, ...], tuple[str, float]],
+    cache: dict[Any, LabelSet] | None = None,
+) -> list[Series]:
+    """An Enum's series: for each of its series, 1 for the current state and 0 for the others."""
+    cache = {} if cache is None else cache
+    output: list[Series] = []
+    for own, (current, _) in newest.items():
+        for state in states:
+            output.append(
+                (label_set(names, (*own, state), cache), 1.0 if state == current else 0.0)
+            )
+    return output
 
 
 def label_set(

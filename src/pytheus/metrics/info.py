@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from pytheus.desc import label_value
 from pytheus.exceptions import LabelValidationException
 from pytheus.metrics._family import Family
-from pytheus.metrics._shadowed import _Shadowed, label_set, newest_per_series
+from pytheus.metrics._shadowed import _Shadowed, info_series
 from pytheus.naming import LABEL_NAME_RE
 from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import LabelSet, MetricType, Series
@@ -44,19 +44,7 @@ class Info(_Shadowed):
         cache: dict[Any, LabelSet] = {}
 
         def transform(family: Family, series: list[Series]) -> list[Series]:
-            names = family.desc.label_names
-            output: list[Series] = []
-            for own, (hidden, _) in newest_per_series(series).items():
-                pairs = json.loads(hidden)
-                output.append(
-                    (
-                        label_set(
-                            (*names, *(k for k, _ in pairs)), (*own, *(v for _, v in pairs)), cache
-                        ),
-                        1.0,
-                    )
-                )
-            return output
+            return info_series(family.desc.label_names, series, cache)
 
         self._define_shadowed(
             name, description, required_labels, default_labels, registry, transform

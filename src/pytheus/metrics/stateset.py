@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from pytheus.exceptions import InvalidValueException, MetricDefinitionException
 from pytheus.metrics._family import Family
-from pytheus.metrics._shadowed import _Shadowed, label_set, newest_per_series
+from pytheus.metrics._shadowed import _Shadowed, newest_per_series, state_series
 from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import LabelSet, MetricType, Series
 
@@ -52,16 +52,11 @@ class Enum(_Shadowed):
         cache: dict[Any, LabelSet] = {}
 
         def transform(family: Family, series: list[Series]) -> list[Series]:
-            names = (*family.desc.label_names, family.desc.name)
             newest = newest_per_series(series)
             for own in list(family.children):  # known here but never set: the first state
                 newest.setdefault(own, (states[0], 0.0))
-            output: list[Series] = []
-            for own, (current, _) in newest.items():
-                for state in states:
-                    labels = label_set(names, (*own, state), cache)
-                    output.append((labels, 1.0 if state == current else 0.0))
-            return output
+            names = (*family.desc.label_names, family.desc.name)
+            return state_series(names, states, newest, cache)
 
         self._define_shadowed(
             name, description, required_labels, default_labels, registry, transform,

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pytheus.backends.aggregation import LabelSets
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
 from pytheus.backends.file._directory import EXEMPLAR, Exemplars, SharedDirectory
 from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key
@@ -44,7 +45,6 @@ from pytheus.samples import (
     CounterData,
     Exemplar,
     HistogramData,
-    LabelSet,
     MetricType,
     Series,
     SeriesValue,
@@ -66,7 +66,7 @@ class FileStore:
         self.run_fd = self.directory.claim_run(clear_stale) if join_run else None
         self._file: ProcessFile | None = None
         self._file_lock = threading.Lock()
-        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...], int | None], LabelSet] = {}
+        self._label_sets = LabelSets()
         _stores.add(self)
 
     def _process_file(self) -> ProcessFile:
@@ -158,20 +158,8 @@ class FileStore:
             found = exemplars.get((key[0], "", "", *key[3:6]))
             if found:
                 data = _with_exemplars(data, found)
-            series.append((self._label_set(key), data))
+            series.append((self._label_sets.get(key), data))
         return series
-
-    def _label_set(self, key: Key) -> LabelSet:
-        names, values, pid = key[3], key[4], key[6]
-        cache_key = (names, values, pid)
-        labels = self._labels.get(cache_key)
-        if labels is None:
-            if pid is None:
-                labels = LabelSet(names, values)
-            else:
-                labels = LabelSet((*names, "pid"), (*values, str(pid)))
-            self._labels[cache_key] = labels
-        return labels
 
     def after_fork(self) -> None:
         if self._file is not None:

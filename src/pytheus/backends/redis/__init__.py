@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from pytheus.backends.aggregation import Key, merge_into, merge_key
+from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._flusher import Flusher
@@ -82,7 +82,7 @@ class RedisStore:
         self.client = _client(options)
         self.flusher = Flusher(self.client, options)
         self._scrape = self.client.register_script(SCRAPE)
-        self._labels: dict[tuple[tuple[str, ...], tuple[str, ...], str | None], LabelSet] = {}
+        self._label_sets = LabelSets()
         self._descriptions: dict[str, tuple[Key, Signature]] = {}
         self._series_ids: dict[str, tuple[Key, Signature, LabelSet]] = {}
         self._lock = threading.Lock()
@@ -181,7 +181,7 @@ class RedisStore:
                 if meta is None:
                     continue
                 key, signature = self._describe(meta)
-                known = self._series_ids[sid] = (key, signature, self._label_set(key))
+                known = self._series_ids[sid] = (key, signature, self._label_sets.get(key))
             key, signature, labels = known
             cells = [float(x) for x in raw_cells.split()]
             data = _series_data(key, cells, exemplars.get(sid))
@@ -199,7 +199,7 @@ class RedisStore:
         for key, gauge_cells in gauges.items():
             signature = (key[0], key[1], key[2], key[3], key[5])
             data = _series_value(MetricType.GAUGE, (), gauge_cells)
-            found.setdefault(signature, []).append((self._label_set(key), data))
+            found.setdefault(signature, []).append((self._label_sets.get(key), data))
         return [self._series(family, found) for family in families]
 
     def _describe(self, meta: str) -> tuple[Key, Signature]:
@@ -219,18 +219,6 @@ class RedisStore:
                 if labels.values not in seen:
                     series.append((labels, _series_value(desc.type, desc.upper_bounds, [])))
         return series
-
-    def _label_set(self, key: Key) -> LabelSet:
-        names, values, pid = key[3], key[4], key[6]
-        cache_key = (names, values, pid)
-        labels = self._labels.get(cache_key)
-        if labels is None:
-            if pid is None:
-                labels = LabelSet(names, values)
-            else:
-                labels = LabelSet((*names, "pid"), (*values, str(pid)))
-            self._labels[cache_key] = labels
-        return labels
 
     def close(self) -> None:
         """Flush once more and stop the background thread (the backend was replaced)."""
