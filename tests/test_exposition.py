@@ -634,3 +634,21 @@ def test_custom_collector_yielding_summary_with_quantiles(registry: CollectorReg
     assert math.isnan(quantiles[2].value)
     assert (total.name, total.labels, total.value) == ("rpc_seconds_sum", {"path": '/"x"\n'}, 10.5)
     assert (count.name, count.value) == ("rpc_seconds_count", 4)
+
+
+def test_thousands_of_label_sets(registry: CollectorRegistry) -> None:
+    """5,000 series with awkward label values: every one parses back exactly, once."""
+    import random
+
+    generator = random.Random(11)
+    alphabet = 'abc"\\\n\t{}=,é日本\u2028 #'
+    counter = Counter("many_total", "Many.", required_labels=["key", "other"], registry=registry)
+    expected: dict[tuple[str, str], float] = {}
+    for n in range(5000):
+        value_ = "".join(generator.choice(alphabet) for _ in range(generator.randint(0, 12)))
+        key = (f"{n}:{value_}", str(n % 7))
+        counter.labels(key=key[0], other=key[1]).inc(n % 3 + 1)
+        expected[key] = expected.get(key, 0) + n % 3 + 1
+    [family] = [f for f in text_string_to_metric_families(scrape(registry)) if f.name == "many"]
+    got = {(s.labels["key"], s.labels["other"]): s.value for s in family.samples}
+    assert got == expected
