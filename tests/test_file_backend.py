@@ -288,3 +288,30 @@ def test_set_function_on_a_per_process_gauge(directory: Path) -> None:
     gauge = Gauge("queue_depth", "Q.", multiprocess_mode="all", registry=registry)
     gauge.set_function(lambda: 7)
     assert value(registry, "queue_depth", pid=str(os.getpid())) == 7
+
+
+def test_removed_series_disappear_for_every_process(directory: Path) -> None:
+    write = """
+        import sys
+        from pytheus.metrics import Counter
+        from pytheus.exposition import generate_metrics
+        Counter("jobs_total", "J.", required_labels=["queue"]).labels(queue="a").inc(3)
+        print(generate_metrics())
+    """
+    env = {"PYTHEUS_MULTIPROC_DIR": str(directory)}
+    registry = CollectorRegistry()
+    counter = Counter("jobs_total", "J.", required_labels=["queue"], registry=registry)
+    counter.labels(queue="a").inc()
+    run_python(write, env)  # another process, now dead and compacted
+    assert value(registry, "jobs_total", queue="a") == 4
+    counter.remove(queue="a")
+    assert value(registry, "jobs_total", queue="a") is None
+    scrape_elsewhere = """
+        from pytheus.metrics import Counter
+        from pytheus.exposition import generate_metrics
+        Counter("jobs_total", "J.", required_labels=["queue"])
+        print(generate_metrics())
+    """
+    assert 'jobs_total{queue="a"}' not in run_python(scrape_elsewhere, env)
+    assert 'jobs_total{queue="a"} 3.0' in run_python(write, env)  # starts again from zero
+    assert value(registry, "jobs_total", queue="a") == 3

@@ -373,3 +373,25 @@ def test_pending_cap_drops_counted_and_logged(
         assert "dropped the pending updates of 5 series" in caplog.text
     finally:
         load_backend(SingleProcessBackend, {})
+
+
+def test_removed_series_disappear_for_every_process(loaded: dict[str, Any]) -> None:
+    write = textwrap.dedent(
+        f"""
+        from pytheus.backends import load_backend
+        from pytheus.backends.redis import MultiProcessRedisBackend
+        from pytheus.metrics import Counter
+        load_backend(MultiProcessRedisBackend, {loaded!r})
+        Counter("jobs_total", "J.", required_labels=["queue"]).labels(queue="a").inc(3)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    registry = CollectorRegistry()
+    counter = Counter("jobs_total", "J.", required_labels=["queue"], registry=registry)
+    counter.labels(queue="a").inc()
+    subprocess.run([sys.executable, "-c", write], check=True, env=env)
+    assert value(registry, "jobs_total", queue="a") == 4
+    counter.remove(queue="a")
+    assert value(registry, "jobs_total", queue="a") is None
+    subprocess.run([sys.executable, "-c", write], check=True, env=env)  # from zero again
+    assert value(registry, "jobs_total", queue="a") == 3
