@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from pytheus.native import NativeHistogram
+
 
 class MetricType(str, enum.Enum):
     """The type of a metric family, spelled as the exposition formats spell it."""
@@ -84,12 +86,15 @@ class HistogramData:
 
     ``count`` is derived from the buckets, so it always equals the ``+Inf`` bucket.
     ``exemplars``, when present, holds the latest exemplar of each bucket (or None).
+    ``native``, when present, is the same moment as a native histogram (same count and sum);
+    a native-only histogram has the single classic bucket ``+Inf``.
     """
 
     upper_bounds: tuple[float, ...]
     bucket_counts: Sequence[float]
     sum: float
     exemplars: Sequence[Exemplar | None] | None = None
+    native: NativeHistogram | None = None
 
     @property
     def count(self) -> float:

@@ -14,6 +14,7 @@ from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
+from pytheus.native import NativeHistogram
 from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, MetricType, Series, SummaryData
 
@@ -109,6 +110,66 @@ class MemoryHistogram:
             return HistogramData(self._bounds, self._counts.copy(), self._sum, exemplars)
 
 
+class MemoryNativeHistogram(MemoryHistogram):
+    """A histogram with a native (sparse exponential) part, under the classic part's lock.
+
+    When an observation makes more than ``max_buckets`` buckets, the whole histogram restarts
+    from that observation if ``reset_seconds`` (> 0) have passed since the last reset (or since
+    it was created), else the native schema is
+    lowered by one (merging buckets pairwise) until the buckets fit, as client_golang does.
+    """
+
+    __slots__ = ("_native", "_initial_schema", "_max_buckets", "_reset_seconds", "_reset_at")
+
+    def __init__(
+        self,
+        upper_bounds: tuple[float, ...],
+        schema: int,
+        zero_threshold: float,
+        max_buckets: int,
+        reset_seconds: float,
+    ) -> None:
+        super().__init__(upper_bounds)
+        self._native = NativeHistogram(schema, zero_threshold)
+        self._initial_schema = schema
+        self._max_buckets = max_buckets
+        self._reset_seconds = reset_seconds
+        self._reset_at = time.monotonic()
+
+    def observe(self, value: float) -> None:
+        index = bisect_left(self._bounds, value)
+        if index == 0 and value != value:
+            index = self._last
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+            native = self._native
+            native.observe(value)
+            if native.bucket_count > self._max_buckets > 0:
+                self._shrink(index, value)
+
+    def _shrink(self, index: int, value: float) -> None:
+        now = time.monotonic()
+        if self._reset_seconds > 0 and now - self._reset_at >= self._reset_seconds:
+            self._reset_at = now  # start again, keeping only the latest observation
+            self._counts = [0] * len(self._bounds)
+            self._counts[index] = 1
+            self._sum = value
+            self._exemplars = None
+            self._native.reset()
+            self._native.schema = self._initial_schema
+            self._native.observe(value)
+        else:
+            self._native.limit_buckets(self._max_buckets)
+
+    def snapshot(self) -> HistogramData:
+        with self._lock:
+            exemplars = None if self._exemplars is None else list(self._exemplars)
+            return HistogramData(
+                self._bounds, self._counts.copy(), self._sum, exemplars, self._native.copy()
+            )
+
+
 class MemorySummary:
     __slots__ = ("_count", "_sum", "_lock", "_window")
 
@@ -147,6 +208,14 @@ class MemoryStore:
     def bind(self, metric: BoundSeries) -> Value:
         desc = metric._desc
         if desc.type is MetricType.HISTOGRAM:
+            if desc.option("native"):
+                return MemoryNativeHistogram(
+                    desc.upper_bounds,
+                    desc.option("native_schema"),  # type: ignore[arg-type]
+                    desc.option("native_zero_threshold"),  # type: ignore[arg-type]
+                    desc.option("native_max_buckets"),  # type: ignore[arg-type]
+                    desc.option("native_reset_seconds"),  # type: ignore[arg-type]
+                )
             return MemoryHistogram(desc.upper_bounds)
         if desc.type is MetricType.SUMMARY:
             quantiles = desc.option("quantiles")

@@ -8,8 +8,12 @@ served, as every Prometheus client library does. Prometheus's own header asks fo
     application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,
     text/plain;version=0.0.4;q=0.5,*/*;q=0.1
 
-The body is gzip-compressed when ``Accept-Encoding`` allows gzip. A new format (protobuf, say)
-is one more entry in :data:`FORMATS`.
+Prometheus asks for the protobuf format first when its native histograms are on; it is served
+for ``application/vnd.google.protobuf`` with ``proto=io.prometheus.client.MetricFamily`` and
+``encoding=delimited``, both required as client_golang requires them.
+
+The body is gzip-compressed when ``Accept-Encoding`` allows gzip. A new format is one more entry
+in :data:`FORMATS`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 
 from pytheus.collection import collect_registry
 from pytheus.desc import exposed_names
-from pytheus.exposition import openmetrics, text
+from pytheus.exposition import openmetrics, protobuf, text
 from pytheus.registry import Registry
 from pytheus.samples import MetricFamily
 
@@ -33,6 +37,8 @@ class Format:
     versions: frozenset[str]
     content_type: str
     render: Callable[[Sequence[MetricFamily]], bytes]
+    params: tuple[tuple[str, str], ...] = ()
+    """Parameters a media range must have to name this format (values compared lower-cased)."""
 
 
 def _render_text(families: Sequence[MetricFamily]) -> bytes:
@@ -51,7 +57,15 @@ OPENMETRICS_FORMAT = Format(
     _render_openmetrics,
 )
 
-FORMATS: tuple[Format, ...] = (TEXT_FORMAT, OPENMETRICS_FORMAT)
+PROTOBUF_FORMAT = Format(
+    "application/vnd.google.protobuf",
+    frozenset(),
+    protobuf.CONTENT_TYPE,
+    protobuf.render,
+    (("proto", "io.prometheus.client.metricfamily"), ("encoding", "delimited")),
+)
+
+FORMATS: tuple[Format, ...] = (TEXT_FORMAT, OPENMETRICS_FORMAT, PROTOBUF_FORMAT)
 """The formats served; the first is the default, and wins ties."""
 
 
@@ -144,6 +158,9 @@ def _specificity(candidate: Format, media_range: str, params: dict[str, str]) ->
         return 2 if candidate.media_type.startswith(kind + "/") else 0
     if media_range != candidate.media_type:
         return 0
+    for key, wanted in candidate.params:
+        if params.get(key, "").lower() != wanted:
+            return 0
     version = params.get("version")
     if version is None:
         return 3

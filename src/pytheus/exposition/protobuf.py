@@ -1,0 +1,215 @@
+"""The Prometheus protobuf format: length-delimited ``io.prometheus.client.MetricFamily``.
+
+Prometheus asks for this format first when its native histograms are on, since the text formats
+cannot carry them. The messages are written by hand (varints and length-delimited fields, in
+field-number order, repeated scalars unpacked, as the official serializers write proto2), so
+pytheus needs no protobuf package at run time. The schema is ``metrics.proto`` of
+``prometheus/client_model``; the tests decode this output with that very file.
+
+How families map:
+
+- counter, gauge, summary (with quantiles), untyped: their own message types; a counter keeps
+  its name as defined (``orders_total``), as client_golang does;
+- info (named ``<name>_info``) and stateset: gauges, as in the Prometheus text format;
+- histogram: the classic buckets with finite bounds (``+Inf`` is implied by the count), and the
+  native part when there is one: schema, zero bucket, spans and delta-encoded counts.
+
+Not written in this version: exemplars, ``_created`` timestamps and units (this schema version
+has no unit field). Counts that are not integers use the ``*_float`` fields.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable
+
+from pytheus.native import NativeHistogram, spans_and_deltas
+from pytheus.samples import (
+    CounterData,
+    HistogramData,
+    LabelSet,
+    MetricFamily,
+    MetricType,
+    SummaryData,
+)
+
+CONTENT_TYPE = (
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
+    "encoding=delimited"
+)
+
+# io.prometheus.client.MetricType
+_COUNTER, _GAUGE, _SUMMARY, _UNTYPED, _HISTOGRAM = 0, 1, 2, 3, 4
+_FAMILY_TYPES = {
+    MetricType.COUNTER: _COUNTER,
+    MetricType.GAUGE: _GAUGE,
+    MetricType.SUMMARY: _SUMMARY,
+    MetricType.UNTYPED: _UNTYPED,
+    MetricType.HISTOGRAM: _HISTOGRAM,
+    MetricType.INFO: _GAUGE,
+    MetricType.STATESET: _GAUGE,
+}
+# The field of Metric that holds a scalar of each family type.
+_SCALAR_FIELDS = {_COUNTER: 3, _GAUGE: 2, _UNTYPED: 5}
+
+_VARINT, _FIXED64, _LENGTH = 0, 1, 2
+_pack_double = struct.Struct("<d").pack
+
+
+def varint(value: int) -> bytes:
+    """An unsigned varint; a negative ``value`` is written as its 64-bit two's complement."""
+    if value < 0:
+        value += 1 << 64
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def zigzag(value: int) -> int:
+    """The zigzag mapping of sint32/sint64: 0, -1, 1, -2 ... become 0, 1, 2, 3 ..."""
+    return (value << 1) ^ (value >> 63)
+
+
+def _key(number: int, wire_type: int) -> bytes:
+    return varint((number << 3) | wire_type)
+
+
+def _double(number: int, value: float) -> bytes:
+    return _key(number, _FIXED64) + _pack_double(value)
+
+
+def _uint(number: int, value: int) -> bytes:
+    return _key(number, _VARINT) + varint(value)
+
+
+def _sint(number: int, value: int) -> bytes:
+    return _key(number, _VARINT) + varint(zigzag(value))
+
+
+def _bytes(number: int, value: bytes) -> bytes:
+    return _key(number, _LENGTH) + varint(len(value)) + value
+
+
+def _string(number: int, value: str) -> bytes:
+    return _bytes(number, value.encode("utf-8"))
+
+
+def _as_uint(value: float) -> int | None:
+    """``value`` as a uint64 when it is a non-negative integer, else None."""
+    if isinstance(value, int):
+        return value if 0 <= value < 2**64 else None
+    if 0 <= value < 2**64 and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _labels(labels: LabelSet) -> bytes:
+    cached = labels.rendered.get("protobuf")
+    if cached is None:
+        cached = labels.rendered["protobuf"] = b"".join(
+            _bytes(1, _string(1, name) + _string(2, value))
+            for name, value in zip(labels.names, labels.values)
+        )
+    assert isinstance(cached, bytes)
+    return cached
+
+
+def _summary(data: SummaryData) -> bytes:
+    count = _as_uint(data.count)  # the schema has no float count for summaries
+    parts = [b"" if count is None else _uint(1, count), _double(2, data.sum)]
+    for quantile, value in data.quantiles:
+        parts.append(_bytes(3, _double(1, quantile) + _double(2, value)))
+    return b"".join(parts)
+
+
+def _spans(number: int, spans: list[tuple[int, int]]) -> bytes:
+    return b"".join(_bytes(number, _sint(1, offset) + _uint(2, length)) for offset, length in spans)
+
+
+def _histogram(data: HistogramData) -> bytes:
+    native = data.native
+    count = native.count if native is not None else data.count
+    integral = _as_uint(count)
+    parts = [b"" if integral is None else _uint(1, integral), _double(2, data.sum)]
+    cumulative: float = 0
+    for bound, bucket_count in zip(data.upper_bounds, data.bucket_counts):
+        cumulative += bucket_count
+        if bound != math.inf:
+            as_uint = _as_uint(cumulative)
+            if as_uint is None:
+                parts.append(_bytes(3, _double(2, bound) + _double(4, cumulative)))
+            else:
+                parts.append(_bytes(3, _uint(1, as_uint) + _double(2, bound)))
+    if integral is None:
+        parts.append(_double(4, count))
+    if native is not None:
+        parts.append(_native(native))
+    return b"".join(parts)
+
+
+def _native(native: NativeHistogram) -> bytes:
+    parts = [
+        _sint(5, native.schema),
+        _double(6, native.zero_threshold),
+        _uint(7, native.zero_count),
+    ]
+    negative_spans, negative_deltas = spans_and_deltas(native.negative)
+    positive_spans, positive_deltas = spans_and_deltas(native.positive)
+    if (
+        native.zero_threshold == 0
+        and native.zero_count == 0
+        and not positive_spans
+        and not negative_spans
+    ):
+        positive_spans = [(0, 0)]  # an empty span marks the histogram native, as in client_golang
+    parts.append(_spans(9, negative_spans))
+    parts.extend(_sint(10, delta) for delta in negative_deltas)
+    parts.append(_spans(12, positive_spans))
+    parts.extend(_sint(13, delta) for delta in positive_deltas)
+    return b"".join(parts)
+
+
+def _metric(family_type: int, labels: LabelSet, value: object) -> bytes:
+    body = _labels(labels)
+    if isinstance(value, HistogramData):
+        return body + _bytes(7, _histogram(value))
+    if isinstance(value, SummaryData):
+        return body + _bytes(4, _summary(value))
+    number = value.value if isinstance(value, CounterData) else value
+    assert isinstance(number, (int, float))
+    return body + _bytes(_SCALAR_FIELDS.get(family_type, 2), _double(1, number))
+
+
+def family_message(family: MetricFamily) -> bytes:
+    """One ``MetricFamily`` message (not length-prefixed)."""
+    family_type = _FAMILY_TYPES[family.type]
+    name = family.name + "_info" if family.type is MetricType.INFO else family.name
+    parts = [_string(1, name)]
+    if family.help:
+        parts.append(_string(2, family.help))
+    parts.append(_uint(3, family_type))
+    for labels, value in family.series:
+        parts.append(_bytes(4, _metric(family_type, labels, value)))
+    return b"".join(parts)
+
+
+def render(families: Iterable[MetricFamily]) -> bytes:
+    """``families`` as length-delimited ``MetricFamily`` messages.
+
+    Example::
+
+        from pytheus.collection import collect_registry
+        from pytheus.exposition import protobuf
+
+        body = protobuf.render(collect_registry(registry))
+    """
+    out: list[bytes] = []
+    for family in families:
+        message = family_message(family)
+        out.append(varint(len(message)))
+        out.append(message)
+    return b"".join(out)

@@ -1,0 +1,280 @@
+"""Native (exponential, sparse) histograms: bucket math and a mergeable data model.
+
+A native histogram of schema ``s`` has buckets whose boundaries are powers of
+``base = 2 ** (2 ** -s)``: bucket ``i`` holds the values ``v`` with ``base**(i-1) < v <= base**i``
+(and ``-base**i <= v < -base**(i-1)`` for the negative buckets). Values with ``|v|`` at most the
+zero threshold fall in the zero bucket. Schemas run from -4 (base 65536) to 8 (base ~1.0027).
+
+Only buckets that have counts are stored (dicts keyed by index), so a histogram covers any range
+of values. Lowering the schema by one merges buckets pairwise, exactly: bucket ``k`` of schema
+``s - 1`` is the union of buckets ``2k - 1`` and ``2k`` of schema ``s``. That makes histograms of
+different schemas mergeable exactly at the lowest of their schemas (:meth:`NativeHistogram.merge`).
+
+Example::
+
+    from pytheus.native import NativeHistogram
+
+    h = NativeHistogram(schema=3)
+    for value in (0.5, 1.0, 3.0, -2.0, 0.0):
+        h.observe(value)
+    h.count, h.zero_count, h.positive  # (5, 1, {-8: 1, 0: 1, 13: 1})
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MIN_SCHEMA = -4
+MAX_SCHEMA = 8
+DEFAULT_BUCKET_FACTOR = 1.1
+DEFAULT_MAX_BUCKETS = 160
+DEFAULT_ZERO_THRESHOLD = 2.0**-128
+"""client_golang's ``DefNativeHistogramZeroThreshold``."""
+
+
+def _frac_bounds() -> tuple[float, ...]:
+    """For schema 8: bound ``j`` is the largest float <= ``2 ** (j/256 - 1)``, j in 0..255.
+
+    Rounding *down* makes ``frac <= bound`` exact for every float ``frac`` (the true boundaries
+    are irrational except for j = 0): decided with integers, ``m**256 <= 2**(53*256 + j - 256)``
+    for ``frac = m / 2**53``.
+    """
+    n = 1 << MAX_SCHEMA
+    bounds = []
+    for j in range(n):
+        candidate = 2.0 ** (j / n - 1)
+        limit = 1 << (53 * n + j - n)
+        while not _fits(candidate, n, limit):
+            candidate = math.nextafter(candidate, 0.0)
+        while _fits(up := math.nextafter(candidate, 1.0), n, limit):
+            candidate = up
+        bounds.append(candidate)
+    return tuple(bounds)
+
+
+def _fits(frac: float, n: int, limit: int) -> bool:
+    power: int = int(frac * 2**53) ** n
+    return power <= limit
+
+
+_SCHEMA8_BOUNDS = _frac_bounds()
+_BOUNDS: dict[int, tuple[float, ...]] = {
+    s: _SCHEMA8_BOUNDS[:: 1 << (MAX_SCHEMA - s)] for s in range(1, MAX_SCHEMA + 1)
+}
+
+
+def schema_for_factor(factor: float) -> int:
+    """The schema client_golang picks for ``NativeHistogramBucketFactor``.
+
+    That is the lowest (coarsest) schema whose growth factor ``2 ** (2 ** -schema)`` is at most
+    ``factor``, within -4..8: 1.1 gives 3 (growth ~1.0905), 2 gives 0, 1.0001 gives 8.
+    """
+    if not factor > 1:
+        raise ValueError(f"native_bucket_factor must be greater than 1, got {factor!r}")
+    for schema in range(MIN_SCHEMA, MAX_SCHEMA + 1):
+        if 2.0 ** (2.0**-schema) <= factor:
+            return schema
+    return MAX_SCHEMA
+
+
+def bucket_index(value: float, schema: int) -> int:
+    """The index of the bucket of ``|value|`` (not zero, not NaN) at ``schema``.
+
+    ``+-Inf`` take the index after the one of the largest float, as client_golang does.
+    """
+    magnitude = abs(value)
+    infinite = magnitude == math.inf
+    if infinite:
+        magnitude = 1.7976931348623157e308
+    frac, exp = math.frexp(magnitude)  # magnitude = frac * 2**exp, 0.5 <= frac < 1
+    if schema > 0:
+        bounds = _BOUNDS[schema]
+        key = bisect_left(bounds, frac) + (exp - 1) * len(bounds)
+    else:
+        key = exp - 1 if frac == 0.5 else exp
+        shift = -schema
+        key = (key + (1 << shift) - 1) >> shift
+    return key + 1 if infinite else key
+
+
+def bucket_upper_bound(index: int, schema: int) -> float:
+    """``base ** index``, the (inclusive) upper bound of positive bucket ``index``."""
+    try:
+        return float(2.0 ** (index * 2.0**-schema))
+    except OverflowError:
+        return math.inf
+
+
+def reduce_index(index: int, by: int) -> int:
+    """The index at ``schema - by`` of bucket ``index`` of ``schema``: ``ceil(index / 2**by)``."""
+    return (index + (1 << by) - 1) >> by
+
+
+def _reduce(buckets: dict[int, int], by: int) -> dict[int, int]:
+    if by == 0:
+        return dict(buckets)
+    out: dict[int, int] = {}
+    for index, count in buckets.items():
+        key = (index + (1 << by) - 1) >> by
+        out[key] = out.get(key, 0) + count
+    return out
+
+
+def _add(into: dict[int, int], buckets: dict[int, int]) -> None:
+    for index, count in buckets.items():
+        into[index] = into.get(index, 0) + count
+
+
+@dataclass(slots=True)
+class NativeHistogram:
+    """One native histogram: sparse bucket counts, zero bucket, count and sum.
+
+    ``count`` includes NaN observations, which (as in client_golang) fall in no bucket; otherwise
+    ``count == zero_count + sum(positive.values()) + sum(negative.values())``.
+    """
+
+    schema: int
+    zero_threshold: float = DEFAULT_ZERO_THRESHOLD
+    zero_count: int = 0
+    count: int = 0
+    sum: float = 0.0
+    positive: dict[int, int] = field(default_factory=dict)
+    negative: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not MIN_SCHEMA <= self.schema <= MAX_SCHEMA:
+            raise ValueError(f"schema must be in {MIN_SCHEMA}..{MAX_SCHEMA}, got {self.schema}")
+        if not self.zero_threshold >= 0:
+            raise ValueError(f"zero_threshold must be >= 0, got {self.zero_threshold!r}")
+
+    @property
+    def bucket_count(self) -> int:
+        """How many (non-zero) buckets are stored."""
+        return len(self.positive) + len(self.negative)
+
+    def observe(self, value: float) -> None:
+        """Count one observation (not thread-safe: the caller holds the lock)."""
+        self.count += 1
+        self.sum += value
+        if value != value:  # NaN: in count and sum only
+            return
+        if value > self.zero_threshold:
+            buckets = self.positive
+        elif value < -self.zero_threshold:
+            buckets = self.negative
+        else:
+            self.zero_count += 1
+            return
+        key = bucket_index(value, self.schema)
+        buckets[key] = buckets.get(key, 0) + 1
+
+    def limit_buckets(self, max_buckets: int) -> None:
+        """Lower the schema (merging buckets pairwise) until at most ``max_buckets`` remain."""
+        while self.bucket_count > max_buckets and self.schema > MIN_SCHEMA:
+            self.reduce_to(self.schema - 1)
+
+    def reduce_to(self, schema: int) -> None:
+        """Re-bucket, in place, at a ``schema`` not above the current one; exact."""
+        if not MIN_SCHEMA <= schema <= self.schema:
+            raise ValueError(f"cannot reduce schema {self.schema} to {schema}")
+        by = self.schema - schema
+        self.positive = _reduce(self.positive, by)
+        self.negative = _reduce(self.negative, by)
+        self.schema = schema
+
+    def reset(self) -> None:
+        self.zero_count = self.count = 0
+        self.sum = 0.0
+        self.positive = {}
+        self.negative = {}
+
+    def copy(self) -> NativeHistogram:
+        return NativeHistogram(
+            self.schema,
+            self.zero_threshold,
+            self.zero_count,
+            self.count,
+            self.sum,
+            dict(self.positive),
+            dict(self.negative),
+        )
+
+    def widen_zero_bucket(self, threshold: float) -> None:
+        """Raise the zero threshold to at least ``threshold``, moving the buckets it reaches.
+
+        A bucket reaching below the new threshold moves into the zero bucket whole, and the
+        threshold grows to that bucket's upper bound, as Prometheus does when it merges.
+        """
+        while True:
+            self.zero_threshold = max(self.zero_threshold, threshold)
+            moved = False
+            for buckets in (self.positive, self.negative):
+                for index in [i for i in buckets if self._lower(i) < self.zero_threshold]:
+                    self.zero_count += buckets.pop(index)
+                    threshold = max(threshold, bucket_upper_bound(index, self.schema))
+                    moved = True
+            if not moved or threshold <= self.zero_threshold:
+                return
+
+    def _lower(self, index: int) -> float:
+        return bucket_upper_bound(index - 1, self.schema)
+
+    def merge(self, others: Iterable[NativeHistogram]) -> NativeHistogram:
+        """A new histogram holding this one and ``others``, at the lowest of their schemas.
+
+        With equal zero thresholds the result is exactly what observing every value at that
+        schema would give; otherwise the widest threshold is used (see ``widen_zero_bucket``).
+        """
+        parts = [self, *others]
+        schema = min(part.schema for part in parts)
+        threshold = max(part.zero_threshold for part in parts)
+        merged = NativeHistogram(schema, threshold)
+        for part in parts:
+            piece = part.copy()
+            piece.reduce_to(schema)
+            if piece.zero_threshold < threshold:
+                piece.widen_zero_bucket(threshold)
+                merged.zero_threshold = max(merged.zero_threshold, piece.zero_threshold)
+            merged.count += piece.count
+            merged.sum += piece.sum
+            merged.zero_count += piece.zero_count
+            _add(merged.positive, piece.positive)
+            _add(merged.negative, piece.negative)
+        if merged.zero_threshold != threshold:
+            merged.widen_zero_bucket(merged.zero_threshold)
+        return merged
+
+
+def spans_and_deltas(buckets: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """The ``(offset, length)`` spans and delta-encoded counts of sparse ``buckets``.
+
+    As the protobuf schema has it: the first span's offset is its first index, each later one's
+    is the gap from the end of the span before; each delta is a bucket's count minus the one of
+    the bucket before it (0 before the first). Gaps of up to two empty buckets are filled with
+    zero counts rather than starting a new span, as client_golang does.
+    """
+    spans: list[tuple[int, int]] = []
+    deltas: list[int] = []
+    previous_count = 0
+    next_index: int | None = None
+    for index in sorted(buckets):
+        count = buckets[index]
+        if next_index is None:
+            spans.append((index, 1))
+        else:
+            gap = index - next_index
+            if gap <= 2:
+                for _ in range(gap):
+                    deltas.append(-previous_count)
+                    previous_count = 0
+                offset, length = spans[-1]
+                spans[-1] = (offset, length + gap + 1)
+            else:
+                spans.append((gap, 1))
+        deltas.append(count - previous_count)
+        previous_count = count
+        next_index = index + 1
+    return spans, deltas
