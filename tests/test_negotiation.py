@@ -37,10 +37,6 @@ PROMETHEUS_3 = (  # Prometheus 3 default scrape_protocols
     "application/openmetrics-text;version=0.0.1;q=0.4,"
     "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
 )
-    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;"
-    "q=0.5,application/openmetrics-text;version=1.0.0;q=0.4,"
-    "application/openmetrics-text;version=0.0.1;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
-)
 PROMETHEUS_TEXT_ONLY = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"  # scrape_protocols: text only
 
 
