@@ -177,7 +177,16 @@ def test_redis_restart_during_run_keeps_exact_totals(server: RedisServer) -> Non
     try:
         registry = CollectorRegistry()
         Counter("restart_total", "R.", registry=registry)
-        assert value(registry, "restart_total") == PROCESSES * 300 * 100
+        deadline = time.monotonic() + 10
+        while True:  # right after a restart, scrapes answer "unavailable", never partial totals
+            try:
+                total = value(registry, "restart_total")
+                break
+            except BackendUnavailableException as error:
+                assert "lost data" in str(error)
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert total == PROCESSES * 300 * 100
     finally:
         load_backend(SingleProcessBackend, {})
 
@@ -395,3 +404,20 @@ def test_removed_series_disappear_for_every_process(loaded: dict[str, Any]) -> N
     assert value(registry, "jobs_total", queue="a") is None
     subprocess.run([sys.executable, "-c", write], check=True, env=env)  # from zero again
     assert value(registry, "jobs_total", queue="a") == 3
+
+
+def test_scrape_after_redis_lost_data_is_unavailable_not_partial(server: RedisServer) -> None:
+    try:
+        load_backend(MultiProcessRedisBackend, config(server, flush_interval=0.2))
+        registry = CollectorRegistry()
+        counter = Counter("kept_total", "K.", registry=registry)
+        counter.inc(5)
+        assert value(registry, "kept_total") == 5
+        server.restart()  # empty: no persistence
+        counter.inc()
+        with pytest.raises(BackendUnavailableException, match="lost data"):
+            generate_metrics(registry)  # other processes may not have re-sent theirs yet
+        time.sleep(2.5)  # the recovery window (2 flush intervals + 1 s, rounded up) ends
+        assert value(registry, "kept_total") == 6
+    finally:
+        load_backend(SingleProcessBackend, {})

@@ -166,7 +166,12 @@ class RedisStore:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        index, packed, exemplar_fields, gauge_rows = (_text(part) for part in reply)
+        index, packed, exemplar_fields, gauge_rows, recovering = (_text(p) for p in reply)
+        if recovering == "1":
+            raise BackendUnavailableException(
+                f"Redis at {self.options.address} lost data (it restarted empty); waiting for "
+                "every process to write its metrics again"
+            )
         metas = _pairs(index)
         exemplars: dict[str, dict[str, str]] = {}
         for field, raw in _pairs(exemplar_fields).items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import math
 import multiprocessing.util
 import os
 import socket
@@ -194,7 +195,8 @@ class Flusher:
         reply = self._script(
             args=[
                 self.options.base, self.process, seq, expected, self.options.expire_key_time,
-                self.heartbeat_ttl, repr(time.time()), "1" if resync else "0", *arguments,
+                self.heartbeat_ttl, repr(time.time()), "1" if resync else "0",
+                math.ceil(2 * (self.options.flush_interval or 1.0) + 1), *arguments,
             ]
         )  # fmt: skip
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

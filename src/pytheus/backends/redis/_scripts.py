@@ -12,7 +12,7 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
   ``"value,last write,last set"``, and ``_a`` for dead processes folded together.
 - ``<base>:seq:<process>``: the last batch sequence number applied for a process.
 - ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing.
-- ``<base>:born``: when this Redis first saw a flush (it vanishes when Redis restarts empty).
+- ``<base>:recovering``: set for a few seconds when a process finds that Redis lost its data.
 
 A flush is idempotent: a batch carries a sequence number, and a batch whose number was already
 applied is acknowledged without being applied again. So a flush whose reply was lost can be
@@ -29,10 +29,14 @@ local now, resync = ARGV[7], ARGV[8]
 local seqkey = base .. ':seq:' .. proc
 local last = tonumber(redis.call('GET', seqkey) or '-1')
 redis.call('SET', base .. ':proc:' .. proc, '1', 'EX', heartbeat)
-redis.call('SET', base .. ':born', now, 'NX')
 if last >= 0 then redis.call('EXPIRE', seqkey, seq_ttl) end
 if last >= seq then return {'dup', tostring(last)} end
-if resync ~= '1' and last ~= expected then return {'gap', tostring(last)} end
+if resync ~= '1' and last ~= expected then
+  -- Redis lost what this process wrote: scrapes answer 503 until every process re-sent its
+  -- totals (each does within a flush interval), rather than show numbers that look like resets
+  redis.call('SET', base .. ':recovering', '1', 'EX', tonumber(ARGV[9]))
+  return {'gap', tostring(last)}
+end
 local function forget(sid)
   local meta = redis.call('HGET', base .. ':index', sid)
   if meta then
@@ -54,9 +58,9 @@ local function add(current, delta)
   end
   return table.concat(out, ' ')
 end
-local removals = tonumber(ARGV[9])
-for r = 1, removals do forget(ARGV[9 + r]) end
-local i = 10 + removals
+local removals = tonumber(ARGV[10])
+for r = 1, removals do forget(ARGV[10 + r]) end
+local i = 11 + removals
 while i <= #ARGV do
   local sid, meta, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -165,12 +169,14 @@ for i = 1, #index, 2 do
     end
   end
 end
--- Four strings, their parts separated by the unit separator (never in JSON text, numbers
--- or process names): one string is far cheaper for the client to parse than many.
+-- Four strings, their parts separated by the unit separator (never in JSON text, numbers or
+-- process names): one string is far cheaper for the client to parse than many; then whether
+-- Redis is recovering from lost data.
 return {
   table.concat(index, unit),
   table.concat(redis.call('HGETALL', base .. ':v'), unit),
   table.concat(redis.call('HGETALL', base .. ':e'), unit),
   table.concat(gauges, string.char(30)),
+  tostring(redis.call('EXISTS', base .. ':recovering')),
 }
 """
