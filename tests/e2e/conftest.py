@@ -141,11 +141,15 @@ def wait_for_http(url: str, started: Started, timeout: float = 30.0) -> None:
 # --- app servers ---------------------------------------------------------------------------------
 
 
-def gunicorn_command(app: str, port: int, workers: int) -> list[str]:
-    """gunicorn with sync workers serving ``app`` (``module:variable``) on loopback."""
+def gunicorn_command(app: str, port: int, workers: int, worker_class: str = "sync") -> list[str]:
+    """gunicorn serving ``app`` (``module:variable``) on loopback, with sync workers by default.
+
+    ``worker_class`` is gunicorn's ``--worker-class``: ``uvicorn.workers.UvicornWorker`` serves
+    an ASGI app.
+    """
     return [
         sys.executable, "-m", "gunicorn", app, "--bind", f"{HOST}:{port}",
-        "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning",
+        "--workers", str(workers), "--worker-class", worker_class, "--log-level", "warning",
         "--graceful-timeout", "5",
     ]  # fmt: skip
 

@@ -35,8 +35,7 @@ from pytheus.samples import (
 )
 
 CONTENT_TYPE = (
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
-    "encoding=delimited"
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 )
 
 # io.prometheus.client.MetricType

@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
-import math
 import multiprocessing.util
 import os
 import socket
@@ -196,7 +195,7 @@ class Flusher:
             args=[
                 self.options.base, self.process, seq, expected, self.options.expire_key_time,
                 self.heartbeat_ttl, repr(time.time()), "1" if resync else "0",
-                math.ceil(2 * (self.options.flush_interval or 1.0) + 1), *arguments,
+                round(1000 * (2 * (self.options.flush_interval or 1.0) + 1)), *arguments,
             ]
         )  # fmt: skip
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

@@ -34,7 +34,7 @@ if last >= seq then return {'dup', tostring(last)} end
 if resync ~= '1' and last ~= expected then
   -- Redis lost what this process wrote: scrapes answer 503 until every process re-sent its
   -- totals (each does within a flush interval), rather than show numbers that look like resets
-  redis.call('SET', base .. ':recovering', '1', 'EX', tonumber(ARGV[9]))
+  redis.call('SET', base .. ':recovering', '1', 'PX', tonumber(ARGV[9]), 'NX')
   return {'gap', tostring(last)}
 end
 local function forget(sid)
