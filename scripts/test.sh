@@ -25,6 +25,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
+# Prometheus 3 (protobuf scrapes, native histograms) for tests/e2e/test_prometheus3.py: a 3.x on
+# the PATH, else Debian unstable's package unpacked into .cache/prometheus3/ (no apt config changed).
+if PROMETHEUS3_BIN="$(bash scripts/prometheus3.sh)"; then
+    export PROMETHEUS3_BIN
+else
+    echo "could not fetch Prometheus 3: tests/e2e/test_prometheus3.py will say so"
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

@@ -24,8 +24,7 @@ import pytest
 DEBIAN_PACKAGE = "golang-github-prometheus-client-model-dev"
 PROTO_GLOB = "/usr/share/gocode/src/github.com/prometheus/client_model*/**/metrics.proto"
 CONTENT_TYPE = (
-    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; "
-    "encoding=delimited"
+    "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
 )
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 MIN_SCHEMA = -4
@@ -278,3 +278,100 @@ def spans_and_deltas(buckets: dict[int, int]) -> tuple[list[tuple[int, int]], li
         previous_count = count
         next_index = index + 1
     return spans, deltas
+
+
+# --- a flat encoding, for backends that store numbers (shared files, Redis) ---------------------
+
+CELLS_HEADER = 6
+"""Cells before the buckets in :func:`encode_cells`: schema, zero threshold, zero count, count,
+sum, number of buckets."""
+
+FULL_RANGE_BUCKETS = 266
+"""Buckets that every finite and infinite float can fill at schema -4 (133 per sign): room for
+this many always suffices once the schema is lowered far enough."""
+
+
+def encode_cells(histogram: NativeHistogram) -> list[float]:
+    """``histogram`` as numbers: the :data:`CELLS_HEADER` cells, then ``(code, count)`` pairs.
+
+    A bucket's code is ``2 * index`` for a positive bucket and ``2 * index + 1`` for a negative
+    one; every number is a float that round-trips exactly (indices and counts stay far below
+    ``2**53``). :func:`decode_cells` reads it back.
+    """
+    cells: list[float] = [
+        float(histogram.schema),
+        histogram.zero_threshold,
+        float(histogram.zero_count),
+        float(histogram.count),
+        histogram.sum,
+        float(histogram.bucket_count),
+    ]
+    for index, count in histogram.positive.items():
+        cells += (float(2 * index), float(count))
+    for index, count in histogram.negative.items():
+        cells += (float(2 * index + 1), float(count))
+    return cells
+
+
+def decode_cells(cells: Sequence[float]) -> NativeHistogram | None:
+    """The histogram :func:`encode_cells` wrote, or None when ``cells`` do not hold a valid one.
+
+    Cells after the last bucket are ignored, so a fixed-size block may hold a smaller histogram.
+    """
+    if len(cells) < CELLS_HEADER:
+        return None
+    schema, threshold, zero_count, count, total, used = cells[:CELLS_HEADER]
+    n = int(used) if used == used and 0 <= used < 2**31 else -1
+    if (
+        schema != schema
+        or not MIN_SCHEMA <= schema <= MAX_SCHEMA
+        or schema != int(schema)
+        or not threshold >= 0
+        or n != used
+        or CELLS_HEADER + 2 * n > len(cells)
+    ):
+        return None
+    positive: dict[int, int] = {}
+    negative: dict[int, int] = {}
+    for at in range(CELLS_HEADER, CELLS_HEADER + 2 * n, 2):
+        code, bucket_count = cells[at], cells[at + 1]
+        if code != code or abs(code) >= 2**53 or bucket_count != bucket_count:
+            return None
+        key = int(code)
+        buckets = negative if key & 1 else positive
+        index = key >> 1
+        buckets[index] = buckets.get(index, 0) + int(bucket_count)
+    return NativeHistogram(
+        int(schema), threshold, int(zero_count), int(count), total, positive, negative
+    )
+
+
+def subtract(histogram: NativeHistogram, baseline: NativeHistogram) -> NativeHistogram:
+    """What ``histogram`` counted since it was ``baseline`` (an earlier state of the same one).
+
+    Both are taken to the lower schema (and the wider zero threshold); buckets that end at zero
+    or below are dropped.
+    """
+    schema = min(histogram.schema, baseline.schema)
+    later, earlier = histogram.copy(), baseline.copy()
+    later.reduce_to(schema)
+    earlier.reduce_to(schema)
+    threshold = max(later.zero_threshold, earlier.zero_threshold)
+    later.widen_zero_bucket(threshold)
+    earlier.widen_zero_bucket(later.zero_threshold)
+    out = NativeHistogram(
+        schema,
+        later.zero_threshold,
+        max(later.zero_count - earlier.zero_count, 0),
+        max(later.count - earlier.count, 0),
+        later.sum - earlier.sum,
+    )
+    for name in ("positive", "negative"):
+        before: dict[int, int] = getattr(earlier, name)
+        kept = {
+            index: count - before.get(index, 0)
+            for index, count in getattr(later, name).items()
+            if count > before.get(index, 0)
+        }
+        setattr(out, name, kept)
+    return out

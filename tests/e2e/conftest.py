@@ -6,6 +6,9 @@
 * :class:`Prometheus`: a real Prometheus (``prometheus`` on the PATH, 2.42 from Debian here) with
   a generated configuration, its storage in a temporary directory, listening on loopback, and a
   small client of its HTTP API (``/api/v1/query``).
+* :func:`require_prometheus3`: a Prometheus 3 binary (``$PROMETHEUS3_BIN``, the PATH, or the
+  copy ``scripts/prometheus3.sh`` unpacks into ``.cache/prometheus3/``), for
+  :func:`start_prometheus`'s ``binary``.
 
 Everything listens on 127.0.0.1 and on ports picked free by the kernel.
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -177,10 +182,21 @@ class ScrapeJob:
     params: Mapping[str, str] = field(default_factory=dict)
 
 
-def prometheus_config(jobs: Sequence[ScrapeJob], interval: str = "1s") -> str:
-    """A Prometheus configuration scraping ``jobs`` every ``interval`` (JSON is valid YAML)."""
+def prometheus_config(
+    jobs: Sequence[ScrapeJob],
+    interval: str = "1s",
+    global_settings: Mapping[str, Any] | None = None,
+) -> str:
+    """A Prometheus configuration scraping ``jobs`` every ``interval`` (JSON is valid YAML).
+
+    ``global_settings`` are added to its ``global`` section (``scrape_protocols``, say).
+    """
     config: dict[str, Any] = {
-        "global": {"scrape_interval": interval, "scrape_timeout": interval},
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            **(global_settings or {}),
+        },
         "scrape_configs": [
             {
                 "job_name": job.name,
@@ -255,20 +271,75 @@ class Prometheus:
 
 
 def start_prometheus(
-    processes: Processes, directory: Path, jobs: Sequence[ScrapeJob]
+    processes: Processes,
+    directory: Path,
+    jobs: Sequence[ScrapeJob],
+    binary: str | None = None,
+    global_settings: Mapping[str, Any] | None = None,
+    flags: Sequence[str] = (),
 ) -> Prometheus:
-    """Start Prometheus scraping ``jobs`` every second; storage in ``directory``."""
-    binary = require_program("prometheus")
+    """Start Prometheus scraping ``jobs`` every second; storage in ``directory``.
+
+    ``binary`` defaults to ``prometheus`` on the PATH; ``global_settings`` go to the
+    configuration's ``global`` section and ``flags`` to the command line.
+    """
+    if binary is None:
+        binary = require_program("prometheus")
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "prometheus.yml"
-    config.write_text(prometheus_config(jobs))
+    config.write_text(prometheus_config(jobs, global_settings=global_settings))
     port = free_port()
     started = processes.start(
-        "prometheus",
+        directory.name,
         [
             binary, f"--config.file={config}", f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address={HOST}:{port}", "--log.level=warn",
+            f"--web.listen-address={HOST}:{port}", "--log.level=warn", *flags,
         ],
     )  # fmt: skip
     wait_for_http(f"http://{HOST}:{port}/-/ready", started)
     return Prometheus(started, port)
+
+
+# --- Prometheus 3 --------------------------------------------------------------------------------
+
+PROMETHEUS3_SCRIPT = ROOT / "scripts" / "prometheus3.sh"
+PROMETHEUS3_CACHED = ROOT / ".cache" / "prometheus3" / "root" / "usr" / "bin" / "prometheus"
+"""Where ``scripts/prometheus3.sh`` unpacks Debian unstable's ``prometheus`` package."""
+
+
+def prometheus_version(binary: str) -> tuple[int, int, int] | None:
+    """``(major, minor, patch)`` of a Prometheus binary, None if it does not run as one."""
+    try:
+        output = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except OSError:
+        return None
+    match = re.match(r"prometheus, version (\d+)\.(\d+)\.(\d+)", output)
+    if match is None:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def require_prometheus3() -> tuple[str, tuple[int, int, int]]:
+    """A Prometheus 3 binary and its version, as ``scripts/prometheus3.sh`` finds them.
+
+    ``$PROMETHEUS3_BIN``, else ``prometheus`` on the PATH if it is 3.x, else the script's cached
+    copy. None of them skips the test, except under CI=true, where ``scripts/test.sh`` has run
+    the script: there it fails.
+    """
+    candidates = [os.environ.get("PROMETHEUS3_BIN"), shutil.which("prometheus")]
+    candidates.append(str(PROMETHEUS3_CACHED))
+    for candidate in candidates:
+        if candidate:
+            version = prometheus_version(candidate)
+            if version is not None and version[0] == 3:
+                return candidate, version
+    message = (
+        "no Prometheus 3 ($PROMETHEUS3_BIN, prometheus on the PATH, or "
+        f"{PROMETHEUS3_CACHED.relative_to(ROOT)}): run bash {PROMETHEUS3_SCRIPT.relative_to(ROOT)}"
+    )
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -12,6 +12,22 @@ Prometheus asks for the protobuf format first when its native histograms are on;
 for ``application/vnd.google.protobuf`` with ``proto=io.prometheus.client.MetricFamily`` and
 ``encoding=delimited``, both required as client_golang requires them.
 
+Names that are not classic (only with ``pytheus.naming.set_validation_scheme("utf8")``) are
+written as the ``escaping`` parameter of the chosen media range says
+(:mod:`pytheus.exposition.escaping`): ``allow-utf-8`` quotes them, ``underscores`` (the
+default, also for an unknown value), ``dots`` and ``values`` escape them; the ``Content-Type``
+then ends with ``; escaping=<scheme>`` unless the scheme is ``underscores``. Prometheus 3
+asks ``escaping=allow-utf-8``::
+
+    application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,
+    application/openmetrics-text;version=0.0.1;q=0.4,
+    text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1
+
+With the default, classic validation every name pytheus defines is classic: ``escaping`` is
+ignored (names a custom collector makes up are escaped with underscores) and the response is
+the same as without it. ``text/plain;version=1.0.0`` is the text format that may quote names;
+it is answered as such (``Content-Type: text/plain; version=1.0.0; charset=utf-8``).
+
 The body is gzip-compressed when ``Accept-Encoding`` allows gzip. A new format is one more entry
 in :data:`FORMATS`.
 """
@@ -21,10 +37,13 @@ from __future__ import annotations
 import gzip
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pytheus.collection import collect_registry
 from pytheus.desc import exposed_names
 from pytheus.exposition import openmetrics, protobuf, text
+from pytheus.exposition.escaping import DEFAULT_SCHEME, SCHEMES
+from pytheus.naming import utf8_names
 from pytheus.registry import Registry
 from pytheus.samples import MetricFamily
 
@@ -36,20 +55,40 @@ class Format:
     media_type: str
     versions: frozenset[str]
     content_type: str
-    render: Callable[[Sequence[MetricFamily]], bytes]
+    render: Callable[[Sequence[MetricFamily], str], bytes]
+    """Renders families with an escaping scheme (:mod:`pytheus.exposition.escaping`)."""
     params: tuple[tuple[str, str], ...] = ()
     """Parameters a media range must have to name this format (values compared lower-cased)."""
+    version_content_types: tuple[tuple[str, str], ...] = ()
+    """The content type answering a request for one of ``versions``, when not ``content_type``."""
+
+    def content_type_for(self, version: str | None) -> str:
+        return dict(self.version_content_types).get(version or "", self.content_type)
 
 
-def _render_text(families: Sequence[MetricFamily]) -> bytes:
-    return text.render(families).encode("utf-8")
+class Negotiated(NamedTuple):
+    """What a request gets: the format, the escaping scheme for names, the content type."""
+
+    format: Format
+    escaping: str
+    content_type: str
 
 
-def _render_openmetrics(families: Sequence[MetricFamily]) -> bytes:
-    return openmetrics.render(families).encode("utf-8")
+def _render_text(families: Sequence[MetricFamily], escaping: str) -> bytes:
+    return text.render(families, escaping).encode("utf-8")
 
 
-TEXT_FORMAT = Format("text/plain", frozenset({"0.0.4"}), text.CONTENT_TYPE, _render_text)
+def _render_openmetrics(families: Sequence[MetricFamily], escaping: str) -> bytes:
+    return openmetrics.render(families, escaping).encode("utf-8")
+
+
+TEXT_FORMAT = Format(
+    "text/plain",
+    frozenset({"0.0.4", "1.0.0"}),
+    text.CONTENT_TYPE,
+    _render_text,
+    version_content_types=(("1.0.0", text.CONTENT_TYPE_1_0_0),),
+)
 OPENMETRICS_FORMAT = Format(
     "application/openmetrics-text",
     frozenset({"1.0.0", "0.0.1"}),
@@ -89,15 +128,34 @@ def render_for_request(
         )
         # content_type == OPENMETRICS_CONTENT_TYPE, encoding == "gzip"
     """
-    chosen = _choose_format(accept)
+    chosen, escaping, content_type = negotiate(accept)
     families = collect_registry(registry)
     if name_filter is not None:
         wanted = set(name_filter)
         families = [f for f in families if not wanted.isdisjoint(exposed_names(f.name, f.type))]
-    body = chosen.render(families)
+    body = chosen.render(families, escaping)
     if _accepts_gzip(accept_encoding):
-        return gzip.compress(body, compresslevel=6), chosen.content_type, "gzip"
-    return body, chosen.content_type, None
+        return gzip.compress(body, compresslevel=6), content_type, "gzip"
+    return body, content_type, None
+
+
+def negotiate(accept: str | None) -> Negotiated:
+    """The format, name escaping scheme and content type answering ``accept``.
+
+    Example::
+
+        negotiate("text/plain;version=0.0.4").content_type == PROMETHEUS_CONTENT_TYPE
+    """
+    chosen, params = _choose_format(accept)
+    content_type = chosen.content_type_for(params.get("version"))
+    escaping = DEFAULT_SCHEME
+    if utf8_names():
+        requested = params.get("escaping", "").lower()
+        if requested in SCHEMES:
+            escaping = requested
+        if escaping != DEFAULT_SCHEME:
+            content_type = f"{content_type}; escaping={escaping}"
+    return Negotiated(chosen, escaping, content_type)
 
 
 def _parse_header(value: str) -> list[tuple[str, dict[str, str]]]:
@@ -124,16 +182,19 @@ def _quality(params: dict[str, str]) -> float:
     return q if 0.0 <= q <= 1.0 else 0.0
 
 
-def _choose_format(accept: str | None) -> Format:
+def _choose_format(accept: str | None) -> tuple[Format, dict[str, str]]:
+    """The format to serve, and the parameters of the media range that chose it."""
     if not accept:
-        return FORMATS[0]
+        return FORMATS[0], {}
     ranges = _parse_header(accept)
     chosen, best = FORMATS[0], (0.0, 0, 0)
     for candidate in FORMATS:
         rank = _rank(candidate, ranges)
         if rank[0] > 0 and rank > best:  # ties keep the earlier format
             chosen, best = candidate, rank
-    return chosen
+    if best[1] == 0:
+        return chosen, {}
+    return chosen, ranges[-best[2]][1]
 
 
 def _rank(candidate: Format, ranges: list[tuple[str, dict[str, str]]]) -> tuple[float, int, int]:

@@ -22,12 +22,23 @@ the sample that would be invalid is left out:
 - a summary's ``_count`` or ``_sum`` when negative or NaN, and negative quantile values.
 
 The ``_created`` series are not written.
+
+Names that are not classic are escaped as the scraper asked, or quoted under ``allow-utf-8``
+(``{"http.server.requests_total","http.method"="GET"} 3.0``), as in the text format
+(:mod:`pytheus.exposition.text`); Prometheus 3 reads OpenMetrics 1.0.0 quoted so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pytheus.exposition.escaping import (
+    DEFAULT_SCHEME,
+    metric_name,
+    needs_quotes,
+    quote,
+    series_name,
+)
 from pytheus.exposition.text import (
     bucket_labels,
     format_count,
@@ -71,17 +82,20 @@ def family_name(family: MetricFamily) -> str:
     return name
 
 
-def render_exemplar(exemplar: Exemplar | None) -> str:
+def render_exemplar(exemplar: Exemplar | None, escaping: str = DEFAULT_SCHEME) -> str:
     """`` # {labels} value [timestamp]`` to append to a sample line, or ``""`` without one."""
     if exemplar is None:
         return ""
-    labels = render_pairs(exemplar.labels.items()) or "{}"
+    labels = render_pairs(exemplar.labels.items(), escaping) or "{}"
     timestamp = "" if exemplar.timestamp is None else f" {format_value(exemplar.timestamp)}"
     return f" # {labels} {format_value(exemplar.value)}{timestamp}"
 
 
-def render(families: Iterable[MetricFamily]) -> str:
+def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> str:
     """The exposition of ``families`` in OpenMetrics 1.0.0, ending with ``# EOF``.
+
+    ``escaping`` is the scheme for names that are not classic (see
+    :mod:`pytheus.exposition.escaping`); classic names are written as they are.
 
     Example::
 
@@ -93,66 +107,88 @@ def render(families: Iterable[MetricFamily]) -> str:
     out: list[str] = []
     append = out.append
     for family in families:
-        name = family_name(family)
+        name = metric_name(family_name(family), escaping)
+        quoted = needs_quotes(name, escaping)
+        head = quote(name) if quoted else name
         if family.help:
-            append(f"# HELP {name} {escape_help(family.help)}\n")
+            append(f"# HELP {head} {escape_help(family.help)}\n")
         type_name = family.type.value
-        append(f"# TYPE {name} {_TYPE_NAMES.get(type_name, type_name)}\n")
+        append(f"# TYPE {head} {_TYPE_NAMES.get(type_name, type_name)}\n")
         if family.unit:
-            append(f"# UNIT {name} {family.unit}\n")
+            append(f"# UNIT {head} {family.unit}\n")
         counter = family.type is MetricType.COUNTER
         sample_name = name + _SAMPLE_SUFFIXES.get(type_name, "")
         for labels, value in family.series:
             if isinstance(value, HistogramData):
-                _render_histogram(out, name, labels, value)
+                _render_histogram(out, name, quoted, labels, value, escaping)
             elif isinstance(value, SummaryData):
-                _render_summary(out, name, labels, value)
+                _render_summary(out, name, quoted, labels, value, escaping)
             elif counter:
-                _render_counter(out, sample_name, labels, value)
+                _render_counter(out, sample_name, quoted, labels, value, escaping)
             else:
                 number = value.value if isinstance(value, CounterData) else value
-                append(f"{sample_name}{render_labels(labels)} {format_value(number)}\n")
+                label_text = render_labels(labels, escaping)
+                start = (
+                    series_name(sample_name, True, label_text)
+                    if quoted
+                    else (sample_name + label_text)
+                )
+                append(f"{start} {format_value(number)}\n")
     append("# EOF\n")
     return "".join(out)
 
 
 def _render_counter(
-    out: list[str], sample_name: str, labels: LabelSet, value: float | CounterData
+    out: list[str],
+    sample_name: str,
+    quoted: bool,
+    labels: LabelSet,
+    value: float | CounterData,
+    escaping: str,
 ) -> None:
     if isinstance(value, CounterData):
         total, exemplar = value.value, value.exemplar
     else:
         total, exemplar = value, None
     if total >= 0:  # also false for NaN
-        out.append(
-            f"{sample_name}{render_labels(labels)} {format_value(total)}"
-            f"{render_exemplar(exemplar)}\n"
-        )
+        start = series_name(sample_name, quoted, render_labels(labels, escaping))
+        out.append(f"{start} {format_value(total)}{render_exemplar(exemplar, escaping)}\n")
 
 
-def _render_histogram(out: list[str], name: str, labels: LabelSet, data: HistogramData) -> None:
+def _render_histogram(
+    out: list[str], name: str, quoted: bool, labels: LabelSet, data: HistogramData, escaping: str
+) -> None:
     exemplars = data.exemplars or ()
     cumulative: float = 0
     bucket = f"{name}_bucket"
-    label_texts = bucket_labels(labels, data.upper_bounds)
+    label_texts = bucket_labels(labels, data.upper_bounds, escaping)
     for index, (label_text, count) in enumerate(zip(label_texts, data.bucket_counts)):
         cumulative += count
         exemplar = exemplars[index] if index < len(exemplars) else None
-        out.append(f"{bucket}{label_text} {format_count(cumulative)}{render_exemplar(exemplar)}\n")
+        out.append(
+            f"{series_name(bucket, quoted, label_text)} {format_count(cumulative)}"
+            f"{render_exemplar(exemplar, escaping)}\n"
+        )
     if data.upper_bounds and data.upper_bounds[0] >= 0 and data.sum >= 0:
-        label_text = render_labels(labels)
-        out.append(f"{name}_count{label_text} {format_count(cumulative)}\n")
-        out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")
+        label_text = render_labels(labels, escaping)
+        out.append(
+            f"{series_name(name + '_count', quoted, label_text)} {format_count(cumulative)}\n"
+        )
+        out.append(f"{series_name(name + '_sum', quoted, label_text)} {format_value(data.sum)}\n")
 
 
-def _render_summary(out: list[str], name: str, labels: LabelSet, data: SummaryData) -> None:
+def _render_summary(
+    out: list[str], name: str, quoted: bool, labels: LabelSet, data: SummaryData, escaping: str
+) -> None:
     pairs = list(zip(labels.names, labels.values))
     for quantile, value in data.quantiles:
         if not value < 0:  # NaN is allowed: a quantile of no observations
-            label_text = render_pairs([*pairs, ("quantile", format_value(quantile))])
-            out.append(f"{name}{label_text} {format_value(value)}\n")
-    label_text = render_labels(labels)
+            label_text = render_pairs([*pairs, ("quantile", format_value(quantile))], escaping)
+            out.append(f"{series_name(name, quoted, label_text)} {format_value(value)}\n")
+    label_text = render_labels(labels, escaping)
     if data.count >= 0:
-        out.append(f"{name}_count{label_text} {format_count(data.count)}\n")
+        out.append(
+            f"{series_name(name + '_count', quoted, label_text)} {format_count(data.count)}\n"
+        )
     if data.sum >= 0:
-        out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")
+        out.append(f"{series_name(name + '_sum', quoted, label_text)} {format_value(data.sum)}\n")

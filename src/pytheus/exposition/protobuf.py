@@ -16,6 +16,9 @@ How families map:
 
 Not written in this version: exemplars, ``_created`` timestamps and units (this schema version
 has no unit field). Counts that are not integers use the ``*_float`` fields.
+
+Names that are not classic are escaped by the scheme the scraper asked for, or written as they
+are under ``allow-utf-8`` (see :mod:`pytheus.exposition.escaping`); classic names never change.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import struct
 from collections.abc import Iterable
 
+from pytheus.exposition.escaping import DEFAULT_SCHEME, metric_name, raw_label_name
 from pytheus.native import NativeHistogram, spans_and_deltas
 from pytheus.samples import (
     CounterData,
@@ -106,11 +110,12 @@ def _as_uint(value: float) -> int | None:
     return None
 
 
-def _labels(labels: LabelSet) -> bytes:
-    cached = labels.rendered.get("protobuf")
+def _labels(labels: LabelSet, escaping: str = DEFAULT_SCHEME) -> bytes:
+    key = "protobuf" if escaping == DEFAULT_SCHEME else f"protobuf:{escaping}"
+    cached = labels.rendered.get(key)
     if cached is None:
-        cached = labels.rendered["protobuf"] = b"".join(
-            _bytes(1, _string(1, name) + _string(2, value))
+        cached = labels.rendered[key] = b"".join(
+            _bytes(1, _string(1, raw_label_name(name, escaping)) + _string(2, value))
             for name, value in zip(labels.names, labels.values)
         )
     assert isinstance(cached, bytes)
@@ -172,8 +177,10 @@ def _native(native: NativeHistogram) -> bytes:
     return b"".join(parts)
 
 
-def _metric(family_type: int, labels: LabelSet, value: object) -> bytes:
-    body = _labels(labels)
+def _metric(
+    family_type: int, labels: LabelSet, value: object, escaping: str = DEFAULT_SCHEME
+) -> bytes:
+    body = _labels(labels, escaping)
     if isinstance(value, HistogramData):
         return body + _bytes(7, _histogram(value))
     if isinstance(value, SummaryData):
@@ -183,20 +190,22 @@ def _metric(family_type: int, labels: LabelSet, value: object) -> bytes:
     return body + _bytes(_SCALAR_FIELDS.get(family_type, 2), _double(1, number))
 
 
-def family_message(family: MetricFamily) -> bytes:
-    """One ``MetricFamily`` message (not length-prefixed)."""
+def family_message(family: MetricFamily, escaping: str = DEFAULT_SCHEME) -> bytes:
+    """One ``MetricFamily`` message (not length-prefixed); names written as ``escaping`` says."""
     family_type = _FAMILY_TYPES[family.type]
-    name = family.name + "_info" if family.type is MetricType.INFO else family.name
+    name = metric_name(family.name, escaping)
+    if family.type is MetricType.INFO:
+        name += "_info"
     parts = [_string(1, name)]
     if family.help:
         parts.append(_string(2, family.help))
     parts.append(_uint(3, family_type))
     for labels, value in family.series:
-        parts.append(_bytes(4, _metric(family_type, labels, value)))
+        parts.append(_bytes(4, _metric(family_type, labels, value, escaping)))
     return b"".join(parts)
 
 
-def render(families: Iterable[MetricFamily]) -> bytes:
+def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> bytes:
     """``families`` as length-delimited ``MetricFamily`` messages.
 
     Example::
@@ -208,7 +217,7 @@ def render(families: Iterable[MetricFamily]) -> bytes:
     """
     out: list[bytes] = []
     for family in families:
-        message = family_message(family)
+        message = family_message(family, escaping)
         out.append(varint(len(message)))
         out.append(message)
     return b"".join(out)

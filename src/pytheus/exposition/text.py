@@ -3,12 +3,29 @@
 Escaping follows the format's rules so that no help text or label value can break a line:
 help escapes backslash and newline; label values escape backslash, double quote and newline.
 Each series' rendered labels are memoised on its LabelSet, so repeated scrapes escape once.
+
+Names that are not classic (possible with ``pytheus.naming.set_validation_scheme("utf8")``) are
+written by the escaping scheme the scraper asked for (:mod:`pytheus.exposition.escaping`):
+escaped, or under ``allow-utf-8`` quoted as Prometheus 3 reads them::
+
+    # TYPE "http.server.duration" histogram
+    {"http.server.duration_bucket","http.method"="GET",le="0.1"} 3
+
+Classic names are written as they are under every scheme.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pytheus.exposition.escaping import (
+    DEFAULT_SCHEME,
+    label_name,
+    metric_name,
+    needs_quotes,
+    quote,
+    series_name,
+)
 from pytheus.samples import (
     CounterData,
     HistogramData,
@@ -19,6 +36,8 @@ from pytheus.samples import (
 )
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_1_0_0 = "text/plain; version=1.0.0; charset=utf-8"
+"""Version 1.0.0 is 0.0.4 that may quote names that are not classic (Prometheus 3 reads it)."""
 
 # Types this format does not have are exposed as gauges, as other clients do.
 _TEXT_TYPES = {MetricType.INFO: "gauge", MetricType.STATESET: "gauge"}
@@ -47,71 +66,95 @@ def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_pairs(pairs: Iterable[tuple[str, str]]) -> str:
-    inner = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in pairs)
+def render_pairs(pairs: Iterable[tuple[str, str]], escaping: str = DEFAULT_SCHEME) -> str:
+    """``{a="1",b="2"}``, or ``""`` for no pairs; label names written as ``escaping`` says."""
+    inner = ",".join(
+        f'{label_name(name, escaping)}="{escape_label_value(value)}"' for name, value in pairs
+    )
     return f"{{{inner}}}" if inner else ""
 
 
-def render_labels(labels: LabelSet) -> str:
+def _memo_key(kind: str, escaping: str) -> str:
+    return kind if escaping == DEFAULT_SCHEME else f"{kind}:{escaping}"
+
+
+def render_labels(labels: LabelSet, escaping: str = DEFAULT_SCHEME) -> str:
     """``{a="1",b="2"}`` for a series, or ``""`` when it has no labels; memoised."""
-    text = labels.rendered.get("text")
+    key = _memo_key("text", escaping)
+    text = labels.rendered.get(key)
     if text is None:
-        text = labels.rendered["text"] = render_pairs(zip(labels.names, labels.values))
+        text = labels.rendered[key] = render_pairs(zip(labels.names, labels.values), escaping)
     return text
 
 
-def bucket_labels(labels: LabelSet, upper_bounds: tuple[float, ...]) -> list[str]:
+def bucket_labels(
+    labels: LabelSet, upper_bounds: tuple[float, ...], escaping: str = DEFAULT_SCHEME
+) -> list[str]:
     """The label strings of a series' buckets, memoised with the bounds they were made for.
 
     A LabelSet may be shared by histograms with different buckets (``EMPTY_LABELS`` in custom
     collectors), so the memo is only used for the very same bounds.
     """
-    cached: tuple[tuple[float, ...], list[str]] | None = labels.rendered.get("text:le")
+    key = _memo_key("text:le", escaping)
+    cached: tuple[tuple[float, ...], list[str]] | None = labels.rendered.get(key)
     if cached is not None and (cached[0] is upper_bounds or cached[0] == upper_bounds):
         return cached[1]
     pairs = list(zip(labels.names, labels.values))
-    rendered = [render_pairs([*pairs, ("le", format_value(b))]) for b in upper_bounds]
-    labels.rendered["text:le"] = (upper_bounds, rendered)
+    rendered = [render_pairs([*pairs, ("le", format_value(b))], escaping) for b in upper_bounds]
+    labels.rendered[key] = (upper_bounds, rendered)
     return rendered
 
 
-def render(families: Iterable[MetricFamily]) -> str:
-    """The exposition of ``families`` in text format 0.0.4."""
+def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> str:
+    """The exposition of ``families`` in text format 0.0.4 (and 1.0.0, which quotes names).
+
+    ``escaping`` is the scheme for names that are not classic (see
+    :mod:`pytheus.exposition.escaping`); classic names are written as they are.
+    """
     out: list[str] = []
     append = out.append
     for family in families:
-        name, type_name = family.name, _TEXT_TYPES.get(family.type, family.type.value)
+        name = metric_name(family.name, escaping)
+        type_name = _TEXT_TYPES.get(family.type, family.type.value)
         if family.type is MetricType.INFO:
             name += "_info"
-        append(f"# HELP {name} {escape_help(family.help)}\n# TYPE {name} {type_name}\n")
+        quoted = needs_quotes(name, escaping)
+        head = quote(name) if quoted else name
+        append(f"# HELP {head} {escape_help(family.help)}\n# TYPE {head} {type_name}\n")
         for labels, value in family.series:
             if isinstance(value, HistogramData):
-                _render_histogram(out, name, labels, value)
+                _render_histogram(out, name, quoted, labels, value, escaping)
             elif isinstance(value, SummaryData):
-                _render_summary(out, name, labels, value)
-            elif isinstance(value, CounterData):
-                append(f"{name}{render_labels(labels)} {format_value(value.value)}\n")
+                _render_summary(out, name, quoted, labels, value, escaping)
             else:
-                append(f"{name}{render_labels(labels)} {format_value(value)}\n")
+                number = value.value if isinstance(value, CounterData) else value
+                label_text = render_labels(labels, escaping)
+                start = series_name(name, True, label_text) if quoted else name + label_text
+                append(f"{start} {format_value(number)}\n")
     return "".join(out)
 
 
-def _render_histogram(out: list[str], name: str, labels: LabelSet, data: HistogramData) -> None:
+def _render_histogram(
+    out: list[str], name: str, quoted: bool, labels: LabelSet, data: HistogramData, escaping: str
+) -> None:
     cumulative: float = 0
     bucket = f"{name}_bucket"
-    for label_text, count in zip(bucket_labels(labels, data.upper_bounds), data.bucket_counts):
+    label_texts = bucket_labels(labels, data.upper_bounds, escaping)
+    for label_text, count in zip(label_texts, data.bucket_counts):
         cumulative += count
-        out.append(f"{bucket}{label_text} {format_count(cumulative)}\n")
-    label_text = render_labels(labels)
-    out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")
-    out.append(f"{name}_count{label_text} {format_count(cumulative)}\n")
+        out.append(f"{series_name(bucket, quoted, label_text)} {format_count(cumulative)}\n")
+    label_text = render_labels(labels, escaping)
+    out.append(f"{series_name(name + '_sum', quoted, label_text)} {format_value(data.sum)}\n")
+    out.append(f"{series_name(name + '_count', quoted, label_text)} {format_count(cumulative)}\n")
 
 
-def _render_summary(out: list[str], name: str, labels: LabelSet, data: SummaryData) -> None:
+def _render_summary(
+    out: list[str], name: str, quoted: bool, labels: LabelSet, data: SummaryData, escaping: str
+) -> None:
     pairs = list(zip(labels.names, labels.values))
     for quantile, value in data.quantiles:
-        label_text = render_pairs([*pairs, ("quantile", format_value(quantile))])
-        out.append(f"{name}{label_text} {format_value(value)}\n")
-    label_text = render_labels(labels)
-    out.append(f"{name}_sum{label_text} {format_value(data.sum)}\n")
-    out.append(f"{name}_count{label_text} {format_count(data.count)}\n")
+        label_text = render_pairs([*pairs, ("quantile", format_value(quantile))], escaping)
+        out.append(f"{series_name(name, quoted, label_text)} {format_value(value)}\n")
+    label_text = render_labels(labels, escaping)
+    out.append(f"{series_name(name + '_sum', quoted, label_text)} {format_value(data.sum)}\n")
+    out.append(f"{series_name(name + '_count', quoted, label_text)} {format_count(data.count)}\n")

@@ -37,8 +37,8 @@ class Histogram(_Metric):
     - ``native_reset_seconds`` (0 = never): past ``native_max_buckets``, restart the histogram
       instead if this long has passed since it last started.
 
-    Native histograms are recorded by the in-memory (single-process) backend; the other
-    backends record the classic part only, for now.
+    The memory, shared-file and Redis backends record native histograms; processes are merged at
+    the lowest schema among them. A per-value (bring-your-own) backend keeps the classic part only.
 
     Example::
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from pytheus.backends.aggregation import LabelSets
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
-from pytheus.backends.file._directory import EXEMPLAR, Exemplars, SharedDirectory
+from pytheus.backends.file._directory import EXEMPLAR, NATIVE, Exemplars, SharedDirectory
 from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key
 from pytheus.backends.file._process_file import ProcessFile
 from pytheus.backends.file._values import (
@@ -37,10 +37,14 @@ from pytheus.backends.file._values import (
     FileCounter,
     FileGauge,
     FileHistogram,
+    FileNativeHistogram,
     FileSummary,
+    native_block_cells,
+    native_room,
 )
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import InvalidBackendConfigException
+from pytheus.native import NativeHistogram, decode_cells
 from pytheus.samples import (
     CounterData,
     Exemplar,
@@ -95,6 +99,8 @@ class FileStore:
         if desc.type is MetricType.HISTOGRAM:
             cells, index = self._process_file().allocate(raw, len(desc.upper_bounds) + 1)
             histogram = FileHistogram(cells, index, desc.upper_bounds)
+            if desc.option("native"):
+                histogram = self._native(metric, key, cells, index)
             histogram.exemplars = self._exemplar_slots(key)
             return histogram
         if desc.type is MetricType.SUMMARY:
@@ -107,6 +113,22 @@ class FileStore:
         counter = FileCounter(cells, index)
         counter.exemplars = self._exemplar_slots(key)
         return counter
+
+    def _native(
+        self, metric: BoundSeries, key: Key, cells: memoryview[float], index: int
+    ) -> FileNativeHistogram:
+        desc = metric._desc
+        max_buckets: int = desc.option("native_max_buckets")  # type: ignore[assignment]
+        native_key = (key[0], NATIVE, "", key[3], key[4], key[5], None)
+        block, at = self._process_file().allocate(
+            encode_key(native_key), native_block_cells(native_room(max_buckets))
+        )
+        return FileNativeHistogram(
+            cells, index, desc.upper_bounds, block, at,
+            desc.option("native_schema"),  # type: ignore[arg-type]
+            desc.option("native_zero_threshold"),  # type: ignore[arg-type]
+            max_buckets,
+        )  # fmt: skip
 
     def _exemplar_slots(self, key: Key) -> ExemplarSlots:
         def allocate(bucket: int) -> tuple[memoryview[float], int]:
@@ -121,7 +143,10 @@ class FileStore:
 
     def forget(self, metric: BoundSeries) -> None:
         """``remove()``: a tombstone hides what the series counted so far, in every process."""
-        self.directory.remove_series(self._key(metric))
+        key = self._key(metric)
+        self.directory.remove_series(key)
+        if metric._desc.option("native"):
+            self.directory.remove_series((key[0], NATIVE, "", key[3], key[4], key[5], None))
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         for family in families:  # every local series exists in our file, zero if never used
@@ -146,6 +171,13 @@ class FileStore:
         mode = str(desc.option("multiprocess_mode") or "")
         metric_type = desc.type.value
         series: list[Series] = []
+        natives: dict[tuple[str, ...], list[float]] | None = None
+        if desc.option("native"):
+            natives = {
+                key[4]: cells
+                for key, cells in entries
+                if key[1] == NATIVE and key[3] == desc.label_names and key[5] == desc.upper_bounds
+            }
         for key, cells in entries:
             if (
                 key[1] != metric_type
@@ -155,6 +187,12 @@ class FileStore:
             ):
                 continue  # another definition of the name (another program version): not ours
             data = _series_value(desc.type, desc.upper_bounds, cells)
+            if natives is not None and isinstance(data, HistogramData):
+                block = natives.get(key[4])
+                data.native = (decode_cells(block[1:-1]) if block else None) or NativeHistogram(
+                    desc.option("native_schema"),  # type: ignore[arg-type]
+                    desc.option("native_zero_threshold"),  # type: ignore[arg-type]
+                )
             found = exemplars.get((key[0], "", "", *key[3:6]))
             if found:
                 data = _with_exemplars(data, found)

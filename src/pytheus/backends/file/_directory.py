@@ -38,6 +38,7 @@ from pytheus.backends.file._format import (
     read_header,
 )
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
+from pytheus.native import decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar
 
 logger = logging.getLogger("pytheus.backends.file")
@@ -45,6 +46,7 @@ logger = logging.getLogger("pytheus.backends.file")
 ARCHIVE = "archive.db"
 TOMBSTONES = "removed.json"
 EXEMPLAR = "exemplar"  # the type of exemplar slot entries
+NATIVE = "native"  # the type of native histogram blocks (see _values.FileNativeHistogram)
 # series (a key without the pid) -> bucket -> the newest exemplar
 Exemplars = dict[tuple[Any, ...], dict[int, Exemplar]]
 Tombstones = dict[tuple[Any, ...], tuple[list[float], float]]  # series -> (baseline, removed at)
@@ -198,17 +200,20 @@ class SharedDirectory:
                         key = self._keys[raw] = decode_key(raw)
                     parsed.entries.append((key, index, count))
                 parsed.parsed_until = end
+            cells: memoryview[float] = memoryview(data).cast("d")
+            entries: list[tuple[Key, list[float]]] = []
+            for key, index, count in parsed.entries:
+                block: list[float] = cells[index : index + count].tolist()  # type: ignore[assignment]
+                if key[1] == NATIVE and block[0] != block[-1]:
+                    block = _steady_block(fd, index, count)
+                entries.append((key, block))
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
             self._parsed.pop(path, None)
             return 0, []
         finally:
             os.close(fd)
-        cells: memoryview[float] = memoryview(data).cast("d")
-        return pid, [
-            (key, cells[index : index + count].tolist())  # type: ignore[misc]
-            for key, index, count in parsed.entries
-        ]
+        return pid, entries
 
     def absorbed(self) -> frozenset[str]:
         self.read_segment(self.path / ARCHIVE)
@@ -269,6 +274,13 @@ class SharedDirectory:
                 continue
             baseline, removed_at = found
             cells = table[key]
+            if key[1] == NATIVE:
+                rest = _native_since(cells, baseline)
+                if rest is None:
+                    del table[key]
+                else:
+                    table[key] = rest
+                continue
             if key[1] == "gauge":
                 if cells[LAST_WRITE] <= removed_at:
                     del table[key]
@@ -296,7 +308,7 @@ class SharedDirectory:
         table: dict[Key, list[float]] = {}
         _, archived = self.read_segment(self.path / ARCHIVE)
         for key, cells in archived:
-            merge_into(table, key, cells)
+            _merge(table, key, cells)
         for paths in living.values():
             for path in paths:
                 pid, entries = self.read_segment(path)
@@ -305,7 +317,7 @@ class SharedDirectory:
                         if exemplars is not None:
                             _keep_newest(exemplars, key, cells)
                         continue
-                    merge_into(table, merge_key(key, pid), cells)
+                    _merge(table, merge_key(key, pid), cells)
         if tombstones:
             self._apply_tombstones(table)
         return table
@@ -324,13 +336,13 @@ class SharedDirectory:
             table: dict[Key, list[float]] = {}
             _, archived = self.read_segment(self.path / ARCHIVE)
             for key, cells in archived:
-                merge_into(table, key, cells)
+                _merge(table, key, cells)
             for paths in to_merge.values():
                 for path in paths:
                     pid, entries = self.read_segment(path)
                     for key, cells in entries:
                         if kept_after_death(key):
-                            merge_into(table, merge_key(key, pid), cells)
+                            _merge(table, merge_key(key, pid), cells)
             still_on_disk = (absorbed | to_merge.keys()) & groups.keys()
             self._write_archive(table, still_on_disk)
         for paths in dead.values():
@@ -367,6 +379,51 @@ class SharedDirectory:
         if what not in self._warned:
             self._warned.add(what)
             logger.warning(message, what)
+
+
+def _merge(table: dict[Key, list[float]], key: Key, cells: list[float]) -> None:
+    """``merge_into``, except for native blocks: merged at the lowest schema of the two."""
+    if key[1] != NATIVE:
+        merge_into(table, key, cells)
+        return
+    incoming = decode_cells(cells[1:-1])
+    if incoming is None:
+        return
+    current = table.get(key)
+    existing = decode_cells(current[1:-1]) if current is not None else None
+    if existing is not None:
+        incoming = existing.merge([incoming])
+    table[key] = _native_block(incoming)
+
+
+def _native_block(histogram: Any) -> list[float]:
+    """A block as merged tables and the archive hold it: versions 1, no spare room."""
+    return [1.0, *encode_cells(histogram), 1.0]
+
+
+def _native_since(cells: list[float], baseline: list[float]) -> list[float] | None:
+    """A native block minus its tombstone's baseline; None when nothing was counted since."""
+    now = decode_cells(cells[1:-1])
+    before = decode_cells(baseline[1:-1]) if len(baseline) > 2 else None
+    if now is None:
+        return None
+    rest = now if before is None else subtract(now, before)
+    return _native_block(rest) if rest.count > 0 else None
+
+
+def _steady_block(fd: int, index: int, count: int) -> list[float]:
+    """Re-read a native block its writer was changing until both versions match.
+
+    The writer holds a block for microseconds; a block that stays torn belongs to a process
+    killed while writing it, and is taken as it is (off by at most that one observation).
+    """
+    block: list[float] = []
+    for attempt in range(200):
+        block = array.array("d", os.pread(fd, 8 * count, 8 * index)).tolist()
+        if block[0] == block[-1]:
+            break
+        time.sleep(0 if attempt < 100 else 0.0001)
+    return block
 
 
 def _keep_newest(exemplars: Exemplars, key: Key, cells: list[float]) -> None:

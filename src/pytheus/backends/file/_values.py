@@ -6,6 +6,7 @@ between processes and no system call is made per operation.
 
 from __future__ import annotations
 
+import array
 import json
 import time
 from bisect import bisect_left
@@ -13,6 +14,14 @@ from collections.abc import Callable
 from threading import Lock
 
 from pytheus.backends.file._format import EXEMPLAR_PAYLOAD_CELLS
+from pytheus.native import (
+    CELLS_HEADER,
+    FULL_RANGE_BUCKETS,
+    NativeHistogram,
+    bucket_index,
+    decode_cells,
+    encode_cells,
+)
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # (bucket) -> the cells of a new exemplar slot for that bucket, and the slot's first index
@@ -142,6 +151,123 @@ class FileHistogram:
             counts = self._cells[self._index : self._sum_index].tolist()
             total = self._cells[self._sum_index]
         return HistogramData(self._bounds, counts, total)
+
+
+def native_room(max_buckets: int) -> int:
+    """Buckets a native block has room for: the limit, but never too few for any float."""
+    return max(max_buckets or 1024, FULL_RANGE_BUCKETS)
+
+
+def native_block_cells(room: int) -> int:
+    """Cells of a native block: head version, the encoded histogram, tail version."""
+    return 2 + CELLS_HEADER + 2 * room
+
+
+class FileNativeHistogram(FileHistogram):
+    """A histogram with a native part, kept in a block of its own in this process's file.
+
+    Block cells: head version | schema, zero threshold, zero count, count, sum, buckets used
+    (see :func:`pytheus.native.encode_cells`) | ``(code, count)`` pairs, in the order the buckets
+    appeared | tail version. The writer stores the tail version first and the head version last;
+    a reader takes a copy only when both match (``_directory`` re-reads otherwise). A new bucket
+    is appended; past ``max_buckets`` (or the room) the schema is lowered and the block rewritten,
+    as the memory backend does (``native_reset_seconds`` is not applied here).
+    """
+
+    __slots__ = ("_block", "_at", "_tail", "_slots", "_schema", "_threshold", "_limit")
+
+    def __init__(
+        self,
+        cells: memoryview[float],
+        index: int,
+        upper_bounds: tuple[float, ...],
+        block: memoryview[float],
+        at: int,
+        schema: int,
+        zero_threshold: float,
+        max_buckets: int,
+    ) -> None:
+        super().__init__(cells, index, upper_bounds)
+        room = native_room(max_buckets)
+        self._block = block
+        self._at = at
+        self._tail = at + native_block_cells(room) - 1
+        self._limit = max_buckets or room
+        self._slots: dict[int, int] = {}  # bucket code -> the cell of its count
+        self._schema = schema
+        self._threshold = zero_threshold
+        existing = decode_cells(block[at + 1 : self._tail].tolist()) if block[at] else None
+        with self._lock:
+            self._write(existing or NativeHistogram(schema, zero_threshold))
+
+    def observe(self, value: float) -> None:
+        bucket = bisect_left(self._bounds, value)
+        if bucket == 0 and value != value:
+            bucket = self._last
+        with self._lock:
+            cells = self._cells
+            cells[self._index + bucket] += 1
+            cells[self._sum_index] += value
+            block, at = self._block, self._at
+            version = block[at] + 1
+            block[self._tail] = version  # tail first
+            block[at + 4] += 1
+            block[at + 5] += value
+            if value == value:  # NaN: in count and sum only
+                if value > self._threshold:
+                    self._count_bucket(2 * bucket_index(value, self._schema))
+                elif value < -self._threshold:
+                    self._count_bucket(2 * bucket_index(value, self._schema) + 1)
+                else:
+                    block[at + 3] += 1
+            block[at] = version  # head last: the block is whole again
+
+    def _count_bucket(self, code: int) -> None:
+        slot = self._slots.get(code)
+        if slot is not None:
+            self._block[slot] += 1
+            return
+        used = len(self._slots)
+        if used < self._limit:
+            pair = self._at + 1 + CELLS_HEADER + 2 * used
+            self._block[pair] = code
+            self._block[pair + 1] = 1
+            self._slots[code] = pair + 1
+            self._block[self._at + CELLS_HEADER] = used + 1
+            return
+        histogram = self._decode()  # count and sum already include this observation
+        buckets = histogram.negative if code & 1 else histogram.positive
+        buckets[code >> 1] = buckets.get(code >> 1, 0) + 1
+        histogram.limit_buckets(self._limit)
+        self._write(histogram)
+
+    def _decode(self) -> NativeHistogram:
+        used = len(self._slots)
+        payload = self._block[self._at + 1 : self._at + 1 + CELLS_HEADER + 2 * used].tolist()
+        decoded = decode_cells(payload)
+        assert decoded is not None
+        return decoded
+
+    def _write(self, histogram: NativeHistogram) -> None:
+        """Rewrite the whole block (under the lock) with ``histogram``."""
+        block, at = self._block, self._at
+        version = block[at] + 1
+        block[self._tail] = version
+        payload = encode_cells(histogram)
+        block[at + 1 : at + 1 + len(payload)] = array.array("d", payload)
+        self._schema = histogram.schema
+        self._threshold = histogram.zero_threshold
+        first = at + 1 + CELLS_HEADER
+        self._slots = {int(payload[j]): first + j - CELLS_HEADER + 1
+                       for j in range(CELLS_HEADER, len(payload), 2)}  # fmt: skip
+        block[at] = version
+
+    def snapshot(self) -> HistogramData:
+        with self._lock:
+            counts = self._cells[self._index : self._sum_index].tolist()
+            total = self._cells[self._sum_index]
+            native = self._decode()
+        return HistogramData(self._bounds, counts, total, None, native)
 
 
 class FileSummary:

@@ -40,11 +40,13 @@ from pytheus.backends.redis._values import (
     RedisCounter,
     RedisGauge,
     RedisHistogram,
+    RedisNativeHistogram,
     RedisSummary,
     decode_exemplar,
 )
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
+from pytheus.native import NativeHistogram, decode_cells
 from pytheus.samples import (
     CounterData,
     Exemplar,
@@ -141,7 +143,14 @@ class RedisStore:
                 return existing  # type: ignore[return-value]
             value: Any
             queue = self.flusher.queue
-            if desc.type is MetricType.HISTOGRAM:
+            if desc.type is MetricType.HISTOGRAM and desc.option("native"):
+                value = RedisNativeHistogram(
+                    desc.upper_bounds, queue, self.flusher.process,
+                    desc.option("native_schema"),  # type: ignore[arg-type]
+                    desc.option("native_zero_threshold"),  # type: ignore[arg-type]
+                    desc.option("native_max_buckets"),  # type: ignore[arg-type]
+                )  # fmt: skip
+            elif desc.type is MetricType.HISTOGRAM:
                 value = RedisHistogram(desc.upper_bounds, queue)
             elif desc.type is MetricType.SUMMARY:
                 value = RedisSummary(queue)
@@ -166,7 +175,9 @@ class RedisStore:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        index, packed, exemplar_fields, gauge_rows, recovering = (_text(p) for p in reply)
+        index, packed, exemplar_fields, gauge_rows, recovering, native_rows = (
+            _text(p) for p in reply
+        )
         if recovering == "1":
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} lost data (it restarted empty); waiting for "
@@ -205,7 +216,18 @@ class RedisStore:
             signature = (key[0], key[1], key[2], key[3], key[5])
             data = _series_value(MetricType.GAUGE, (), gauge_cells)
             found.setdefault(signature, []).append((self._label_sets.get(key), data))
-        return [self._series(family, found) for family in families]
+        natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram] = {}
+        for row in native_rows.split("\x1e") if native_rows else ():
+            sid, *fields = row.split("\x1f")
+            meta = metas.get(sid)
+            if meta is None:
+                continue
+            key, signature = self._describe(meta)
+            parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
+            kept = [part for part in parts if part is not None]
+            if kept:
+                natives[(signature, key[4])] = kept[0].merge(kept[1:])
+        return [self._series(family, found, natives) for family in families]
 
     def _describe(self, meta: str) -> tuple[Key, Signature]:
         known = self._descriptions.get(meta)
@@ -213,7 +235,12 @@ class RedisStore:
             known = self._descriptions[meta] = _describe(meta)
         return known
 
-    def _series(self, family: StoredFamily, found: dict[Signature, list[Series]]) -> list[Series]:
+    def _series(
+        self,
+        family: StoredFamily,
+        found: dict[Signature, list[Series]],
+        natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram],
+    ) -> list[Series]:
         desc = family.desc
         mode = str(desc.option("multiprocess_mode") or "")
         signature = (desc.name, desc.type.value, mode, desc.label_names, desc.upper_bounds)
@@ -223,6 +250,13 @@ class RedisStore:
             for labels, _ in family.local_values():  # ours, never flushed: zero from creation
                 if labels.values not in seen:
                     series.append((labels, _series_value(desc.type, desc.upper_bounds, [])))
+        if desc.option("native"):
+            for labels, data in series:
+                if isinstance(data, HistogramData):
+                    data.native = natives.get((signature, labels.values)) or NativeHistogram(
+                        desc.option("native_schema"),  # type: ignore[arg-type]
+                        desc.option("native_zero_threshold"),  # type: ignore[arg-type]
+                    )
         return series
 
     def close(self) -> None:

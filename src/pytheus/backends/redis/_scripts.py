@@ -10,6 +10,12 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
 - ``<base>:e``: hash, ``<series id>:<bucket>`` -> the latest exemplar (JSON).
 - ``<base>:s:<series id>``: a gauge's hash: one field per process,
   ``"value,last write,last set"``, and ``_a`` for dead processes folded together.
+- ``<base>:natives``: the ids of the series that have a native part.
+- ``<base>:n:<series id>``: a native histogram's hash: one field per process, its whole native
+  histogram (``pytheus.native.encode_cells`` numbers separated by spaces), written absolutely.
+  Fields of dead processes stay (they count, as a counter's past does) until the hash expires,
+  ``expire_key_time`` after the last write by any process: a cost of one field per process that
+  ever observed the series.
 - ``<base>:seq:<process>``: the last batch sequence number applied for a process.
 - ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing.
 - ``<base>:recovering``: set for a few seconds when a process finds that Redis lost its data.
@@ -43,6 +49,8 @@ local function forget(sid)
     for b = 0, #cjson.decode(meta)[6] do redis.call('HDEL', base .. ':e', sid .. ':' .. b) end
   end
   redis.call('DEL', base .. ':s:' .. sid)
+  redis.call('DEL', base .. ':n:' .. sid)
+  redis.call('SREM', base .. ':natives', sid)
   redis.call('HDEL', base .. ':index', sid)
   redis.call('HDEL', base .. ':v', sid)
   redis.call('ZREM', base .. ':seen', sid)
@@ -78,6 +86,11 @@ while i <= #ARGV do
       end
     elseif op == 'x' then  -- the latest exemplar of a bucket
       redis.call('HSET', base .. ':e', sid .. ':' .. field, value)
+    elseif op == 'n' then  -- this process's whole native histogram
+      local key = base .. ':n:' .. sid
+      redis.call('HSET', key, field, value)
+      redis.call('EXPIRE', key, ttl)
+      redis.call('SADD', base .. ':natives', sid)  -- so a scrape visits only native series
     else  -- 's': this process's field of a gauge
       local key = base .. ':s:' .. sid
       redis.call('HSET', key, field, value)
@@ -102,6 +115,8 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', base .. ':seen', '-inf', now - 
   end
   redis.call('HDEL', index_key, sid)
   redis.call('HDEL', base .. ':v', sid)
+  redis.call('DEL', base .. ':n:' .. sid)
+  redis.call('SREM', base .. ':natives', sid)
   redis.call('ZREM', base .. ':seen', sid)
 end
 local index = redis.call('HGETALL', index_key)
@@ -122,11 +137,20 @@ local function fmt(x) return string.format('%.17g', x) end
 local folding = {sum = true, min = true, max = true, mostrecent = true}
 local unit = string.char(31)  -- the unit separator; records are separated by char 30
 -- Gauges: fields of dead processes are dropped or folded into `_a`, as the mode says.
-local gauges = {}
+local gauges, natives = {}, {}
+for _, sid in ipairs(redis.call('SMEMBERS', base .. ':natives')) do
+  local fields = redis.call('HGETALL', base .. ':n:' .. sid)
+  if #fields > 0 then
+    table.insert(natives, sid .. unit .. table.concat(fields, unit))
+  else  -- expired
+    redis.call('SREM', base .. ':natives', sid)
+  end
+end
 for i = 1, #index, 2 do
   local sid, meta = index[i], index[i + 1]
   -- names are validated and quote-free, so the type is the second string of the JSON array
-  if string.match(meta, '^%["[^"]*","([^"]*)"') == 'gauge' then
+  local metric_type = string.match(meta, '^%["[^"]*","([^"]*)"')
+  if metric_type == 'gauge' then
     local key = base .. ':s:' .. sid
     local fields = redis.call('HGETALL', key)
     local mode = cjson.decode(meta)[3]
@@ -171,12 +195,13 @@ for i = 1, #index, 2 do
 end
 -- Four strings, their parts separated by the unit separator (never in JSON text, numbers or
 -- process names): one string is far cheaper for the client to parse than many; then whether
--- Redis is recovering from lost data.
+-- Redis is recovering from lost data; then the native histograms' fields, as the gauges'.
 return {
   table.concat(index, unit),
   table.concat(redis.call('HGETALL', base .. ':v'), unit),
   table.concat(redis.call('HGETALL', base .. ':e'), unit),
   table.concat(gauges, string.char(30)),
   tostring(redis.call('EXISTS', base .. ':recovering')),
+  table.concat(natives, string.char(30)),
 }
 """

@@ -14,10 +14,11 @@ from bisect import bisect_left
 from threading import Lock
 from typing import Any
 
+from pytheus.native import NativeHistogram, encode_cells
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
-# from expiring, field, value)
+# from expiring | "n" set this process's native histogram, field, value)
 Op = tuple[str, str, str]
 
 
@@ -243,7 +244,7 @@ class RedisHistogram:
                 self._total[i] += count
             self._total_sum += pending_sum
             dirty, self._exemplars_dirty = self._exemplars_dirty, set()
-            exemplar_ops = self._exemplar_ops(dirty)
+            exemplar_ops = self._exemplar_ops(dirty) + self._native_ops(False)
         if not any(pending) and not pending_sum:
             return exemplar_ops
         return [("p", "", _packed(pending, pending_sum)), *exemplar_ops]
@@ -252,8 +253,76 @@ class RedisHistogram:
         with self._lock:
             if not any(self._total):
                 return []
-            exemplar_ops = self._exemplar_ops(range(len(self._bounds)))
+            exemplar_ops = self._exemplar_ops(range(len(self._bounds))) + self._native_ops(True)
             return [("p", "", _packed(self._total, self._total_sum)), *exemplar_ops]
+
+    def _native_ops(self, always: bool) -> list[Op]:
+        """Ops for the native part, taken under the lock with the classic part (none here)."""
+        return []
+
+
+class RedisNativeHistogram(RedisHistogram):
+    """A histogram with a native part: this process's whole native histogram, in memory.
+
+    The classic part flushes deltas; the native part is written absolutely, as this process's
+    field of the series' native hash (its schema may have changed since the last flush, which
+    a delta cannot express), in the same batch and from the same moment as the classic delta.
+    Past ``max_buckets`` the schema is lowered, as the memory backend does
+    (``native_reset_seconds`` is not applied here).
+    """
+
+    __slots__ = ("_native", "_max_buckets", "_native_dirty", "field")
+
+    def __init__(
+        self,
+        upper_bounds: tuple[float, ...],
+        queue: list[Any],
+        field: str,
+        schema: int,
+        zero_threshold: float,
+        max_buckets: int,
+    ) -> None:
+        super().__init__(upper_bounds, queue)
+        self._native = NativeHistogram(schema, zero_threshold)
+        self._max_buckets = max_buckets
+        self._native_dirty = False
+        self.field = field
+
+    def observe(self, value: float) -> None:
+        bucket = bisect_left(self._bounds, value)
+        if bucket == 0 and value != value:
+            bucket = self._last
+        with self._lock:
+            self._pending[bucket] += 1
+            self._pending_sum += value
+            native = self._native
+            native.observe(value)
+            if native.bucket_count > self._max_buckets > 0:
+                native.limit_buckets(self._max_buckets)
+            self._native_dirty = True
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
+
+    def snapshot(self) -> HistogramData:
+        data = super().snapshot()
+        with self._lock:
+            data.native = self._native.copy()
+        return data
+
+    def _native_op(self) -> Op:
+        return ("n", self.field, " ".join(map(_num, encode_cells(self._native))))
+
+    def _native_ops(self, always: bool) -> list[Op]:
+        if not (always or self._native_dirty):
+            return []
+        self._native_dirty = False
+        return [self._native_op()]
+
+    def refresh(self) -> list[Op]:
+        """Write the native part again: it does not expire while this process holds it."""
+        with self._lock:
+            return [("t", "", ""), self._native_op()]
 
 
 class RedisSummary:

@@ -1,0 +1,481 @@
+"""UTF-8 metric and label names: the opt-in, the escaping schemes, negotiation and exposition.
+
+The expected escapes are the examples of the Prometheus documentation ("UTF-8 escaping
+schemes") and the scenarios of prometheus/common's ``TestEscapeName``. Quoted output is read
+back with prometheus_client's parsers, which read quoted UTF-8 names (0.26); escaped output with
+the same parsers, checked to hold classic names only, and with ``promtool check metrics``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families as text_parse
+
+from pytheus.collection import collect_registry
+from pytheus.exceptions import InvalidMetricNameException, LabelValidationException
+from pytheus.exposition import OPENMETRICS_CONTENT_TYPE as OM
+from pytheus.exposition import PROMETHEUS_CONTENT_TYPE as TEXT
+from pytheus.exposition import openmetrics, render_for_request, text
+from pytheus.exposition.escaping import escape_name, label_name, metric_name
+from pytheus.exposition.negotiation import negotiate
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Summary
+from pytheus.naming import (
+    LABEL_NAME_RE,
+    METRIC_NAME_RE,
+    get_validation_scheme,
+    set_validation_scheme,
+)
+from pytheus.registry import CollectorRegistry
+from tests import proto_oracle
+from tests.conftest import require_program
+
+om_parse: Callable[[str], Iterator[Any]] = openmetrics_parser.text_string_to_metric_families
+
+PROMETHEUS_3 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+PROMETHEUS_3_TEXT = "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,*/*;q=0.1"
+PROMETHEUS_2 = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
+PROTOBUF = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"
+)
+
+
+@pytest.fixture
+def utf8() -> Iterator[None]:
+    set_validation_scheme("utf8")
+    try:
+        yield
+    finally:
+        set_validation_scheme("legacy")
+
+
+def utf8_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("http.server.requests_total", "Requests.", ["http.method"], registry=registry).labels(
+        {"http.method": "GET"}
+    ).inc(3)
+    Histogram(
+        "http.server.duration", "Duration.", ["http.method"], buckets=[0.1], registry=registry
+    ).labels({"http.method": "GET"}).observe(0.05)
+    Summary("rpc.size", "Size.", registry=registry).observe(7)
+    Gauge("classic_depth", "Classic name, UTF-8 label.", ["node.name"], registry=registry).labels(
+        {"node.name": "n1"}
+    ).set(4)
+    Gauge("temp °C", "Spaces and symbols.", registry=registry).set(21)
+    Gauge('say "hi"\\', "Quotes and a backslash.", registry=registry).set(1)
+    Enum("task.state", "State.", states=["a", "b"], registry=registry).state("b")
+    Counter("plain_total", "Classic.", registry=registry).inc()
+    return registry
+
+
+SampleKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def by_name(families: Any) -> dict[str, dict[SampleKey, Any]]:
+    """Family name -> {(sample name, labels as sorted tuple): value}."""
+    return {
+        f.name: {(s.name, tuple(sorted(s.labels.items()))): s.value for s in f.samples}
+        for f in families
+    }
+
+
+# --- the opt-in ----------------------------------------------------------------------------------
+
+
+def test_the_default_is_legacy_validation() -> None:
+    assert get_validation_scheme() == "legacy"
+    registry = CollectorRegistry()
+    with pytest.raises(InvalidMetricNameException, match="set_validation_scheme"):
+        Counter("http.server.requests_total", "R.", registry=registry)
+    with pytest.raises(LabelValidationException):
+        Counter("requests_total", "R.", ["http.method"], registry=registry)
+    with pytest.raises(InvalidMetricNameException):
+        CollectorRegistry(prefix="my.app")
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize("name", ["http.server.duration", "1st", "temp °C", "花火", "😱", "a b"])
+def test_utf8_accepts_any_utf8_name(name: str) -> None:
+    registry = CollectorRegistry(prefix="my.app")
+    Gauge(name, "G.", [name + ".label"], registry=registry).labels({name + ".label": "v"}).set(1)
+    [family] = collect_registry(registry)
+    assert family.name == f"my.app_{name}"
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize("name", ["", "a\udc80b", 7, None])
+def test_utf8_still_refuses_invalid_metric_names(name: Any) -> None:
+    with pytest.raises(InvalidMetricNameException):
+        Gauge(name, "G.", registry=CollectorRegistry())
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("metric", "labels", "match"),
+    [
+        (Gauge, [""], "UTF-8"),
+        (Gauge, ["a\udc80"], "UTF-8"),
+        (Gauge, ["__x.y"], "starts with '__'"),
+        (Gauge, ["a.b", "a.b"], "declared twice"),
+        (Histogram, ["le"], "reserved"),
+        (Summary, ["quantile"], "reserved"),
+    ],
+)
+def test_utf8_label_rules(metric: Any, labels: list[str], match: str) -> None:
+    with pytest.raises(LabelValidationException, match=match):
+        metric("x.y", "X.", labels, registry=CollectorRegistry())
+
+
+def test_names_are_checked_once_at_definition(utf8: None) -> None:
+    registry = CollectorRegistry()
+    gauge = Gauge("defined.in.utf8", "G.", registry=registry)
+    set_validation_scheme("legacy")
+    gauge.set(2)  # still works, and is still exposed (escaped)
+    assert "defined_in_utf8 2.0" in text.render(collect_registry(registry))
+    with pytest.raises(InvalidMetricNameException):
+        Gauge("another.one", "G.", registry=registry)
+
+
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="'legacy' or 'utf8'"):
+        set_validation_scheme("UTF-8")
+    assert get_validation_scheme() == "legacy"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("utf8", "utf8"), ("UTF8", "utf8"), ("legacy", "legacy"), ("", "legacy")],
+)
+def test_environment_variable(value: str, expected: str) -> None:
+    env = {**os.environ, "PYTHEUS_NAME_VALIDATION": value}
+    code = "from pytheus.naming import get_validation_scheme; print(get_validation_scheme())"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == expected
+
+
+def test_environment_variable_with_a_typo_fails_loudly() -> None:
+    env = {**os.environ, "PYTHEUS_NAME_VALIDATION": "utf-8"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import pytheus.naming"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode != 0
+    assert "PYTHEUS_NAME_VALIDATION='utf-8'" in result.stderr
+
+
+# --- the escaping schemes ------------------------------------------------------------------------
+
+# (input, underscores, dots, values): the Prometheus docs' examples, then prometheus/common's.
+ESCAPES = [
+    ("metric.name/with/slashes", "metric_name_with_slashes", None, None),
+    ("metric.name.with.dots", None, "metric_dot_name_dot_with_dot_dots", None),
+    # The docs write U__metric_2E_name; prometheus/common writes lower-case hex, as here.
+    ("metric.name", None, None, "U__metric_2e_name"),
+    (
+        "http.server.duration",
+        "http_server_duration",
+        "http_dot_server_dot_duration",
+        "U__http_2e_server_2e_duration",
+    ),
+    (
+        "no:escaping_required",
+        "no:escaping_required",
+        "no:escaping__required",
+        "no:escaping_required",
+    ),
+    (
+        "mysystem.prod.west.cpu.load_total",
+        "mysystem_prod_west_cpu_load_total",
+        "mysystem_dot_prod_dot_west_dot_cpu_dot_load__total",
+        "U__mysystem_2e_prod_2e_west_2e_cpu_2e_load__total",
+    ),
+    ("http.status:sum", "http_status:sum", "http_dot_status:sum", "U__http_2e_status:sum"),
+    ("label with 😱", "label_with__", "label__with____", "U__label_20_with_20__1f631_"),
+    ("花火", "__", "____", "U___82b1__706b_"),
+    ("label with \u0100", "label_with__", "label__with____", "U__label_20_with_20__100_"),
+    ("1st", "_st", "__st", "U___31_st"),
+    ("", "", "", ""),
+]
+
+
+@pytest.mark.parametrize(("name", "underscores", "dots", "values"), ESCAPES)
+def test_escape_name(
+    name: str, underscores: str | None, dots: str | None, values: str | None
+) -> None:
+    for scheme, expected in (("underscores", underscores), ("dots", dots), ("values", values)):
+        if expected is not None:
+            assert escape_name(name, scheme) == expected, scheme
+    assert escape_name(name, "allow-utf-8") == name
+
+
+def test_escape_name_invalid_rune_and_unknown_scheme() -> None:
+    assert escape_name("\ud800", "values") == "U___FFFD_"
+    with pytest.raises(ValueError, match="unknown escaping scheme"):
+        escape_name("a.b", "UNDERSCORES")
+
+
+def test_classic_names_are_never_changed_in_the_exposition() -> None:
+    for scheme in ("allow-utf-8", "underscores", "dots", "values"):
+        assert metric_name("my_metric:sum", scheme) == "my_metric:sum"
+        assert label_name("my_label", scheme) == "my_label"
+    assert escape_name("my_metric", "dots") == "my__metric"  # EscapeName itself doubles them
+
+
+@pytest.mark.parametrize(
+    ("scheme", "expected"),
+    [
+        ("allow-utf-8", '"http.method"'),
+        ("underscores", "http_method"),
+        ("dots", "http_dot_method"),
+        ("values", "U__http_2e_method"),
+    ],
+)
+def test_label_names(scheme: str, expected: str) -> None:
+    assert label_name("http.method", scheme) == expected
+
+
+def test_label_names_escape_the_colon() -> None:
+    """Classic label names have no ':'; prometheus/common keeps it, pytheus escapes it."""
+    assert label_name("a:b", "underscores") == "a_b"
+    assert label_name("a:b", "values") == "U__a_3a_b"
+    assert label_name('a"b', "allow-utf-8") == '"a\\"b"'
+
+
+def unescape_values(name: str) -> str:
+    """prometheus/common's UnescapeName for ``values``, written from the spec."""
+    assert name.startswith("U__")
+    out, rest = [], name[3:]
+    while rest:
+        if rest[0] != "_":
+            out.append(rest[0])
+            rest = rest[1:]
+        elif rest[1] == "_":
+            out.append("_")
+            rest = rest[2:]
+        else:
+            code, _, rest = rest[1:].partition("_")
+            out.append(chr(int(code, 16)))
+    return "".join(out)
+
+
+NAMES = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=30)
+
+
+@given(NAMES)
+def test_escaped_names_are_classic_and_values_round_trip(name: str) -> None:
+    for scheme in ("underscores", "dots", "values"):
+        assert METRIC_NAME_RE.fullmatch(metric_name(name, scheme)), scheme
+        assert LABEL_NAME_RE.fullmatch(label_name(name, scheme)), scheme
+    if not METRIC_NAME_RE.fullmatch(name):
+        assert unescape_values(escape_name(name, "values")) == name
+
+
+# --- negotiation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("accept", "escaping", "content_type"),
+    [
+        (PROMETHEUS_3, "allow-utf-8", OM + "; escaping=allow-utf-8"),
+        (
+            PROMETHEUS_3_TEXT,
+            "allow-utf-8",
+            "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8",
+        ),
+        (PROMETHEUS_2, "underscores", OM),
+        ("text/plain;version=0.0.4;q=1.0,*/*;q=0.1", "underscores", TEXT),
+        (None, "underscores", TEXT),
+        ("*/*", "underscores", TEXT),
+        ("text/plain;version=0.0.4;escaping=underscores", "underscores", TEXT),
+        ("text/plain;version=0.0.4;escaping=dots", "dots", TEXT + "; escaping=dots"),
+        ("text/plain;escaping=VALUES", "values", TEXT + "; escaping=values"),
+        ("text/plain;escaping=bogus", "underscores", TEXT),
+        ("application/openmetrics-text;escaping=values", "values", OM + "; escaping=values"),
+        # the escaping of the range that chose the format, not of another range
+        ("text/plain;escaping=dots;q=0.1,application/openmetrics-text", "underscores", OM),
+        (
+            PROTOBUF + ";escaping=allow-utf-8",
+            "allow-utf-8",
+            proto_oracle.CONTENT_TYPE + "; escaping=allow-utf-8",
+        ),
+    ],
+)
+def test_negotiation(accept: str | None, escaping: str, content_type: str) -> None:
+    negotiated = negotiate(accept)
+    assert negotiated.escaping == escaping
+    assert negotiated.content_type.lower() == content_type.lower()
+
+
+@pytest.mark.parametrize("accept", [PROMETHEUS_3, PROMETHEUS_3_TEXT, "text/plain;escaping=dots"])
+def test_legacy_validation_ignores_escaping(accept: str) -> None:
+    negotiated = negotiate(accept)
+    assert negotiated.escaping == "underscores"
+    assert "escaping" not in negotiated.content_type
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    "accept", [None, PROMETHEUS_2, PROMETHEUS_3, PROMETHEUS_3_TEXT, "text/plain;escaping=dots",
+               "application/openmetrics-text;escaping=values"],
+)  # fmt: skip
+def test_classic_names_are_byte_identical_under_every_scheme(accept: str | None) -> None:
+    registry = CollectorRegistry()
+    Counter("requests_total", "R.", ["code"], registry=registry).labels(code="200").inc()
+    Histogram("latency_seconds", "L.", buckets=[1], registry=registry).observe(0.5)
+    body, content_type, _ = render_for_request(registry, accept, None)
+    families = collect_registry(registry)
+    classic = (
+        openmetrics.render(families) if "openmetrics" in content_type else text.render(families)
+    )
+    assert body == classic.encode("utf-8")
+
+
+# --- exposition ----------------------------------------------------------------------------------
+
+
+def test_prometheus_3_gets_quoted_openmetrics(utf8: None) -> None:
+    body, content_type, _ = render_for_request(utf8_registry(), PROMETHEUS_3, None)
+    assert content_type == OM + "; escaping=allow-utf-8"
+    exposition = body.decode("utf-8")
+    assert '# TYPE "http.server.duration" histogram\n' in exposition
+    assert '{"http.server.duration_bucket","http.method"="GET",le="0.1"} 1\n' in exposition
+    assert '{"http.server.requests_total","http.method"="GET"} 3.0\n' in exposition
+    assert 'classic_depth{"node.name"="n1"} 4.0\n' in exposition
+    assert '{"say \\"hi\\"\\\\"} 1.0\n' in exposition
+    assert "plain_total 1.0\n" in exposition
+    families = by_name(om_parse(exposition))  # the strict OpenMetrics parser
+    assert (
+        families["http.server.duration"][
+            ("http.server.duration_bucket", (("http.method", "GET"), ("le", "0.1")))
+        ]
+        == 1
+    )
+    assert (
+        families["http.server.requests"][("http.server.requests_total", (("http.method", "GET"),))]
+        == 3
+    )
+    assert families["task.state"][("task.state", (("task.state", "b"),))] == 1
+    assert families['say "hi"\\'] == {('say "hi"\\', ()): 1}
+    assert families["temp °C"] == {("temp °C", ()): 21}
+
+
+def test_text_1_0_0_quotes_names(utf8: None) -> None:
+    body, content_type, _ = render_for_request(utf8_registry(), PROMETHEUS_3_TEXT, "gzip")
+    assert content_type == "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+    exposition = gzip.decompress(body).decode("utf-8")
+    assert '# HELP "rpc.size" Size.\n# TYPE "rpc.size" summary\n' in exposition
+    assert '{"rpc.size_count"} 1\n' in exposition
+    families = by_name(text_parse(exposition))
+    assert (
+        families["http.server.duration"][("http.server.duration_sum", (("http.method", "GET"),))]
+        == 0.05
+    )
+    assert families["classic_depth"] == {("classic_depth", (("node.name", "n1"),)): 4}
+
+
+EXPECTED_ESCAPED = {
+    "underscores": {
+        "http_server_requests", "http_server_duration", "rpc_size", "classic_depth", "temp__C",
+        "say__hi__", "task_state", "plain",
+    },
+    "dots": {
+        "http_dot_server_dot_requests", "http_dot_server_dot_duration", "rpc_dot_size",
+        "classic_depth", "temp____C", "say____hi____", "task_dot_state", "plain",
+    },
+    "values": {
+        "U__http_2e_server_2e_requests", "U__http_2e_server_2e_duration", "U__rpc_2e_size",
+        "classic_depth", "U__temp_20__b0_C", "U__say_20__22_hi_22__5c_", "U__task_2e_state",
+        "plain",
+    },
+}  # fmt: skip
+# The text format escapes a counter's name with its _total (as prometheus/common escapes the
+# family's name), so under dots and values the parsers, dropping "_total", keep an underscore.
+TEXT_COUNTER = {
+    "underscores": "http_server_requests",
+    "dots": "http_dot_server_dot_requests_",
+    "values": "U__http_2e_server_2e_requests_",
+}
+
+
+def escaped_bodies(scheme: str) -> list[tuple[str, str]]:
+    registry = utf8_registry()
+    out = []
+    for accept in (f"text/plain;version=0.0.4;escaping={scheme}",
+                   f"application/openmetrics-text;version=1.0.0;escaping={scheme}"):  # fmt: skip
+        body, content_type, _ = render_for_request(registry, accept, None)
+        out.append((body.decode("utf-8"), content_type))
+    return out
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize("scheme", sorted(EXPECTED_ESCAPED))
+def test_escaped_output_is_classic(scheme: str) -> None:
+    for exposition, content_type in escaped_bodies(scheme):
+        assert ('"' + "http") not in exposition  # nothing quoted
+        openmetrics_body = content_type.startswith("application/openmetrics-text")
+        assert content_type.endswith("" if scheme == "underscores" else f"; escaping={scheme}")
+        families = list((om_parse if openmetrics_body else text_parse)(exposition))
+        expected = set(EXPECTED_ESCAPED[scheme])
+        if not openmetrics_body:
+            expected = {name for name in expected if "requests" not in name}
+            expected.add(TEXT_COUNTER[scheme])
+        assert {f.name for f in families} == expected
+        for family in families:
+            for sample in family.samples:
+                assert METRIC_NAME_RE.fullmatch(sample.name), sample.name
+                assert all(LABEL_NAME_RE.fullmatch(label) for label in sample.labels), sample
+        labels = {label for f in families for s in f.samples for label in s.labels}
+        assert (
+            labels
+            == {
+                "underscores": {"http_method", "node_name", "task_state", "le"},
+                "dots": {"http_dot_method", "node_dot_name", "task_dot_state", "le"},
+                "values": {"U__http_2e_method", "U__node_2e_name", "U__task_2e_state", "le"},
+            }[scheme]
+        )
+
+
+@pytest.mark.system
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize("scheme", sorted(EXPECTED_ESCAPED))
+def test_escaped_text_passes_promtool(scheme: str) -> None:
+    promtool = require_program("promtool")
+    [(exposition, _), _] = escaped_bodies(scheme)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=exposition, capture_output=True, text=True
+    )
+    assert "parsing error" not in result.stdout + result.stderr
+    assert result.returncode in (0, 3), result.stderr  # 3: lint about naming style only
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(("accept", "expected"), [
+    (PROTOBUF + ";escaping=allow-utf-8", {"http.server.requests_total", "temp °C", "task.state"}),
+    (PROTOBUF, {"http_server_requests_total", "temp__C", "task_state"}),
+    (PROTOBUF + ";escaping=values", {"U__http_2e_server_2e_requests__total", "U__temp_20__b0_C",
+                                     "U__task_2e_state"}),
+])  # fmt: skip
+def test_protobuf_names(accept: str, expected: set[str]) -> None:
+    body, _, _ = render_for_request(utf8_registry(), accept, None)
+    families = {f.name: f for f in proto_oracle.decode_delimited(body)}
+    assert expected <= set(families)
+    [state_family] = [families[name] for name in expected if "task" in name]
+    assert {pair.name for m in state_family.metric for pair in m.label} == {state_family.name}
