@@ -38,19 +38,27 @@ def counter_labels(index: int) -> tuple[str, str]:
     return f"/api/v1/resource/{index // 10}", f"{200 + index % 10}"
 
 
-def observation(index: int) -> float:
-    return (index % 50) * 0.05
+def observation(index: int, nth: int = 0) -> float:
+    """The ``nth`` value a write observes in histogram series ``index``."""
+    if nth == 0:
+        return (index % 50) * 0.05
+    return 0.0005 * 1.4 ** ((index * 7 + nth * 13) % 45)  # 0.5 ms to about 1 h
 
 
-def sample_lines(counters: int, histograms: int) -> int:
-    """Lines of a scrape: one per counter series; per histogram series its buckets, sum, count."""
-    return counters + histograms * (len(BUCKETS) + 3)
+def sample_lines(counters: int, histograms: int, native: bool = False) -> int:
+    """Lines of a scrape: one per counter series; per histogram series its buckets, sum, count.
+
+    A native-only histogram has the single classic bucket ``+Inf`` in the text format.
+    """
+    return counters + histograms * (3 if native else len(BUCKETS) + 3)
 
 
-def check_scrape(text: str, counters: int, histograms: int, writes: int) -> int:
+def check_scrape(
+    text: str, counters: int, histograms: int, writes: int, native: bool = False
+) -> int:
     """Checks the sample lines and the counters' total (every write adds 1); returns the lines."""
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    expected = sample_lines(counters, histograms)
+    expected = sample_lines(counters, histograms, native)
     if len(lines) != expected:
         raise AssertionError(f"expected {expected} sample lines in a scrape, got {len(lines)}")
     total = sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(COUNTER_NAME))
@@ -69,12 +77,18 @@ class Side:
         self.spec = spec
         self.counters: int = spec.get("counters", 0)
         self.histograms: int = spec.get("histograms", 0)
+        self.values: int = spec.get("values", 1)
+        """Observations per histogram series in each write."""
 
     def write_series(self, times: int = 1) -> None:
         raise NotImplementedError
 
     def scrape(self) -> str:
         raise NotImplementedError
+
+    def render(self) -> object:
+        """What the timed loop runs: a scrape in the text format unless the spec asks else."""
+        return self.scrape()
 
     def inc_loop(self) -> Callable[[int], None]:
         raise NotImplementedError
@@ -106,7 +120,11 @@ class PytheusSide(Side):
             COUNTER_NAME, "Requests.", required_labels=["path", "code"], registry=self.registry
         )
         self.histogram = Histogram(
-            HISTOGRAM_NAME, "Latency.", required_labels=["route"], registry=self.registry
+            HISTOGRAM_NAME,
+            "Latency.",
+            required_labels=["route"],
+            registry=self.registry,
+            native=spec.get("native", False),
         )
 
     def write_series(self, times: int = 1) -> None:
@@ -116,7 +134,17 @@ class PytheusSide(Side):
         for index in range(self.histograms):
             child = self.histogram.labels(route=f"route_{index}")
             for _ in range(times):
-                child.observe(observation(index))
+                for nth in range(self.values):
+                    child.observe(observation(index, nth))
+
+    def render(self) -> object:
+        """A scrape as ``pytheus.exposition.render_for_request`` answers the spec's Accept."""
+        accept = self.spec.get("accept")
+        if accept is None:
+            return self.scrape()
+        from pytheus.exposition.negotiation import render_for_request
+
+        return render_for_request(self.registry, accept, None)
 
     def scrape(self) -> str:
         from pytheus.exposition import generate_metrics
@@ -170,7 +198,8 @@ class ClientSide(Side):
         for index in range(self.histograms):
             child = self.histogram.labels(f"route_{index}")
             for _ in range(times):
-                child.observe(observation(index))
+                for nth in range(self.values):
+                    child.observe(observation(index, nth))
 
     def scrape(self) -> str:
         text: bytes = self.client.generate_latest(self.registry)
@@ -316,7 +345,13 @@ def setup_scrape(spec: dict[str, Any], side: Side, writers: Writers) -> dict[str
     first_ns, text = timed(side.scrape)
     assert isinstance(text, str)
     report["first_ns"] = first_ns
-    report["lines"] = check_scrape(text, side.counters, side.histograms, writes)
+    report["lines"] = check_scrape(
+        text, side.counters, side.histograms, writes, spec.get("native", False)
+    )
+    rendered = side.render()
+    body = rendered[0] if isinstance(rendered, tuple) else rendered
+    assert isinstance(body, (str, bytes))
+    report["bytes"] = len(body.encode() if isinstance(body, str) else body)
     return report
 
 
@@ -330,7 +365,7 @@ def main() -> int:
             report: dict[str, Any] = {}
         else:
             report = setup_scrape(spec, side, writers)
-            scrape = side.scrape
+            scrape = side.render
 
             def loop(ops: int) -> None:
                 for _ in repeat(None, ops):

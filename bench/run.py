@@ -6,16 +6,18 @@ Usage::
     .venv/bin/python bench/run.py --quick           # under a minute: checks the harness works
     .venv/bin/python bench/run.py --markdown        # the tables as Markdown, for the docs
     .venv/bin/python bench/run.py --suite backends  # only the multi-process backends
+    .venv/bin/python bench/run.py --suite native    # native histograms against classic ones
 
 Each workload is timed for several rounds; within a round both libraries run back to back, and
 which one goes first alternates from round to round, so drift in the machine's speed hits both.
 The table shows the median time per operation of each library, their ratio (pytheus divided by
 prometheus_client: below 1 means pytheus is faster) and whether the ratio meets its target.
 
-Two suites: ``core`` (``bench/workloads.py``: pytheus's in-memory backend against
-prometheus_client) and ``backends`` (``bench/backends.py``: the shared-file backend against
-prometheus_client's multiprocess mode, the Redis backend against pytheus's memory backend), each
-printed as its own table; both run by default. Workloads that need a program that is not
+Three suites: ``core`` (``bench/workloads.py``: pytheus's in-memory backend against
+prometheus_client), ``backends`` (``bench/backends.py``: the shared-file backend against
+prometheus_client's multiprocess mode, the Redis backend against pytheus's memory backend) and
+``native`` (``bench/native.py``: pytheus's native histograms against its classic ones), each
+printed as its own table; all three run by default. Workloads that need a program that is not
 installed (``redis-server``) are skipped, with a message.
 """
 
@@ -35,11 +37,12 @@ import pytheus
 from bench import backends
 from bench.backends import BACKEND_WORKLOADS, BackendWorkload
 from bench.harness import OURS, THEIRS, Result, Workload, markdown_table, measure, text_table
+from bench.native import NATIVE_WORKLOADS
 from bench.workloads import WORKLOADS
 
 FULL_ROUNDS = 9
 QUICK_ROUNDS = 2
-SUITES = ("all", "core", "backends")
+SUITES = ("all", "core", "backends", "native")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,7 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--suite",
         choices=SUITES,
         default="all",
-        help="core: in-memory workloads; backends: file and Redis backends; all (default): both",
+        help=(
+            "core: in-memory workloads; backends: file and Redis backends; native: native "
+            "histograms against classic ones; all (default): the three"
+        ),
     )
     parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
@@ -75,6 +81,8 @@ def selected(suite: str, only: str | None) -> list[Workload]:
         workloads += WORKLOADS
     if suite in ("all", "backends"):
         workloads += BACKEND_WORKLOADS
+    if suite in ("all", "native"):
+        workloads += NATIVE_WORKLOADS
     return [w for w in workloads if only is None or only.lower() in w.name.lower()]
 
 

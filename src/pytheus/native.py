@@ -26,6 +26,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 
 MIN_SCHEMA = -4
 MAX_SCHEMA = 8
@@ -64,6 +65,31 @@ _SCHEMA8_BOUNDS = _frac_bounds()
 _BOUNDS: dict[int, tuple[float, ...]] = {
     s: _SCHEMA8_BOUNDS[:: 1 << (MAX_SCHEMA - s)] for s in range(1, MAX_SCHEMA + 1)
 }
+
+
+TABLE_OCTAVES = 64
+""":func:`bounds_table` covers the values from ``2 ** -TABLE_OCTAVES`` to ``2 ** TABLE_OCTAVES``."""
+
+
+@cache
+def bounds_table(schema: int) -> tuple[tuple[float, ...], int]:
+    """The upper bounds of consecutive positive buckets at ``schema``, and the first one's index.
+
+    The bounds are those :func:`bucket_index` decides with (exact powers of two times the
+    schema-8 fractions), from ``2 ** -TABLE_OCTAVES`` to ``2 ** TABLE_OCTAVES``. So for a value
+    ``v`` with ``r = bisect_left(table, v)`` and ``0 < r < len(table)``, ``first + r`` is
+    ``bucket_index(v, schema)``: one bisection, which hot paths inline; outside, they call
+    :func:`bucket_index`.
+    """
+    if schema > 0:
+        bounds = _BOUNDS[schema]
+        n = len(bounds)
+        first = -TABLE_OCTAVES * n
+        keys = range(first, TABLE_OCTAVES * n + 1)
+        return tuple(bounds[k % n] * 2.0 ** (k // n + 1) for k in keys), first
+    step = 1 << -schema
+    first = -(TABLE_OCTAVES // step)
+    return tuple(2.0 ** (k * step) for k in range(first, TABLE_OCTAVES // step + 1)), first
 
 
 def schema_for_factor(factor: float) -> int:

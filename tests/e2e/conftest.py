@@ -175,11 +175,16 @@ def uvicorn_command(app: str, port: int, workers: int) -> list[str]:
 
 @dataclass(frozen=True)
 class ScrapeJob:
-    """One scrape job: its name, its target (``host:port``) and URL query parameters."""
+    """One scrape job: its name, its target (``host:port``) and URL query parameters.
+
+    ``settings`` are added to the job's ``scrape_config`` (``scrape_protocols``, say), over the
+    global ones.
+    """
 
     name: str
     target: str
     params: Mapping[str, str] = field(default_factory=dict)
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def prometheus_config(
@@ -203,6 +208,7 @@ def prometheus_config(
                 "metrics_path": "/metrics",
                 "static_configs": [{"targets": [job.target]}],
                 **({"params": {k: [v] for k, v in job.params.items()}} if job.params else {}),
+                **job.settings,
             }
             for job in jobs
         ],

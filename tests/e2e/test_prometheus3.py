@@ -31,12 +31,27 @@ OpenMetricsText1.0.0, PrometheusText0.0.4]`` (native histograms on: a feature fl
 
 and for ``single-process``, the counter, gauge, summary and classic histogram hold exactly what
 the app set.
+
+Two more kinds of app, from :mod:`tests.apps.prometheus3_apps`, scraped by the same Prometheus:
+
+* ``redis-3-processes``: a redis-server of the module's own on a free port; three processes on
+  :class:`~pytheus.backends.redis.MultiProcessRedisBackend` each observe a third of
+  :data:`VALUES` in ``e2e_native_seconds``; two flush and exit, the third serves the totals. The
+  native-histogram checks above run on it too (it is in :data:`NATIVE_JOBS`).
+* ``utf8-names*``: ``PYTHEUS_NAME_VALIDATION=utf8`` apps with the counter
+  ``http.server.requests``, incremented 7 times. Prometheus 3.5 asks ``escaping=allow-utf-8`` of
+  the text formats only: scraped with its default protocols (OpenMetrics 1.0.0) the counter is
+  stored as ``http.server.requests_total``, with the text format 1.0.0 as
+  ``http.server.requests``; both are queried by their UTF-8 names (``{"http.server.requests"}``).
+  Over protobuf (no ``escaping`` asked) it is stored as the answer's escaping says.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
+import subprocess
 import sys
 import time
 import urllib.request
@@ -48,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytheus.native import NativeHistogram, bucket_index, bucket_upper_bound, schema_for_factor
+from tests.apps import prometheus3_apps
 from tests.e2e.conftest import (
     HOST,
     Processes,
@@ -59,6 +75,7 @@ from tests.e2e.conftest import (
     start_prometheus,
     wait_for_http,
 )
+from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -76,8 +93,30 @@ SCRAPE_PROTOCOLS = ["PrometheusProto", "OpenMetricsText1.0.0", "PrometheusText0.
 PROTOBUF = "application/vnd.google.protobuf"
 SINGLE = "single-process"
 GUNICORN = "gunicorn-4-workers"
+REDIS = "redis-3-processes"
+UTF8 = "utf8-names"
+UTF8_TEXT = "utf8-names-text"
+UTF8_PROTO = "utf8-names-protobuf"
+DEFAULT_SCRAPE_PROTOCOLS = [
+    "OpenMetricsText1.0.0", "OpenMetricsText0.0.1", "PrometheusText1.0.0", "PrometheusText0.0.4",
+]  # fmt: skip
+"""Prometheus 3's own default (without native histograms), which asks for UTF-8 names; the
+:data:`UTF8` job scrapes with it. Prometheus 3.5 asks ``escaping=allow-utf-8`` only of the text
+formats 1.0.0, never of protobuf: :data:`UTF8_PROTO` gets the names escaped."""
+UTF8_SCRAPES = {
+    # job: (its scrape_protocols, the name its counter is stored under, the media type served)
+    UTF8: (DEFAULT_SCRAPE_PROTOCOLS, "http.server.requests_total", "application/openmetrics-text"),
+    UTF8_TEXT: (["PrometheusText1.0.0"], "http.server.requests", "text/plain"),
+}
+"""OpenMetrics writes a counter's sample with ``_total``; the text format 1.0.0 as named."""
 JOBS = (SINGLE, GUNICORN)
+NATIVE_JOBS = (SINGLE, GUNICORN, REDIS)
+"""The jobs whose ``e2e_native_seconds`` holds :data:`VALUES`."""
 WORKERS = 4
+REDIS_PROCESSES = 3
+"""Processes sharing the Redis backend: ``REDIS_PROCESSES - 1`` observe and exit, one serves."""
+REDIS_NAMESPACE = "e2e"
+APPS = "tests.apps.prometheus3_apps"
 OBSERVE_SLEEP = 0.01
 RECORDING_MARGIN = 0.2
 """Seconds after the last observation before a scrape surely holds it."""
@@ -171,6 +210,7 @@ class Stack:
     version: tuple[int, int, int]
     urls: dict[str, str]  # job -> base URL
     started: float
+    redis_observed: float | None  # when every Redis process had flushed; None without Redis
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +221,9 @@ def stack(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> Ite
     directory = tmp_path_factory.mktemp("prometheus3")
     shared = directory / "gunicorn-metrics"
     shared.mkdir()
-    ports = {SINGLE: free_port(), GUNICORN: free_port()}
+    redis = _redis_server()
+    jobs = (*JOBS, UTF8, UTF8_TEXT, UTF8_PROTO, *((REDIS,) if redis else ()))
+    ports = {job: free_port() for job in jobs}
     urls = {job: f"http://{HOST}:{port}" for job, port in ports.items()}
     apps = {
         SINGLE: processes.start(SINGLE, [sys.executable, "-m", __name__, str(ports[SINGLE])]),
@@ -190,7 +232,38 @@ def stack(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> Ite
             gunicorn_command(f"{__name__}:make_gunicorn_app()", ports[GUNICORN], WORKERS),
             {"PYTHEUS_MULTIPROC_DIR": str(shared)},
         ),
+        **{
+            job: processes.start(
+                job,
+                [sys.executable, "-m", APPS, "utf8-serve", str(ports[job])],
+                {"PYTHEUS_NAME_VALIDATION": "utf8"},
+            )
+            for job in (UTF8, UTF8_TEXT, UTF8_PROTO)
+        },
     }
+    redis_observed = None
+    if redis is not None:
+        where = [redis.url, REDIS_NAMESPACE]
+        observers = [
+            processes.start(
+                f"redis-observer-{index}",
+                [sys.executable, "-m", APPS, "redis-observe", *where,
+                 str(index), str(REDIS_PROCESSES)],
+            )
+            for index in range(1, REDIS_PROCESSES)
+        ]  # fmt: skip
+        apps[REDIS] = processes.start(
+            REDIS,
+            [sys.executable, "-m", APPS, "redis-serve", str(ports[REDIS]), *where,
+             "0", str(REDIS_PROCESSES)],
+        )  # fmt: skip
+        for observer in observers:
+            try:
+                code = observer.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                code = None
+            assert code == 0, f"{observer.name} exited with {code}:\n{observer.tail()}"
+        redis_observed = time.time()
     for job, app in apps.items():
         wait_for_http(urls[job] + "/metrics", app)
     settings: dict[str, Any] = {"scrape_protocols": SCRAPE_PROTOCOLS}
@@ -202,7 +275,14 @@ def stack(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> Ite
     prometheus = start_prometheus(
         processes,
         directory / "prometheus3",
-        [ScrapeJob(job, f"{HOST}:{port}") for job, port in ports.items()],
+        [
+            ScrapeJob(
+                job,
+                f"{HOST}:{port}",
+                settings={"scrape_protocols": UTF8_SCRAPES[job][0]} if job in UTF8_SCRAPES else {},
+            )
+            for job, port in ports.items()
+        ],
         binary=binary,
         global_settings=settings,
         flags=flags,
@@ -210,8 +290,21 @@ def stack(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> Ite
     for job in ports:
         prometheus.wait_for(f'up{{job="{job}"}} == 1', 30, f"target {job} not up")
     print(f"\nPrometheus {'.'.join(map(str, version))} up in {time.monotonic() - began:.1f}s")
-    yield Stack(prometheus, version, urls, began)
+    try:
+        yield Stack(prometheus, version, urls, began, redis_observed)
+    finally:
+        if redis is not None:
+            processes.stop_all()  # the Redis app before its server
+            redis.stop()
+            shutil.rmtree(redis.directory, ignore_errors=True)
     print(f"\nPrometheus 3 end to end: {time.monotonic() - began:.1f}s in all")
+
+
+def _redis_server() -> RedisServer | None:
+    """A redis-server of the module's own on a free port; None if there is none (but CI)."""
+    if shutil.which("redis-server") is None and os.environ.get("CI") != "true":
+        return None
+    return RedisServer()  # fails under CI=true without redis-server
 
 
 @pytest.fixture(scope="module")
@@ -233,15 +326,23 @@ def loaded(stack: Stack) -> float:
     assert workers >= 2, f"one worker took every observation: {set(pids)}"
     stack.prometheus.wait_for_scrape_after(GUNICORN, ended + RECORDING_MARGIN)
     stack.prometheus.wait_for_scrape_after(SINGLE, ended + RECORDING_MARGIN)
+    if stack.redis_observed is not None:
+        stack.prometheus.wait_for_scrape_after(REDIS, stack.redis_observed + RECORDING_MARGIN)
     return ended
+
+
+def _require_job(stack: Stack, job: str) -> None:
+    if job == REDIS and stack.redis_observed is None:
+        pytest.skip("redis-server is not installed (bash scripts/test.sh installs it)")
 
 
 # --- the checks ----------------------------------------------------------------------------------
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", NATIVE_JOBS)
 def test_native_histogram_count_sum_and_buckets(stack: Stack, loaded: float, job: str) -> None:
+    _require_job(stack, job)
     prometheus = stack.prometheus
     selector = f'e2e_native_seconds{{job="{job}"}}'
     assert prometheus.value(f"histogram_count(sum({selector}))") == len(VALUES)
@@ -264,8 +365,9 @@ def test_native_histogram_count_sum_and_buckets(stack: Stack, loaded: float, job
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("job", JOBS)
+@pytest.mark.parametrize("job", NATIVE_JOBS)
 def test_native_histogram_median(stack: Stack, loaded: float, job: str) -> None:
+    _require_job(stack, job)
     median = stack.prometheus.value(
         f'histogram_quantile(0.5, sum(e2e_native_seconds{{job="{job}"}}))'
     )
@@ -297,8 +399,96 @@ def test_classic_types_over_protobuf(stack: Stack) -> None:
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("job", JOBS)
+def test_redis_processes_each_contributed(stack: Stack, loaded: float) -> None:
+    """The values were split among the processes: the totals are not one process's share."""
+    _require_job(stack, REDIS)
+    assert prometheus3_apps.REDIS_VALUES == VALUES
+    shares = [prometheus3_apps.share(i, REDIS_PROCESSES) for i in range(REDIS_PROCESSES)]
+    assert sorted(v for part in shares for v in part) == sorted(VALUES)
+    selector = f'e2e_native_seconds{{job="{REDIS}"}}'
+    count = stack.prometheus.value(f"histogram_count({selector})")
+    assert count == len(VALUES) > max(len(part) for part in shares)
+    print(f"\n{REDIS}: shares of {[len(part) for part in shares]} values add up to {count:.0f}")
+
+
+def _utf8_selector(job: str) -> str:
+    name = UTF8_SCRAPES[job][1]
+    return f'{{"{name}",job="{job}","{prometheus3_apps.UTF8_LABEL}"="GET"}}'
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("job", UTF8_SCRAPES)
+def test_utf8_name_queried_by_its_name(stack: Stack, job: str) -> None:
+    prometheus = stack.prometheus
+    name = UTF8_SCRAPES[job][1]
+    assert name.startswith(prometheus3_apps.UTF8_COUNTER)
+    requests = float(prometheus3_apps.UTF8_REQUESTS)
+    assert prometheus.wait_for(_utf8_selector(job), 10, "no UTF-8 counter") == requests
+    by_name = prometheus.query(f'{{__name__="{name}",job="{job}"}}')
+    assert [r["metric"] for r in by_name] == [
+        {
+            "__name__": name,
+            prometheus3_apps.UTF8_LABEL: "GET",
+            "instance": stack.urls[job].removeprefix("http://"),
+            "job": job,
+        }
+    ], by_name
+    assert [float(r["value"][1]) for r in by_name] == [requests]
+    # stored under its UTF-8 name only, never escaped
+    assert prometheus.query(f'{{__name__=~"http_server_requests.*",job="{job}"}}') == []
+    assert prometheus.query(f'{{__name__=~"U__.*|.*_dot_.*",job="{job}"}}') == []
+    print(f"\n{job}: {_utf8_selector(job)} = {requests:.0f}")
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("job", UTF8_SCRAPES)
+def test_utf8_scrapes_asked_for_utf8(stack: Stack, job: str) -> None:
+    """Prometheus 3 asks the text formats for UTF-8 names, and pytheus answered with them."""
+    prometheus = stack.prometheus
+    prometheus.wait_for(_utf8_selector(job), 10, "no UTF-8 counter")
+    served = {
+        (r["metric"]["content_type"], r["metric"]["escaping"]): float(r["value"][1])
+        for r in prometheus.query(f'e2e_scrapes_total{{job="{job}",client="prometheus"}}')
+    }
+    assert set(served) == {(UTF8_SCRAPES[job][2], "allow-utf-8")}, served
+    print(f"\n{job}: served {served}")
+    # the other apps keep the classic validation: their Content-Type has no escaping parameter
+    if stack.redis_observed is not None:
+        classic = prometheus.query(f'e2e_scrapes_total{{job="{REDIS}",client="prometheus"}}')
+        assert {r["metric"]["escaping"] for r in classic} == {"none"}, classic
+
+
+@pytest.mark.system
+def test_utf8_name_over_protobuf(stack: Stack) -> None:
+    """Over protobuf the name is stored as the escaping pytheus answered with says.
+
+    Prometheus 3.5 sends no ``escaping`` with its protobuf media range, so pytheus escapes with
+    the default ``underscores`` (``http_server_requests``, ``http_method``), as client_golang
+    does; a Prometheus that asks for ``allow-utf-8`` gets, and stores, the UTF-8 name.
+    """
+    prometheus = stack.prometheus
+    job = f'job="{UTF8_PROTO}",client="prometheus"'
+    prometheus.wait_for(f"sum(e2e_scrapes_total{{{job}}})", 10, "no scrape counted")
+    served = {
+        (r["metric"]["content_type"], r["metric"]["escaping"])
+        for r in prometheus.query(f"e2e_scrapes_total{{{job}}}")
+    }
+    assert len(served) == 1, served
+    ((media_type, escaping),) = served
+    assert media_type == PROTOBUF
+    utf8 = f'{{"http.server.requests",job="{UTF8_PROTO}","http.method"="GET"}}'
+    escaped = f'http_server_requests{{job="{UTF8_PROTO}",http_method="GET"}}'
+    stored, absent = (utf8, escaped) if escaping == "allow-utf-8" else (escaped, utf8)
+    assert escaping in ("allow-utf-8", "none"), escaping
+    assert prometheus.value(stored) == prometheus3_apps.UTF8_REQUESTS
+    assert prometheus.query(absent) == []
+    print(f"\n{UTF8_PROTO}: Prometheus {stack.version} got escaping={escaping}: {stored}")
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("job", (*JOBS, REDIS, UTF8_PROTO))
 def test_every_scrape_was_protobuf(stack: Stack, loaded: float, job: str) -> None:
+    _require_job(stack, job)
     prometheus = stack.prometheus
     served = {
         r["metric"]["content_type"]: float(r["value"][1])

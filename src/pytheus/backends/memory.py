@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
 from pytheus.native import NativeHistogram
+from pytheus.native import bounds_table as native_bounds_table
+from pytheus.native import bucket_index as native_bucket_index
 from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, MetricType, Series, SummaryData
 
@@ -117,9 +119,30 @@ class MemoryNativeHistogram(MemoryHistogram):
     from that observation if ``reset_seconds`` (> 0) have passed since the last reset (or since
     it was created), else the native schema is
     lowered by one (merging buckets pairwise) until the buckets fit, as client_golang does.
+
+    ``observe`` is the hot path, so it does the common case inline, with the same result as
+    ``NativeHistogram.observe``: a positive value above the zero threshold, between ``2**-64``
+    and ``2**64``, is one bisection in the schema's table of bucket bounds
+    (``pytheus.native.bounds_table``, cached here and refreshed whenever the schema changes).
+    Other values take :meth:`_observe_native`. The native count
+    and sum are not kept twice: they are the classic ones (NaN counts in ``+Inf`` and in the
+    native count alike), filled in by :meth:`snapshot`. A native-only histogram (the single
+    classic bucket ``+Inf``) skips the classic bisection: every value, NaN included, is in it.
     """
 
-    __slots__ = ("_native", "_initial_schema", "_max_buckets", "_reset_seconds", "_reset_at")
+    __slots__ = (
+        "_native",
+        "_initial_schema",
+        "_max_buckets",
+        "_reset_seconds",
+        "_reset_at",
+        "_only_inf",
+        "_threshold",
+        "_positive",
+        "_table",
+        "_table_size",
+        "_first_key",
+    )
 
     def __init__(
         self,
@@ -135,18 +158,59 @@ class MemoryNativeHistogram(MemoryHistogram):
         self._max_buckets = max_buckets
         self._reset_seconds = reset_seconds
         self._reset_at = time.monotonic()
+        self._only_inf = self._last == 0
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Cache what the fast path reads of the native part; after every change of schema."""
+        native = self._native
+        self._threshold = native.zero_threshold
+        self._positive = native.positive
+        self._table, self._first_key = native_bounds_table(native.schema)
+        self._table_size = len(self._table)
 
     def observe(self, value: float) -> None:
-        index = bisect_left(self._bounds, value)
-        if index == 0 and value != value:
-            index = self._last
+        if self._only_inf:
+            index = 0
+        else:
+            index = bisect_left(self._bounds, value)
+            if index == 0 and value != value:
+                index = self._last
         with self._lock:
             self._counts[index] += 1
             self._sum += value
-            native = self._native
-            native.observe(value)
-            if native.bucket_count > self._max_buckets > 0:
-                self._shrink(index, value)
+            if value > self._threshold:
+                at = bisect_left(self._table, value)
+                if not 0 < at < self._table_size:
+                    self._observe_native(index, value)
+                    return
+                key = at + self._first_key
+                buckets = self._positive
+                try:
+                    buckets[key] += 1
+                except KeyError:  # a new bucket: are there too many now?
+                    buckets[key] = 1
+                    if len(buckets) + len(self._native.negative) > self._max_buckets > 0:
+                        self._shrink(index, value)
+                return
+            self._observe_native(index, value)
+
+    def _observe_native(self, index: int, value: float) -> None:
+        """The native part of ``observe`` for any value, at any schema (the lock is held)."""
+        native = self._native
+        if value > native.zero_threshold:
+            buckets = native.positive
+        elif value < -native.zero_threshold:
+            buckets = native.negative
+        else:
+            if value == value:  # NaN is in the count and sum only
+                native.zero_count += 1
+            buckets = None
+        if buckets is not None:
+            key = native_bucket_index(value, native.schema)
+            buckets[key] = buckets.get(key, 0) + 1
+        if native.bucket_count > self._max_buckets > 0:
+            self._shrink(index, value)
 
     def _shrink(self, index: int, value: float) -> None:
         now = time.monotonic()
@@ -161,13 +225,15 @@ class MemoryNativeHistogram(MemoryHistogram):
             self._native.observe(value)
         else:
             self._native.limit_buckets(self._max_buckets)
+        self._refresh()
 
     def snapshot(self) -> HistogramData:
         with self._lock:
             exemplars = None if self._exemplars is None else list(self._exemplars)
-            return HistogramData(
-                self._bounds, self._counts.copy(), self._sum, exemplars, self._native.copy()
-            )
+            native = self._native.copy()
+            native.count = sum(self._counts)
+            native.sum = self._sum
+            return HistogramData(self._bounds, self._counts.copy(), self._sum, exemplars, native)
 
 
 class MemorySummary:
