@@ -59,6 +59,7 @@ class RedisServer:
             except OSError:
                 pass
             if time.monotonic() > deadline:
+                self.stop()  # never leave a half-started server behind
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.05)
 
