@@ -249,7 +249,7 @@ class _Metric:
 
     def _require_observable(self) -> None:
         if isinstance(self._value, Unobservable):
-            self._value.inc  # noqa: B018 - raises UnobservableMetricException with the details
+            raise self._value.error()
 
     def __repr__(self) -> str:
         labels = f", labels={self._labels}" if self._labels else ""

@@ -51,12 +51,15 @@ class Unobservable:
         self._metric = metric
 
     def __getattr__(self, name: str) -> Any:
+        raise self.error()
+
+    def error(self) -> UnobservableMetricException:
         metric = self._metric
         desc = metric._family.desc
         missing = [
             n for n in desc.label_names if n not in metric._labels and n not in desc.default_labels
         ]
-        raise UnobservableMetricException(
+        return UnobservableMetricException(
             f"metric {desc.name!r} cannot record: required label(s) {missing} have no value; "
             "set them with .labels(...) first"
         )
