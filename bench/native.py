@@ -18,7 +18,13 @@ from typing import Any
 
 from bench.backends import NOTES, BackendWorkload, file_worker
 from bench.harness import Runner
-from bench.workloads import HOT_PATH_OPS, QUICK_OPS, _pytheus_registry, observations
+from bench.workloads import (
+    HOT_PATH_OPS,
+    QUICK_OPS,
+    _pytheus_registry,
+    observations,
+    pytheus_observe,
+)
 from pytheus.exposition import protobuf, text
 from pytheus.metrics import Histogram
 
@@ -34,9 +40,11 @@ CLASSIC = "classic"
 # --- observe() on the memory backend --------------------------------------------------------------
 
 
-def _observe(native: bool, ops: int) -> Iterator[Runner]:
+@contextmanager
+def native_observe(ops: int) -> Iterator[Runner]:
+    """The core suite's ``Histogram.observe()`` loop (``pytheus_observe``), on a native one."""
     histogram = Histogram(
-        "bench_latency_seconds", "Latency.", registry=_pytheus_registry(), native=native
+        "bench_latency_seconds", "Latency.", registry=_pytheus_registry(), native=True
     )
     values = observations(ops)
 
@@ -45,16 +53,6 @@ def _observe(native: bool, ops: int) -> Iterator[Runner]:
             histogram.observe(value)
 
     yield run
-
-
-@contextmanager
-def native_observe(ops: int) -> Iterator[Runner]:
-    yield from _observe(True, ops)
-
-
-@contextmanager
-def classic_observe(ops: int) -> Iterator[Runner]:
-    yield from _observe(False, ops)
 
 
 # --- scrapes of 1,000 series written by 8 processes on the shared-file backend --------------------
@@ -112,7 +110,7 @@ NATIVE_WORKLOADS: list[BackendWorkload] = [
         ops=HOT_PATH_OPS,
         quick_ops=QUICK_OPS,
         pytheus=native_observe,
-        client=classic_observe,
+        client=pytheus_observe,
         ours_label=NATIVE,
         theirs_label=CLASSIC,
     ),
