@@ -440,6 +440,20 @@ def test_utf8_name_queried_by_its_name(stack: Stack, job: str) -> None:
     print(f"\n{job}: {_utf8_selector(job)} = {requests:.0f}")
 
 
+def scrapes_counted(prometheus: Any, job: str) -> list[Any]:
+    """``e2e_scrapes_total`` of a job's scrapes by Prometheus, once at least one was stored.
+
+    An app counts a scrape while answering it, so the count shows from a later scrape on (and,
+    for an app on the Redis backend, after its next flush).
+    """
+    query = f'e2e_scrapes_total{{job="{job}",client="prometheus"}}'
+    deadline = time.monotonic() + 15
+    while not (found := prometheus.query(query)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    result: list[Any] = found
+    return result
+
+
 @pytest.mark.system
 @pytest.mark.parametrize("job", UTF8_SCRAPES)
 def test_utf8_scrapes_asked_for_utf8(stack: Stack, job: str) -> None:
@@ -448,13 +462,13 @@ def test_utf8_scrapes_asked_for_utf8(stack: Stack, job: str) -> None:
     prometheus.wait_for(_utf8_selector(job), 10, "no UTF-8 counter")
     served = {
         (r["metric"]["content_type"], r["metric"]["escaping"]): float(r["value"][1])
-        for r in prometheus.query(f'e2e_scrapes_total{{job="{job}",client="prometheus"}}')
+        for r in scrapes_counted(prometheus, job)
     }
     assert set(served) == {(UTF8_SCRAPES[job][2], "allow-utf-8")}, served
     print(f"\n{job}: served {served}")
     # the other apps keep the classic validation: their Content-Type has no escaping parameter
     if stack.redis_observed is not None:
-        classic = prometheus.query(f'e2e_scrapes_total{{job="{REDIS}",client="prometheus"}}')
+        classic = scrapes_counted(prometheus, REDIS)
         assert {r["metric"]["escaping"] for r in classic} == {"none"}, classic
 
 
@@ -491,8 +505,7 @@ def test_every_scrape_was_protobuf(stack: Stack, loaded: float, job: str) -> Non
     _require_job(stack, job)
     prometheus = stack.prometheus
     served = {
-        r["metric"]["content_type"]: float(r["value"][1])
-        for r in prometheus.query(f'e2e_scrapes_total{{job="{job}",client="prometheus"}}')
+        r["metric"]["content_type"]: float(r["value"][1]) for r in scrapes_counted(prometheus, job)
     }
     assert set(served) == {PROTOBUF} and served[PROTOBUF] >= 1, served
     scrapes = prometheus.value(f'count_over_time(up{{job="{job}"}}[10m])')
