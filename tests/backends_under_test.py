@@ -68,3 +68,24 @@ BACKENDS: dict[str, Callable[[Path], tuple[type[Any], BackendConfig]]] = {
     "file": file_backend,
     "redis": redis_backend,
 }
+
+
+class UnreadableBackend:
+    """A per-value backend whose storage cannot be read, like a Redis that went away."""
+
+    def __init__(
+        self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None
+    ) -> None:
+        pass
+
+    def inc(self, value: float) -> None:
+        pass
+
+    def dec(self, value: float) -> None:
+        pass
+
+    def set(self, value: float) -> None:
+        pass
+
+    def get(self) -> float:
+        raise ConnectionRefusedError("Connection refused: storage.internal:6379")

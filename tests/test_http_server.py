@@ -38,6 +38,7 @@ from pytheus.exposition import (
 )
 from pytheus.metrics import Counter
 from pytheus.registry import CollectorRegistry
+from tests.backends_under_test import UnreadableBackend
 
 # --- certificates --------------------------------------------------------------------------------
 
@@ -238,23 +239,7 @@ def test_ipv6(registry_with_data: CollectorRegistry) -> None:
 
 
 def test_backend_unavailable_is_503() -> None:
-    class BrokenBackend:
-        def __init__(self, config: Any, metric: Any, histogram_bucket: str | None = None) -> None:
-            pass
-
-        def inc(self, value: float) -> None:
-            pass
-
-        def dec(self, value: float) -> None:
-            pass
-
-        def set(self, value: float) -> None:
-            pass
-
-        def get(self) -> float:
-            raise TimeoutError("storage timed out")
-
-    load_backend(BrokenBackend, {})
+    load_backend(UnreadableBackend, {})
     try:
         registry = CollectorRegistry()
         Counter("doomed_total", "Doomed.", registry=registry).inc()

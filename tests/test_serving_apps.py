@@ -32,6 +32,7 @@ from pytheus.exposition import (
 )
 from pytheus.metrics import Counter, Gauge, Histogram
 from pytheus.registry import CollectorRegistry, CollectorRegistryProxy
+from tests.backends_under_test import UnreadableBackend
 
 om_parse: Callable[[str], Iterator[Any]] = openmetrics_parser.text_string_to_metric_families
 
@@ -199,28 +200,9 @@ def test_other_methods_are_refused(address: tuple[str, int]) -> None:
     assert reply.headers["Allow"] == "GET, HEAD"
 
 
-class BrokenBackend:
-    """A per-value backend whose storage cannot be read, like a Redis that went away."""
-
-    def __init__(self, config: Any, metric: Any, histogram_bucket: str | None = None) -> None:
-        pass
-
-    def inc(self, value: float) -> None:
-        pass
-
-    def dec(self, value: float) -> None:
-        pass
-
-    def set(self, value: float) -> None:
-        pass
-
-    def get(self) -> float:
-        raise ConnectionRefusedError("Connection refused: storage.internal:6379")
-
-
 @pytest.fixture
 def broken_registry() -> Iterator[CollectorRegistry]:
-    load_backend(BrokenBackend, {})
+    load_backend(UnreadableBackend, {})
     registry = CollectorRegistry()
     Counter("doomed_total", "Doomed.", registry=registry).inc()
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as text_parse
@@ -16,6 +15,7 @@ from pytheus.exceptions import BackendUnavailableException
 from pytheus.exposition import write_to_textfile
 from pytheus.metrics import Counter, Gauge, Histogram
 from pytheus.registry import CollectorRegistry
+from tests.backends_under_test import UnreadableBackend
 
 
 def read_values(path: Path) -> dict[str, float]:
@@ -67,26 +67,9 @@ def test_file_mode_follows_umask(tmp_path: Path) -> None:
     assert (tmp_path / "a.prom").stat().st_mode & 0o777 == 0o640
 
 
-class BrokenBackend:
-    def __init__(self, config: Any, metric: Any, histogram_bucket: str | None = None) -> None:
-        pass
-
-    def inc(self, value: float) -> None:
-        pass
-
-    def dec(self, value: float) -> None:
-        pass
-
-    def set(self, value: float) -> None:
-        pass
-
-    def get(self) -> float:
-        raise OSError("storage is gone")
-
-
 @pytest.fixture
 def broken_backend() -> Iterator[None]:
-    load_backend(BrokenBackend, {})
+    load_backend(UnreadableBackend, {})
     try:
         yield
     finally:
