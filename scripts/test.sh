@@ -33,6 +33,14 @@ else
     echo "could not fetch Prometheus 3: tests/e2e/test_prometheus3.py will say so"
 fi
 
+# The current official protobuf schema (Debian unstable's client_model) for the protobuf tests;
+# without it they use Debian stable's older copy (installed above), which lacks newer fields.
+if PYTHEUS_METRICS_PROTO="$(bash scripts/metrics-proto.sh)"; then
+    export PYTHEUS_METRICS_PROTO
+else
+    echo "could not fetch the current metrics.proto: the protobuf tests use Debian stable's (those needing newer fields fail under CI=true)"
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv

@@ -91,6 +91,15 @@ def metrics_pb2() -> Any:
     return module
 
 
+def require_field(message: Any, name: str) -> None:
+    """Skip (fail under CI=true) when this copy of the schema predates field ``name``."""
+    if name not in message.DESCRIPTOR.fields_by_name:
+        _unavailable(
+            f"{proto_path()} has no {message.DESCRIPTOR.name}.{name}: run scripts/metrics-proto.sh "
+            "and set PYTHEUS_METRICS_PROTO to the path it prints (scripts/test.sh does)"
+        )
+
+
 def has_native_fields(pb2: Any) -> bool:
     fields = pb2.Histogram.DESCRIPTOR.fields_by_name
     return all(

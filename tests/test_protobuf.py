@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import time
 from typing import Any
 
 import pytest
@@ -145,7 +146,7 @@ def test_classic_and_native_together() -> None:
 
 
 def test_model_edge_cases() -> None:
-    """Float counts, untyped, empty native histograms, counter exemplars (not written)."""
+    """Float counts, untyped, empty native histograms, an exemplar without a timestamp."""
     series_labels = LabelSet(("a",), ("x",))
     empty_native = NativeHistogram(0, 0.0)
     families = [
@@ -180,7 +181,9 @@ def test_model_edge_cases() -> None:
     assert raw.type == pb2.UNTYPED and raw.metric[0].untyped.value == 7.0
     assert labels_of(raw.metric[0]) == {"a": "x"}
     assert seen.metric[0].counter.value == 2.0
-    assert not seen.metric[0].counter.HasField("exemplar")
+    exemplar = seen.metric[0].counter.exemplar
+    assert labels_of(exemplar) == {"trace_id": "abc"} and exemplar.value == 1.0
+    assert not exemplar.HasField("timestamp")
     assert not summary.metric[0].summary.HasField("sample_count")
     assert (nothing.name, nothing.HasField("help"), len(nothing.metric)) == ("nothing", False, 0)
 
@@ -252,3 +255,98 @@ def test_negotiation(accept: str, is_protobuf: bool) -> None:
         assert content_type == proto_oracle.CONTENT_TYPE
         [family] = proto_oracle.decode_delimited(gzip.decompress(body))
         assert (family.name, family.metric[0].counter.value) == ("hits_total", 1.0)
+
+
+# --- exemplars ----------------------------------------------------------------------------------
+
+
+def seconds_of(timestamp: Any) -> float:
+    return float(timestamp.seconds + timestamp.nanos / 1e9)
+
+
+def test_counter_and_bucket_exemplars(backend: str, registry: CollectorRegistry) -> None:
+    """On every backend: what was recorded with an exemplar carries it, decoded by the schema.
+
+    A per-value backend keeps no exemplars (documented): the counts are all there, and no
+    exemplar is made up.
+    """
+    keeps_exemplars = backend != "per_value"
+    served = Counter("served_total", "Served.", registry=registry, required_labels=["path"])
+    latency = Histogram("latency_seconds", "Latency.", registry=registry, buckets=[0.1, 1])
+    served.labels({"path": "/a"}).inc(2, exemplar={"trace_id": "abc"})
+    served.labels({"path": "/b"}).inc()
+    latency.observe(0.05, exemplar={"trace_id": "fast"})
+    latency.observe(0.5)
+    latency.observe(7.0, exemplar={"trace_id": "slow", "span_id": "s1"})
+    by_name = {family.name: family for family in decode(collect_registry(registry))}
+    served_family, latency_family = by_name["served_total"], by_name["latency_seconds"]
+
+    by_path = {labels_of(m)["path"]: m.counter for m in served_family.metric}
+    assert (by_path["/a"].value, by_path["/b"].value) == (2.0, 1.0)
+    assert not by_path["/b"].HasField("exemplar")
+    histogram = latency_family.metric[0].histogram
+    assert histogram.sample_count == 3
+    buckets = [
+        (bucket.upper_bound, bucket.cumulative_count, bucket.HasField("exemplar"))
+        for bucket in histogram.bucket
+    ]
+    if not keeps_exemplars:
+        assert not by_path["/a"].HasField("exemplar")
+        assert buckets == [(0.1, 1, False), (1.0, 2, False)]
+        return
+    assert labels_of(by_path["/a"].exemplar) == {"trace_id": "abc"}
+    assert by_path["/a"].exemplar.value == 2.0
+    assert abs(seconds_of(by_path["/a"].exemplar.timestamp) - time.time()) < 600
+    # +Inf is written only because it carries an exemplar, as client_golang does
+    assert buckets == [(0.1, 1, True), (1.0, 2, False), (math.inf, 3, True)]
+    assert labels_of(histogram.bucket[0].exemplar) == {"trace_id": "fast"}
+    assert histogram.bucket[0].exemplar.value == 0.05
+    assert labels_of(histogram.bucket[2].exemplar) == {"trace_id": "slow", "span_id": "s1"}
+
+
+def test_native_histogram_exemplars_are_the_histograms() -> None:
+    """Prometheus reads a native histogram's exemplars from ``Histogram.exemplars``."""
+    pb2 = proto_oracle.metrics_pb2()
+    proto_oracle.require_field(pb2.Histogram, "exemplars")
+    registry = CollectorRegistry()
+    native = Histogram("native_seconds", "Native.", registry=registry, native=True)
+    both = Histogram("both_seconds", "Both.", registry=registry, buckets=[1], native=True)
+    native.observe(0.25, exemplar={"trace_id": "n1"})
+    both.observe(0.5, exemplar={"trace_id": "b1"})
+    both.observe(3.0, exemplar={"trace_id": "b2"})
+    by_name = {family.name: family for family in decode(collect_registry(registry))}
+    native_family, both_family = by_name["native_seconds"], by_name["both_seconds"]
+
+    histogram = native_family.metric[0].histogram
+    assert len(histogram.bucket) == 0  # native only: no classic bucket for the exemplar
+    assert [labels_of(e) for e in histogram.exemplars] == [{"trace_id": "n1"}]
+    assert histogram.exemplars[0].value == 0.25
+    assert histogram.exemplars[0].HasField("timestamp")  # the schema requires it for natives
+
+    histogram = both_family.metric[0].histogram
+    assert [labels_of(e)["trace_id"] for e in histogram.exemplars] == ["b1", "b2"]
+    times = [seconds_of(e.timestamp) for e in histogram.exemplars]
+    assert times == sorted(times)
+    assert [(b.upper_bound, b.HasField("exemplar")) for b in histogram.bucket] == [(1.0, True)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,8}", fullmatch=True),
+        st.text(max_size=10),
+        max_size=3,
+    ),
+    st.floats(allow_nan=False, allow_infinity=False, width=64),
+    st.one_of(st.none(), st.floats(min_value=-1e10, max_value=1e10, allow_nan=False)),
+)
+def test_exemplar_round_trip(labels: dict[str, str], value: float, stamp: float | None) -> None:
+    data = CounterData(1.0, Exemplar(labels, value, stamp))
+    [family] = decode([MetricFamily("c_total", MetricType.COUNTER, "", [(EMPTY_LABELS, data)])])
+    exemplar = family.metric[0].counter.exemplar
+    assert labels_of(exemplar) == labels and exemplar.value == value
+    if stamp is None:
+        assert not exemplar.HasField("timestamp")
+    else:
+        assert 0 <= exemplar.timestamp.nanos < 10**9
+        assert abs(seconds_of(exemplar.timestamp) - stamp) <= 1e-6 * max(1.0, abs(stamp))

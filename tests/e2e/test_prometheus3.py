@@ -85,6 +85,8 @@ VALUES = tuple(i / 64 for i in range(1, 100))
 MEDIAN = 50 / 64
 SCHEMA = schema_for_factor(1.1)  # the default native_bucket_factor: schema 3
 EVENTS = {"a": 3, "b": 5}
+NATIVE_EXEMPLAR = {"trace_id": "native-last"}
+"""The exemplar of the last of :data:`VALUES` in the single-process app."""
 TEMPERATURE = 21.5
 SIZES = (1.0, 2.0, 3.0, 4.5)
 CLASSIC_BUCKETS = (0.1, 0.5, 1.0)
@@ -144,11 +146,12 @@ def make_app(preload: bool = True) -> WSGIApplication:
         required_labels=["client", "content_type"],
     )
     if preload:
-        for value in VALUES:
+        for value in VALUES[:-1]:
             native.observe(value)
+        native.observe(VALUES[-1], exemplar=NATIVE_EXEMPLAR)
         events = Counter("e2e_events_total", "Known counts.", required_labels=["kind"])
         for kind, count in EVENTS.items():
-            events.labels(kind=kind).inc(count)
+            events.labels(kind=kind).inc(count, exemplar={"trace_id": f"events-{kind}"})
         Gauge("e2e_temperature_celsius", "A known level.").set(TEMPERATURE)
         sizes = Summary("e2e_size_bytes", "Known sizes.")
         for size in SIZES:
@@ -267,7 +270,7 @@ def stack(processes: Processes, tmp_path_factory: pytest.TempPathFactory) -> Ite
     for job, app in apps.items():
         wait_for_http(urls[job] + "/metrics", app)
     settings: dict[str, Any] = {"scrape_protocols": SCRAPE_PROTOCOLS}
-    flags: list[str] = []
+    flags = ["--enable-feature=exemplar-storage"]
     if version < (3, 8, 0):
         flags.append("--enable-feature=native-histograms")
     else:  # native histograms are stable from 3.8 on, and scraped when the config says so
@@ -396,6 +399,37 @@ def test_classic_types_over_protobuf(stack: Stack) -> None:
     assert prometheus.value(f"e2e_classic_seconds_sum{{{job}}}") == sum(CLASSIC_VALUES)
     # a classic histogram stays classic: no native series under its name
     assert prometheus.query(f"e2e_classic_seconds{{{job}}}") == []
+
+
+@pytest.mark.system
+def test_exemplars_over_protobuf(stack: Stack, loaded: float) -> None:
+    """Prometheus stores the exemplars of a counter and of a native histogram read from protobuf.
+
+    A native histogram's exemplars are read from ``Histogram.exemplars`` of the schema, a
+    counter's from ``Counter.exemplar``; both must carry their labels and values unchanged.
+    """
+    prometheus = stack.prometheus
+
+    def exemplars(selector: str) -> list[dict[str, Any]]:
+        now = time.time()
+        found: list[dict[str, Any]] = prometheus.api(
+            "/api/v1/query_exemplars", query=selector, start=repr(now - 600), end=repr(now + 60)
+        )
+        return found
+
+    events = exemplars(f'e2e_events_total{{job="{SINGLE}"}}')
+    by_kind = {
+        series["seriesLabels"]["kind"]: [(e["labels"], float(e["value"])) for e in series["exemplars"]]
+        for series in events
+    }
+    assert by_kind == {
+        kind: [({"trace_id": f"events-{kind}"}, float(count))] for kind, count in EVENTS.items()
+    }, events
+    (native,) = exemplars(f'e2e_native_seconds{{job="{SINGLE}"}}')
+    assert [(e["labels"], float(e["value"])) for e in native["exemplars"]] == [
+        (NATIVE_EXEMPLAR, VALUES[-1])
+    ], native
+    print(f"\n{SINGLE}: exemplars stored for {sorted(by_kind)} and the native histogram")
 
 
 @pytest.mark.system

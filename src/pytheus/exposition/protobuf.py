@@ -11,11 +11,16 @@ How families map:
 - counter, gauge, summary (with quantiles), untyped: their own message types; a counter keeps
   its name as defined (``orders_total``), as client_golang does;
 - info (named ``<name>_info``) and stateset: gauges, as in the Prometheus text format;
-- histogram: the classic buckets with finite bounds (``+Inf`` is implied by the count), and the
-  native part when there is one: schema, zero bucket, spans and delta-encoded counts.
+- histogram: the classic buckets with finite bounds (``+Inf`` is implied by the count, and is
+  written only to carry an exemplar, as client_golang does), and the native part when there is
+  one: schema, zero bucket, spans and delta-encoded counts.
 
-Not written in this version: exemplars, ``_created`` timestamps and units (this schema version
-has no unit field). Counts that are not integers use the ``*_float`` fields.
+Exemplars are written where the schema has room for them: a counter's on the counter, a classic
+histogram's on their buckets and, for a native histogram, all of them (oldest first) in the
+histogram's ``exemplars``, which is where Prometheus reads a native histogram's exemplars.
+
+Not written: ``created_timestamp`` (pytheus keeps no creation time) and units (the schema has
+no unit field). Counts that are not integers use the ``*_float`` fields.
 
 Names that are not classic are escaped by the scheme the scraper asked for, or written as they
 are under ``allow-utf-8`` (see :mod:`pytheus.exposition.escaping`); classic names never change.
@@ -31,6 +36,7 @@ from pytheus.exposition.escaping import DEFAULT_SCHEME, metric_name, raw_label_n
 from pytheus.native import NativeHistogram, spans_and_deltas
 from pytheus.samples import (
     CounterData,
+    Exemplar,
     HistogramData,
     LabelSet,
     MetricFamily,
@@ -110,6 +116,28 @@ def _as_uint(value: float) -> int | None:
     return None
 
 
+def _timestamp(number: int, seconds: float) -> bytes:
+    """A ``google.protobuf.Timestamp`` (proto3: zero fields are left out)."""
+    whole = math.floor(seconds)
+    nanos = round((seconds - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, nanos - 1_000_000_000
+    return _bytes(number, (_uint(1, whole) if whole else b"") + (_uint(2, nanos) if nanos else b""))
+
+
+def _exemplar(number: int, exemplar: Exemplar | None, escaping: str) -> bytes:
+    if exemplar is None:
+        return b""
+    parts = [
+        _bytes(1, _string(1, raw_label_name(name, escaping)) + _string(2, value))
+        for name, value in exemplar.labels.items()
+    ]
+    parts.append(_double(2, exemplar.value))
+    if exemplar.timestamp is not None and math.isfinite(exemplar.timestamp):
+        parts.append(_timestamp(3, exemplar.timestamp))
+    return _bytes(number, b"".join(parts))
+
+
 def _labels(labels: LabelSet, escaping: str = DEFAULT_SCHEME) -> bytes:
     key = "protobuf" if escaping == DEFAULT_SCHEME else f"protobuf:{escaping}"
     cached = labels.rendered.get(key)
@@ -134,25 +162,35 @@ def _spans(number: int, spans: list[tuple[int, int]]) -> bytes:
     return b"".join(_bytes(number, _sint(1, offset) + _uint(2, length)) for offset, length in spans)
 
 
-def _histogram(data: HistogramData) -> bytes:
+def _histogram(data: HistogramData, escaping: str) -> bytes:
     native = data.native
     count = native.count if native is not None else data.count
     integral = _as_uint(count)
     parts = [b"" if integral is None else _uint(1, integral), _double(2, data.sum)]
+    exemplars = data.exemplars or ()
     cumulative: float = 0
-    for bound, bucket_count in zip(data.upper_bounds, data.bucket_counts):
+    for at, (bound, bucket_count) in enumerate(zip(data.upper_bounds, data.bucket_counts)):
         cumulative += bucket_count
-        if bound != math.inf:
-            as_uint = _as_uint(cumulative)
-            if as_uint is None:
-                parts.append(_bytes(3, _double(2, bound) + _double(4, cumulative)))
-            else:
-                parts.append(_bytes(3, _uint(1, as_uint) + _double(2, bound)))
+        exemplar = exemplars[at] if at < len(exemplars) else None
+        if bound == math.inf and (exemplar is None or native is not None):
+            continue  # implied by the count; a native histogram's exemplars go below
+        as_uint = _as_uint(cumulative)
+        if as_uint is None:
+            bucket = _double(2, bound) + _exemplar(3, exemplar, escaping) + _double(4, cumulative)
+        else:
+            bucket = _uint(1, as_uint) + _double(2, bound) + _exemplar(3, exemplar, escaping)
+        parts.append(_bytes(3, bucket))
     if integral is None:
         parts.append(_double(4, count))
     if native is not None:
         parts.append(_native(native))
+        kept = sorted((e for e in exemplars if e is not None), key=_exemplar_time)
+        parts.extend(_exemplar(16, exemplar, escaping) for exemplar in kept)
     return b"".join(parts)
+
+
+def _exemplar_time(exemplar: Exemplar) -> float:
+    return -math.inf if exemplar.timestamp is None else exemplar.timestamp
 
 
 def _native(native: NativeHistogram) -> bytes:
@@ -182,12 +220,16 @@ def _metric(
 ) -> bytes:
     body = _labels(labels, escaping)
     if isinstance(value, HistogramData):
-        return body + _bytes(7, _histogram(value))
+        return body + _bytes(7, _histogram(value, escaping))
     if isinstance(value, SummaryData):
         return body + _bytes(4, _summary(value))
-    number = value.value if isinstance(value, CounterData) else value
-    assert isinstance(number, (int, float))
-    return body + _bytes(_SCALAR_FIELDS.get(family_type, 2), _double(1, number))
+    if isinstance(value, CounterData):
+        scalar = _double(1, value.value)
+        if family_type == _COUNTER:
+            scalar += _exemplar(2, value.exemplar, escaping)
+        return body + _bytes(_SCALAR_FIELDS.get(family_type, 2), scalar)
+    assert isinstance(value, (int, float))
+    return body + _bytes(_SCALAR_FIELDS.get(family_type, 2), _double(1, value))
 
 
 def family_message(family: MetricFamily, escaping: str = DEFAULT_SCHEME) -> bytes:
