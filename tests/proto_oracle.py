@@ -1,8 +1,11 @@
 """The official Prometheus protobuf schema, compiled at test time, to decode pytheus's output.
 
 ``metrics.proto`` comes from Debian's ``golang-github-prometheus-client-model-dev`` (never from
-this repository), and is compiled with grpcio-tools into a temporary directory. A missing
-schema or compiler skips the tests that need it, except under CI=true, where they fail.
+this repository): the current one from Debian unstable, which ``scripts/metrics-proto.sh``
+unpacks into ``.cache/`` and ``scripts/test.sh`` names in ``PYTHEUS_METRICS_PROTO``, else Debian
+stable's older copy. It is compiled with grpcio-tools into a temporary directory. A missing
+schema or compiler (or a field the copy lacks) skips the tests that need it, except under
+CI=true, where they fail.
 """
 
 from __future__ import annotations

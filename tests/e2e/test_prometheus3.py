@@ -419,8 +419,9 @@ def test_exemplars_over_protobuf(stack: Stack, loaded: float) -> None:
 
     events = exemplars(f'e2e_events_total{{job="{SINGLE}"}}')
     by_kind = {
-        series["seriesLabels"]["kind"]: [(e["labels"], float(e["value"])) for e in series["exemplars"]]
+        series["seriesLabels"]["kind"]: [(e["labels"], float(e["value"])) for e in found]
         for series in events
+        for found in [series["exemplars"]]
     }
     assert by_kind == {
         kind: [({"trace_id": f"events-{kind}"}, float(count))] for kind, count in EVENTS.items()

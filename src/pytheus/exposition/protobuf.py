@@ -66,16 +66,26 @@ _VARINT, _FIXED64, _LENGTH = 0, 1, 2
 _pack_double = struct.Struct("<d").pack
 
 
-def varint(value: int) -> bytes:
-    """An unsigned varint; a negative ``value`` is written as its 64-bit two's complement."""
-    if value < 0:
-        value += 1 << 64
+def _encode_varint(value: int) -> bytes:
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
     return bytes(out)
+
+
+_SMALL_VARINTS = tuple(_encode_varint(value) for value in range(1 << 14))
+"""The varints of 0 .. 2**14 - 1 (one or two bytes): field keys, lengths, most counts."""
+
+
+def varint(value: int) -> bytes:
+    """An unsigned varint; a negative ``value`` is written as its 64-bit two's complement."""
+    if 0 <= value < 16384:
+        return _SMALL_VARINTS[value]
+    if value < 0:
+        value += 1 << 64
+    return _encode_varint(value)
 
 
 def zigzag(value: int) -> int:
@@ -209,10 +219,20 @@ def _native(native: NativeHistogram) -> bytes:
     ):
         positive_spans = [(0, 0)]  # an empty span marks the histogram native, as in client_golang
     parts.append(_spans(9, negative_spans))
-    parts.extend(_sint(10, delta) for delta in negative_deltas)
+    parts.append(_sints(10, negative_deltas))
     parts.append(_spans(12, positive_spans))
-    parts.extend(_sint(13, delta) for delta in positive_deltas)
+    parts.append(_sints(13, positive_deltas))
     return b"".join(parts)
+
+
+def _sints(number: int, values: list[int]) -> bytes:
+    """``values`` as a repeated (unpacked) sint64 field: the bulk of a native histogram."""
+    key = _key(number, _VARINT)
+    small = _SMALL_VARINTS
+    return b"".join([
+        key + (small[z] if (z := (value << 1) ^ (value >> 63)) < 16384 else varint(z))
+        for value in values
+    ])  # fmt: skip
 
 
 def _metric(
