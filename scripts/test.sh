@@ -25,12 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 
-# Prometheus 3 (protobuf scrapes, native histograms) for tests/e2e/test_prometheus3.py: a 3.x on
+# Prometheus 3 (protobuf scrapes, native histograms) for tests/e2e/test_prometheus3.py and the
+# Prometheus 3 half of tests/e2e/test_prometheus_scrape.py: a 3.x on
 # the PATH, else Debian unstable's package unpacked into .cache/prometheus3/ (no apt config changed).
 if PROMETHEUS3_BIN="$(bash scripts/prometheus3.sh)"; then
     export PROMETHEUS3_BIN
 else
-    echo "could not fetch Prometheus 3: tests/e2e/test_prometheus3.py will say so"
+    echo "could not fetch Prometheus 3: its tests in tests/e2e/ will say so"
 fi
 
 # The current official protobuf schema (Debian unstable's client_model) for the protobuf tests;

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -33,8 +34,12 @@ def require_program(name: str) -> str:
     """The path of a system program; a missing one skips the test, except under CI=true."""
     path = shutil.which(name)
     if path is None:
-        message = f"{name} is not installed (bash scripts/test.sh installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"{name} is not installed (bash scripts/test.sh installs it)")
     return path
+
+
+def missing(message: str) -> NoReturn:
+    """Skip the test for a program that is not there; under CI=true, fail it instead."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)

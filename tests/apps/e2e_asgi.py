@@ -7,7 +7,9 @@ its duration falls in a known bucket of ``http_request_duration_seconds``; ``/me
 
 As in :mod:`tests.apps.e2e_wsgi`, ``/metrics?e2e_format=text`` is served with the request's
 ``Accept`` header removed (the text format: Prometheus 2.42 cannot be told not to ask for
-OpenMetrics), and scrapes are counted in ``e2e_metrics_responses_total{requested,content_type}``.
+OpenMetrics), and scrapes are counted in
+``e2e_metrics_responses_total{scrape_job,requested,content_type}`` (``scrape_job`` from
+``?e2e_job=<job>``, ``content_type`` the header served).
 
 Single process on the default backend, or ``--workers N`` with ``PYTHEUS_MULTIPROC_DIR`` set.
 """
@@ -15,6 +17,7 @@ Single process on the default backend, or ``--workers N`` with ``PYTHEUS_MULTIPR
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -30,11 +33,12 @@ ITEM_SLEEP = 0.03
 """Seconds each item request sleeps: its duration falls in the (0.025, 0.05] bucket."""
 ROUTE = "/items/{item_id}"
 FORCE_TEXT_PARAM = b"e2e_format=text"
+JOB_PARAM = "e2e_job"
 
 METRICS_RESPONSES = Counter(
     "e2e_metrics_responses_total",
-    "Scrapes answered, by the format requested and the media type served.",
-    required_labels=["requested", "content_type"],
+    "Scrapes answered, by the job named in the query, the format requested and the Content-Type.",
+    required_labels=["scrape_job", "requested", "content_type"],
 )
 
 
@@ -54,7 +58,8 @@ class MetricsEndpoint:
         self._serve = make_asgi_app()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        forced = FORCE_TEXT_PARAM in scope.get("query_string", b"").split(b"&")
+        query: bytes = scope.get("query_string", b"")
+        forced = FORCE_TEXT_PARAM in query.split(b"&")
         if forced:
             headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"accept"]
             scope = {**scope, "headers": headers}
@@ -68,9 +73,10 @@ class MetricsEndpoint:
             await send(message)
 
         await self._serve(scope, receive, recording_send)
-        media_type = served[0].split(";")[0].strip() if served else "none"
         METRICS_RESPONSES.labels(
-            requested="text" if forced else "negotiated", content_type=media_type
+            scrape_job=parse_qs(query.decode("latin-1")).get(JOB_PARAM, ["none"])[0],
+            requested="text" if forced else "negotiated",
+            content_type=served[0] if served else "none",
         ).inc()
 
 

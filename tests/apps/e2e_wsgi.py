@@ -7,9 +7,11 @@ recorded by :class:`~pytheus.middleware.PytheusMiddlewareWSGI` (``/metrics`` its
 
 Prometheus 2.42 always asks for OpenMetrics first and has no per-job setting to change that, so
 a scrape of ``/metrics?e2e_format=text`` is served with its ``Accept`` header removed: the text
-format. Every scrape answered is counted in ``e2e_metrics_responses_total``, labelled with what
-was requested (``negotiated`` or ``text``) and the media type served, so the test can tell from
-Prometheus's own data which format each job received.
+format (Prometheus 3 picks a job's format with ``scrape_protocols`` and needs no such flag).
+Every scrape answered is counted in ``e2e_metrics_responses_total``, labelled with the scrape
+job it names (``?e2e_job=<job>``; ``none`` without), what was requested (``negotiated`` or
+``text``) and the ``Content-Type`` served, so the test can tell from Prometheus's own data which
+format each job received: several jobs scrape one app.
 
 With ``PYTHEUS_MULTIPROC_DIR`` set, gunicorn's workers share the file backend.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
@@ -34,11 +37,12 @@ ITEM_SLEEP = 0.03
 """Seconds each item request sleeps: its duration falls in the (0.025, 0.05] bucket."""
 ROUTE = "/items/<int:item_id>"
 FORCE_TEXT_PARAM = "e2e_format=text"
+JOB_PARAM = "e2e_job"
 
 METRICS_RESPONSES = Counter(
     "e2e_metrics_responses_total",
-    "Scrapes answered, by the format requested and the media type served.",
-    required_labels=["requested", "content_type"],
+    "Scrapes answered, by the job named in the query, the format requested and the Content-Type.",
+    required_labels=["scrape_job", "requested", "content_type"],
 )
 
 app = Flask(__name__)
@@ -56,7 +60,8 @@ _serve_metrics = make_wsgi_app()
 
 def metrics(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
     """The metrics, in the text format when asked with ``?e2e_format=text``; counted."""
-    forced = FORCE_TEXT_PARAM in environ.get("QUERY_STRING", "").split("&")
+    query = environ.get("QUERY_STRING", "")
+    forced = FORCE_TEXT_PARAM in query.split("&")
     if forced:
         environ = {k: v for k, v in environ.items() if k != "HTTP_ACCEPT"}
     served: list[str] = []
@@ -66,9 +71,10 @@ def metrics(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable
         return start_response(status, headers, *args)
 
     body = _serve_metrics(environ, recording_start_response)
-    media_type = served[0].split(";")[0].strip() if served else "none"
     METRICS_RESPONSES.labels(
-        requested="text" if forced else "negotiated", content_type=media_type
+        scrape_job=parse_qs(query).get(JOB_PARAM, ["none"])[0],
+        requested="text" if forced else "negotiated",
+        content_type=served[0] if served else "none",
     ).inc()
     return body
 

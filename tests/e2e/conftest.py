@@ -6,9 +6,10 @@
 * :class:`Prometheus`: a real Prometheus (``prometheus`` on the PATH, 2.42 from Debian here) with
   a generated configuration, its storage in a temporary directory, listening on loopback, and a
   small client of its HTTP API (``/api/v1/query``).
-* :func:`require_prometheus3`: a Prometheus 3 binary (``$PROMETHEUS3_BIN``, the PATH, or the
-  copy ``scripts/prometheus3.sh`` unpacks into ``.cache/prometheus3/``), for
-  :func:`start_prometheus`'s ``binary``.
+* :func:`require_prometheus2`, :func:`require_prometheus3` (both in :data:`REQUIRE_PROMETHEUS`):
+  a Prometheus 2 binary (``prometheus`` on the PATH) or a Prometheus 3 binary
+  (``$PROMETHEUS3_BIN``, the PATH, or the copy ``scripts/prometheus3.sh`` unpacks into
+  ``.cache/prometheus3/``), for :func:`start_prometheus`'s ``binary``.
 
 Everything listens on 127.0.0.1 and on ports picked free by the kernel.
 """
@@ -28,14 +29,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import require_program
+from tests.conftest import missing, require_program
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -172,6 +173,9 @@ def uvicorn_command(app: str, port: int, workers: int) -> list[str]:
 
 # --- Prometheus ----------------------------------------------------------------------------------
 
+SCRAPE_INTERVAL = 1.0
+"""Seconds between two scrapes of a job by :func:`start_prometheus`, and each scrape's timeout."""
+
 
 @dataclass(frozen=True)
 class ScrapeJob:
@@ -189,7 +193,7 @@ class ScrapeJob:
 
 def prometheus_config(
     jobs: Sequence[ScrapeJob],
-    interval: str = "1s",
+    interval: str = f"{SCRAPE_INTERVAL:g}s",
     global_settings: Mapping[str, Any] | None = None,
 ) -> str:
     """A Prometheus configuration scraping ``jobs`` every ``interval`` (JSON is valid YAML).
@@ -241,6 +245,17 @@ class Prometheus:
         result: list[dict[str, Any]] = data["result"]
         return result
 
+    def samples(self, selector: str, window: str, at: float) -> list[tuple[float, float]]:
+        """The raw ``(time, value)`` samples of the one series ``selector`` picks, over the
+        ``window`` (``10m``, say) ending at the Unix time ``at``; [] when it has none."""
+        params = {"query": f"{selector}[{window}]", "time": repr(at)}
+        data = self.api("/api/v1/query", **params)
+        assert data["resultType"] == "matrix", data
+        if not data["result"]:
+            return []
+        (series,) = data["result"]
+        return [(float(moment), float(value)) for moment, value in series["values"]]
+
     def value(self, expression: str, at: float | None = None) -> float | None:
         """The value of a one-element vector; None when empty (and failing when longer)."""
         result = self.query(expression, at)
@@ -260,15 +275,25 @@ class Prometheus:
                 pytest.fail(f"Prometheus: {what} ({expression}) after {timeout}s")
             time.sleep(0.1)
 
-    def last_scrape(self, job: str) -> float | None:
-        """When the newest scrape of ``job`` started (Unix time), or None before the first."""
-        return self.value(f'timestamp(up{{job="{job}"}})')
+    def last_scrape(self, job: str, successful: bool = False) -> float | None:
+        """When the newest scrape of ``job`` started (Unix time), or None before the first.
 
-    def wait_for_scrape_after(self, job: str, moment: float, timeout: float = 10.0) -> float:
-        """Wait for a scrape of ``job`` that started after ``moment``; return its time."""
+        With ``successful``, the newest scrape only if it succeeded (``up == 1``).
+        """
+        up = f'up{{job="{job}"}}'
+        # timestamp() of anything but a selector is the evaluation time: filter after it
+        return self.value(f"timestamp({up}) and {up} == 1" if successful else f"timestamp({up})")
+
+    def wait_for_scrape_after(
+        self, job: str, moment: float, timeout: float = 10.0, successful: bool = False
+    ) -> float:
+        """Wait for a scrape of ``job`` that started after ``moment``; return its time.
+
+        With ``successful``, wait for one that succeeded: its samples are stored at that time.
+        """
         deadline = time.monotonic() + timeout
         while True:
-            last = self.last_scrape(job)
+            last = self.last_scrape(job, successful)
             if last is not None and last > moment:
                 return last
             if time.monotonic() > deadline:
@@ -306,7 +331,7 @@ def start_prometheus(
     return Prometheus(started, port)
 
 
-# --- Prometheus 3 --------------------------------------------------------------------------------
+# --- the Prometheus binaries ---------------------------------------------------------------------
 
 PROMETHEUS3_SCRIPT = ROOT / "scripts" / "prometheus3.sh"
 PROMETHEUS3_CACHED = ROOT / ".cache" / "prometheus3" / "root" / "usr" / "bin" / "prometheus"
@@ -328,6 +353,18 @@ def prometheus_version(binary: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
+def require_prometheus2() -> tuple[str, tuple[int, int, int]]:
+    """``prometheus`` on the PATH and its version, if it is 2.x (Debian 12's 2.42 here).
+
+    A missing or other binary skips the test, except under CI=true, where it fails.
+    """
+    binary = require_program("prometheus")
+    version = prometheus_version(binary)
+    if version is None or version[0] != 2:
+        missing(f"{binary} is not Prometheus 2 (version {version})")
+    return binary, version
+
+
 def require_prometheus3() -> tuple[str, tuple[int, int, int]]:
     """A Prometheus 3 binary and its version, as ``scripts/prometheus3.sh`` finds them.
 
@@ -342,10 +379,14 @@ def require_prometheus3() -> tuple[str, tuple[int, int, int]]:
             version = prometheus_version(candidate)
             if version is not None and version[0] == 3:
                 return candidate, version
-    message = (
+    missing(
         "no Prometheus 3 ($PROMETHEUS3_BIN, prometheus on the PATH, or "
         f"{PROMETHEUS3_CACHED.relative_to(ROOT)}): run bash {PROMETHEUS3_SCRIPT.relative_to(ROOT)}"
     )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+
+
+REQUIRE_PROMETHEUS: dict[int, Callable[[], tuple[str, tuple[int, int, int]]]] = {
+    2: require_prometheus2,
+    3: require_prometheus3,
+}
+"""The binary and version of a Prometheus of each major version, as the functions above find."""
