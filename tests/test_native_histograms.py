@@ -20,6 +20,7 @@ from pytheus.native import (
     MAX_SCHEMA,
     MIN_SCHEMA,
     NativeHistogram,
+    bounds_table,
     bucket_index,
     bucket_upper_bound,
     reduce_index,
@@ -69,6 +70,48 @@ def boundary_values(schema: int) -> list[float]:
             continue
         values += [math.nextafter(bound, 0.0), bound, math.nextafter(bound, math.inf)]
     return [v for v in values if 0 < v <= MAX_FLOAT]
+
+
+def fast_path_edges(schema: int) -> list[float]:
+    """The bounds where the memory backend's fast path starts and ends, and their neighbours."""
+    table, _ = bounds_table(schema)
+    edges = [*table[:4], *table[-4:]]
+    return [v for bound in edges for v in (math.nextafter(bound, 0.0), bound,
+                                           math.nextafter(bound, math.inf))]  # fmt: skip
+
+
+def memory_buckets(values: list[float], schema: int) -> dict[int, int]:
+    """The positive buckets of the memory backend's native-only histogram (no bucket limit)."""
+    histogram = MemoryNativeHistogram((math.inf,), schema, 0.0, 0, 0.0)
+    for value in values:
+        histogram.observe(value)
+    native = histogram.snapshot().native
+    assert native is not None
+    return native.positive
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_memory_fast_path_matches_the_exact_reference(schema: int) -> None:
+    """The fast path (``log2`` and a correction) places every value where exact arithmetic does."""
+    values = boundary_values(schema) + fast_path_edges(schema)
+    expected: dict[int, int] = {}
+    for value in values:
+        index = reference_index(value, schema)
+        expected[index] = expected.get(index, 0) + 1
+    assert memory_buckets(values, schema) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(min_value=2.0**-70, max_value=2.0**70), min_size=1, max_size=50),
+    st.integers(MIN_SCHEMA, MAX_SCHEMA),
+)
+def test_memory_fast_path_matches_bucket_index(values: list[float], schema: int) -> None:
+    expected: dict[int, int] = {}
+    for value in values:
+        index = bucket_index(value, schema)
+        expected[index] = expected.get(index, 0) + 1
+    assert memory_buckets(values, schema) == expected
 
 
 @pytest.mark.parametrize("schema", SCHEMAS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
+from math import ceil, log2
 from collections.abc import Sequence
 from threading import Lock
 from typing import TYPE_CHECKING, Any
@@ -121,10 +122,12 @@ class MemoryNativeHistogram(MemoryHistogram):
     lowered by one (merging buckets pairwise) until the buckets fit, as client_golang does.
 
     ``observe`` is the hot path, so it does the common case inline, with the same result as
-    ``NativeHistogram.observe``: a positive value above the zero threshold, between ``2**-64``
-    and ``2**64``, is one bisection in the schema's table of bucket bounds
-    (``pytheus.native.bounds_table``, cached here and refreshed whenever the schema changes).
-    Other values take :meth:`_observe_native`. The native count
+    ``NativeHistogram.observe``: for a positive value above the zero threshold, between about
+    ``2**-64`` and ``2**64``, ``ceil(log2(value) * 2**schema)`` is the bucket's index or one off
+    (``log2`` is within an ulp), and one or two comparisons with the schema's table of bucket
+    bounds (``pytheus.native.bounds_table``, the bounds :func:`~pytheus.native.bucket_index`
+    decides with; cached here and refreshed whenever the schema changes) make it exact. That is
+    cheaper than bisecting the table. Other values take :meth:`_observe_native`. The native count
     and sum are not kept twice: they are the classic ones (NaN counts in ``+Inf`` and in the
     native count alike), filled in by :meth:`snapshot`. A native-only histogram (the single
     classic bucket ``+Inf``) skips the classic bisection: every value, NaN included, is in it.
@@ -137,10 +140,11 @@ class MemoryNativeHistogram(MemoryHistogram):
         "_reset_seconds",
         "_reset_at",
         "_only_inf",
-        "_threshold",
+        "_low",
+        "_high",
+        "_scale",
         "_positive",
         "_table",
-        "_table_size",
         "_first_key",
     )
 
@@ -164,10 +168,13 @@ class MemoryNativeHistogram(MemoryHistogram):
     def _refresh(self) -> None:
         """Cache what the fast path reads of the native part; after every change of schema."""
         native = self._native
-        self._threshold = native.zero_threshold
         self._positive = native.positive
-        self._table, self._first_key = native_bounds_table(native.schema)
-        self._table_size = len(self._table)
+        table, self._first_key = native_bounds_table(native.schema)
+        self._table = table
+        self._scale = 2.0**native.schema
+        # The fast path's values: its estimate, one off at most, stays inside the table.
+        self._low = max(native.zero_threshold, table[2])
+        self._high = table[-3]
 
     def observe(self, value: float) -> None:
         if self._only_inf:
@@ -179,12 +186,14 @@ class MemoryNativeHistogram(MemoryHistogram):
         with self._lock:
             self._counts[index] += 1
             self._sum += value
-            if value > self._threshold:
-                at = bisect_left(self._table, value)
-                if not 0 < at < self._table_size:
-                    self._observe_native(index, value)
-                    return
-                key = at + self._first_key
+            if self._low < value <= self._high:
+                key = ceil(log2(value) * self._scale)
+                table = self._table
+                at = key - self._first_key
+                if value > table[at]:
+                    key += 1
+                elif value <= table[at - 1]:
+                    key -= 1
                 buckets = self._positive
                 try:
                     buckets[key] += 1
