@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -26,9 +27,9 @@ from pytheus.exceptions import InvalidMetricNameException, LabelValidationExcept
 from pytheus.exposition import OPENMETRICS_CONTENT_TYPE as OM
 from pytheus.exposition import PROMETHEUS_CONTENT_TYPE as TEXT
 from pytheus.exposition import openmetrics, render_for_request, text
-from pytheus.exposition.escaping import escape_name, label_name, metric_name
+from pytheus.exposition.escaping import escape_name, exemplar_pairs, label_name, metric_name
 from pytheus.exposition.negotiation import negotiate
-from pytheus.metrics import Counter, Enum, Gauge, Histogram, Summary
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Info, Summary
 from pytheus.naming import (
     LABEL_NAME_RE,
     METRIC_NAME_RE,
@@ -479,3 +480,232 @@ def test_protobuf_names(accept: str, expected: set[str]) -> None:
     assert expected <= set(families)
     [state_family] = [families[name] for name in expected if "task" in name]
     assert {pair.name for m in state_family.metric for pair in m.label} == {state_family.name}
+
+
+# --- Info keys, Enum labels and exemplar labels --------------------------------------------------
+
+TEXT_0_0_4 = "text/plain;version=0.0.4"
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+
+
+def scrape(registry: CollectorRegistry, accept: str) -> str:
+    body, _, _ = render_for_request(registry, accept, None)
+    return body.decode("utf-8")
+
+
+def test_legacy_validation_refuses_utf8_info_keys_and_exemplar_labels() -> None:
+    registry = CollectorRegistry()
+    build = Info("build", "Build.", registry=registry)
+    message = (
+        "metric 'build': invalid label name 'service.version': it must match "
+        "[a-zA-Z_][a-zA-Z0-9_]* (or set_validation_scheme('utf8')"
+    )
+    with pytest.raises(LabelValidationException, match=re.escape(message)):
+        build.info({"service.version": "1.2"})
+    counter = Counter("requests_total", "R.", registry=registry)
+    with pytest.raises(
+        LabelValidationException,
+        match=re.escape("metric 'requests_total': invalid exemplar label name 'trace.id'"),
+    ):
+        counter.inc(exemplar={"trace.id": "abc"})
+    histogram = Histogram("latency_seconds", "L.", buckets=[1], registry=registry)
+    with pytest.raises(LabelValidationException, match=r"'latency_seconds'.*exemplar label name"):
+        histogram.observe(0.5, exemplar={"trace.id": "abc"})
+    assert value_of(registry, "requests_total") == 0  # nothing was recorded
+    assert "build_info{" not in scrape(registry, TEXT_0_0_4)
+
+
+def value_of(registry: CollectorRegistry, name: str) -> float | None:
+    for family in text_parse(scrape(registry, TEXT_0_0_4)):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        ("", "invalid label name '': it must be a non-empty, valid UTF-8 string"),
+        ("a\udc80", "valid UTF-8"),
+        (7, "invalid label name 7"),
+        ("__meta.x", "starts with '__'"),
+        ("node.name", "already one of the metric's labels"),
+    ],
+)
+def test_utf8_info_key_rules(key: Any, match: str) -> None:
+    build = Info("build.meta", "B.", ["node.name"], registry=CollectorRegistry())
+    with pytest.raises(LabelValidationException, match="metric 'build.meta': .*" + match):
+        build.labels({"node.name": "n1"}).info({key: "v", "ok": "w"})
+
+
+def utf8_info_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    build = Info("build.meta", "Build.", ["node.name"], registry=registry)
+    build.labels({"node.name": "n1"}).info({"service.version": "1.2", "commit": "abc"})
+    Enum("task.state", "State.", states=["idle", "busy"], registry=registry).state("busy")
+    return registry
+
+
+@pytest.mark.usefixtures("utf8")
+def test_utf8_info_keys_and_state_labels_quoted() -> None:
+    registry = utf8_info_registry()
+    exposition = scrape(registry, OPENMETRICS + ";escaping=allow-utf-8")
+    assert '# TYPE "build.meta" info\n' in exposition
+    assert (
+        '{"build.meta_info","node.name"="n1",commit="abc","service.version"="1.2"} 1.0\n'
+        in exposition
+    )
+    assert '{"task.state","task.state"="busy"} 1.0\n' in exposition
+    families = {f.name: f for f in om_parse(exposition)}
+    assert families["build.meta"].type == "info"
+    [info] = families["build.meta"].samples
+    assert info.labels == {"node.name": "n1", "service.version": "1.2", "commit": "abc"}
+    assert families["task.state"].type == "stateset"
+    assert {s.labels["task.state"]: s.value for s in families["task.state"].samples} == {
+        "idle": 0,
+        "busy": 1,
+    }
+    text_families = by_name(
+        text_parse(scrape(registry, "text/plain;version=1.0.0;escaping=allow-utf-8"))
+    )
+    assert text_families["build.meta_info"] == {
+        (
+            "build.meta_info",
+            (("commit", "abc"), ("node.name", "n1"), ("service.version", "1.2")),
+        ): 1
+    }
+    assert text_families["task.state"][("task.state", (("task.state", "busy"),))] == 1
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("scheme", "info", "version", "state"),
+    [
+        ("underscores", "build_meta_info", "service_version", "task_state"),
+        ("dots", "build_dot_meta_info", "service_dot_version", "task_dot_state"),
+        ("values", "U__build_2e_meta_info", "U__service_2e_version", "U__task_2e_state"),
+    ],
+)
+def test_utf8_info_keys_and_state_labels_escaped(
+    scheme: str, info: str, version: str, state: str
+) -> None:
+    registry = utf8_info_registry()
+    for accept, parse in ((TEXT_0_0_4, text_parse), (OPENMETRICS, om_parse)):
+        exposition = scrape(registry, f"{accept};escaping={scheme}")
+        assert '"' + "service" not in exposition and '"task' not in exposition
+        found = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in parse(exposition)
+            for s in family.samples
+        }
+        node = "node_name" if scheme == "underscores" else escape_name("node.name", scheme)
+        assert (
+            found[(info, tuple(sorted({"commit": "abc", node: "n1", version: "1.2"}.items())))] == 1
+        )
+        assert found[(state, ((state, "busy"),))] == 1
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("accept", "info", "key", "state"),
+    [
+        (PROTOBUF + ";escaping=allow-utf-8", "build.meta_info", "service.version", "task.state"),
+        (PROTOBUF, "build_meta_info", "service_version", "task_state"),
+        (PROTOBUF + ";escaping=dots", "build_dot_meta_info", "service_dot_version",
+         "task_dot_state"),
+    ],
+)  # fmt: skip
+def test_utf8_info_keys_and_state_labels_in_protobuf(
+    accept: str, info: str, key: str, state: str
+) -> None:
+    body, _, _ = render_for_request(utf8_info_registry(), accept, None)
+    families = {f.name: f for f in proto_oracle.decode_delimited(body)}
+    [metric] = families[info].metric
+    assert {pair.name: pair.value for pair in metric.label}[key] == "1.2"
+    assert metric.gauge.value == 1
+    states = {m.label[0].value: m.gauge.value for m in families[state].metric}
+    assert states == {"idle": 0, "busy": 1}
+    assert {m.label[0].name for m in families[state].metric} == {state}
+
+
+@pytest.mark.system
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize("scheme", ["underscores", "dots", "values"])
+def test_escaped_info_and_exemplars_pass_promtool(scheme: str) -> None:
+    promtool = require_program("promtool")
+    registry = utf8_info_registry()
+    Counter("traced_total", "T.", registry=registry).inc(exemplar={"trace.id": "abc"})
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=scrape(registry, f"{TEXT_0_0_4};escaping={scheme}"),
+        capture_output=True,
+        text=True,
+    )
+    assert "parsing error" not in result.stdout + result.stderr
+    assert result.returncode in (0, 3), result.stderr  # 3: lint about naming style only
+
+
+def utf8_exemplar_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("orders.placed_total", "O.", registry=registry).inc(
+        2, exemplar={"trace.id": "abc", "span_id": "s1"}
+    )
+    Histogram("http.duration", "D.", buckets=[0.1, 1], registry=registry).observe(
+        0.5, exemplar={"trace.id": "def"}
+    )
+    return registry
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("scheme", "trace"),
+    [
+        ("allow-utf-8", "trace.id"),
+        ("underscores", "trace_id"),
+        ("dots", "trace_dot_id"),
+        ("values", "U__trace_2e_id"),
+    ],
+)
+def test_utf8_exemplar_labels(scheme: str, trace: str) -> None:
+    exposition = scrape(utf8_exemplar_registry(), f"{OPENMETRICS};escaping={scheme}")
+    written = f'"{trace}"' if scheme == "allow-utf-8" else trace
+    assert f'# {{{written}="abc",span_id="s1"}} 2.0 ' in exposition
+    exemplars = {
+        s.name: s.exemplar for family in om_parse(exposition) for s in family.samples if s.exemplar
+    }
+    assert len(exemplars) == 2
+    for exemplar in exemplars.values():
+        assert trace in exemplar.labels
+    counter = next(e for name, e in exemplars.items() if "orders" in name)
+    assert counter.labels == {trace: "abc", "span_id": "s1"} and counter.value == 2
+
+
+@pytest.mark.usefixtures("utf8")
+def test_exemplar_limit_counts_characters_and_escaping_never_breaks_it() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("c", "C.", registry=registry)
+    name = "trace.é"  # 7 characters, 8 bytes in UTF-8
+    counter.inc(exemplar={name: "é" * (128 - len(name))})  # 128 characters: allowed
+    with pytest.raises(LabelValidationException, match=r"129 characters.*at most 128"):
+        counter.inc(exemplar={name: "é" * (129 - len(name))})
+    quoted = scrape(registry, f"{OPENMETRICS};escaping=allow-utf-8")
+    [sample] = [s for f in om_parse(quoted) for s in f.samples]
+    assert sample.exemplar is not None and sample.exemplar.labels == {name: "é" * 121}
+    # escaped, the name grows past the limit: the sample stays, its exemplar is left out
+    for scheme in ("underscores", "values"):
+        escaped = scrape(registry, f"{OPENMETRICS};escaping={scheme}")
+        [sample] = [s for f in om_parse(escaped) for s in f.samples]
+        if scheme == "underscores":  # same length: kept
+            assert sample.exemplar is not None and sample.exemplar.labels == {"trace__": "é" * 121}
+        else:
+            assert sample.value == 1 and sample.exemplar is None
+            assert " # " not in escaped
+
+
+def test_exemplar_pairs() -> None:
+    assert exemplar_pairs({"trace.id": "abc"}, "underscores") == [("trace_id", "abc")]
+    assert exemplar_pairs({"trace.id": "abc"}, "allow-utf-8") == [("trace.id", "abc")]
+    assert exemplar_pairs({"a.b": "x" * 123}, "values") is None  # U__a_2e_b: 9 + 123 > 128
+    assert exemplar_pairs({"a.b": "x" * 119}, "values") == [("U__a_2e_b", "x" * 119)]

@@ -10,7 +10,9 @@ How it differs from the Prometheus text format (:mod:`pytheus.exposition.text`):
 - ``# UNIT`` is written for families with a unit; untyped families are typed ``unknown``;
 - help text escapes double quotes too;
 - counter samples and histogram buckets carry their exemplar, if any:
-  ``orders_total 3.0 # {trace_id="abc"} 1.0 1700000000.0``.
+  ``orders_total 3.0 # {trace_id="abc"} 1.0 1700000000.0``; its label names are quoted or
+  escaped as the other names are (an exemplar that escaping makes longer than the 128
+  characters OpenMetrics allows is left out).
 
 OpenMetrics forbids some values the Prometheus format allows. Rather than break the whole scrape,
 the sample that would be invalid is left out:
@@ -34,6 +36,7 @@ from collections.abc import Iterable
 
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
+    exemplar_pairs,
     metric_name,
     needs_quotes,
     quote,
@@ -86,7 +89,10 @@ def render_exemplar(exemplar: Exemplar | None, escaping: str = DEFAULT_SCHEME) -
     """`` # {labels} value [timestamp]`` to append to a sample line, or ``""`` without one."""
     if exemplar is None:
         return ""
-    labels = render_pairs(exemplar.labels.items(), escaping) or "{}"
+    pairs = exemplar_pairs(exemplar.labels, escaping)
+    if pairs is None:  # longer than OpenMetrics allows once its names are escaped
+        return ""
+    labels = render_pairs(pairs, escaping) or "{}"
     timestamp = "" if exemplar.timestamp is None else f" {format_value(exemplar.timestamp)}"
     return f" # {labels} {format_value(exemplar.value)}{timestamp}"
 
