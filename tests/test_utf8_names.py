@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as text_parse
@@ -734,3 +734,120 @@ def test_utf8_names_on_every_backend(backend: str) -> None:
     assert counter.value == 2
     if backend != "per_value":  # the per-value protocol keeps no exemplars
         assert counter.exemplar is not None and counter.exemplar.labels == {"trace.id": "abc"}
+
+
+# --- hostile names: nothing raises while rendering, nothing adds a line ---------------------------
+
+# Any code point but lone surrogates (refused at definition, see above), with the characters
+# that matter to the formats (escapes, quotes, line ends, separators) drawn often.
+HOSTILE = '\\"\n\r\x00\t {}=,#\u2028\u0085\x1c'
+HOSTILE_NAMES = st.text(
+    st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(HOSTILE)),
+    min_size=1,
+    max_size=12,
+)
+SCHEMES = ("allow-utf-8", "underscores", "dots", "values")
+
+
+def hostile_registries(names: list[str]) -> dict[str, CollectorRegistry]:
+    """One registry per kind of metric, every name and value drawn from ``names``."""
+    metric, label, key, exemplar = names
+    registries = {kind: CollectorRegistry() for kind in ("gauge", "info", "enum", "counter")}
+    Gauge(metric, "G.", [label], registry=registries["gauge"]).labels({label: metric}).set(1)
+    Info(metric, "I.", registry=registries["info"]).info({key: label})
+    Enum(metric, "E.", states=[key, key + "!"], registry=registries["enum"]).state(key)
+    Counter(metric, "C.", registry=registries["counter"]).inc(exemplar={exemplar: key})
+    return registries
+
+
+# The lines of each kind's body: # HELP, # TYPE, its samples, and # EOF in OpenMetrics.
+TEXT_LINES = {"gauge": 3, "info": 3, "enum": 4, "counter": 3}
+OM_LINES = {"gauge": 4, "info": 4, "enum": 5, "counter": 4}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(HOSTILE_NAMES, min_size=4, max_size=4))
+def test_hostile_utf8_names_render_safely_in_every_format(names: list[str]) -> None:
+    metric, label, key, exemplar = names
+    set_validation_scheme("utf8")
+    try:
+        if label.startswith("__") or key.startswith("__"):
+            with pytest.raises((InvalidMetricNameException, LabelValidationException)):
+                hostile_registries(names)
+            return
+        bodies = {
+            (kind, scheme, accept): render_for_request(
+                registry, f"{accept};escaping={scheme}", None
+            )[0]
+            for kind, registry in hostile_registries(names).items()
+            for scheme in SCHEMES
+            for accept in (TEXT_0_0_4, OPENMETRICS, PROTOBUF)
+        }
+    finally:
+        set_validation_scheme("legacy")
+    for (kind, scheme, accept), body in bodies.items():
+        if accept == PROTOBUF:
+            [family] = proto_oracle.decode_delimited(body)
+            if scheme != "allow-utf-8":
+                assert METRIC_NAME_RE.fullmatch(family.name)
+                assert all(LABEL_NAME_RE.fullmatch(p.name) for m in family.metric for p in m.label)
+            continue
+        exposition = body.decode("utf-8")
+        openmetrics_body = accept == OPENMETRICS
+        lines = (OM_LINES if openmetrics_body else TEXT_LINES)[kind]
+        assert exposition.count("\n") == lines and exposition.endswith("\n")
+        if any(label_name(n, scheme).startswith("__") for n in (label, key, metric, exemplar)):
+            # Prometheus's own escapes may start with "__" ("0" -> "__" under dots): Prometheus
+            # reads them, prometheus_client's parsers refuse them as reserved
+            continue
+        if kind == "counter" and openmetrics_body and '"' in key + exemplar:
+            # prometheus_client's OpenMetrics parser ends an exemplar's quoted string at \"
+            line = exposition.splitlines()[2]
+            written = label_name(exemplar, scheme)
+            assert f' # {{{written}="{text.escape_label_value(key)}"}} 1.0 ' in line
+            continue
+        parse = om_parse if openmetrics_body else text_parse
+        found = [s for f in parse(exposition) for s in f.samples]
+        assert len(found) == lines - (3 if openmetrics_body else 2)
+        for sample in found:
+            if scheme == "allow-utf-8":  # every name read back as it was defined
+                assert sample.name in {metric, metric + "_info", metric + "_total"}
+                expected = {"gauge": {label}, "info": {key}, "enum": {metric}, "counter": set()}
+                assert set(sample.labels) == expected[kind]
+            else:
+                assert METRIC_NAME_RE.fullmatch(sample.name), sample.name
+                assert all(LABEL_NAME_RE.fullmatch(n) for n in sample.labels), sample.labels
+            assert set(sample.labels.values()) <= {metric, label, key, key + "!"}
+            if kind == "counter" and openmetrics_body:
+                assert sample.exemplar is not None
+                assert list(sample.exemplar.labels.values()) == [key]
+                if scheme == "allow-utf-8":
+                    assert list(sample.exemplar.labels) == [exemplar]
+
+
+@pytest.mark.parametrize(
+    ("validation", "name", "accept", "written"),
+    [
+        ("legacy", "task:state", OPENMETRICS, "task_state"),
+        ("utf8", "task:state", OPENMETRICS, "task_state"),
+        ("utf8", "task:state", OPENMETRICS + ";escaping=allow-utf-8", "task:state"),
+        ("utf8", "a.b:c", OPENMETRICS, "a_b_c"),
+        ("utf8", "a.b:c", OPENMETRICS + ";escaping=dots", "a_dot_b__c"),
+        ("utf8", "a.b:c", OPENMETRICS + ";escaping=allow-utf-8", "a.b:c"),
+    ],
+)
+def test_a_stateset_and_its_state_label_have_the_same_name(
+    validation: str, name: str, accept: str, written: str
+) -> None:
+    """OpenMetrics labels a stateset's samples with the family's name; a label cannot have ':'
+    unless quoted, so under escaping the family name is escaped as a label name too."""
+    set_validation_scheme(validation)
+    try:
+        registry = CollectorRegistry()
+        Enum(name, "S.", states=["idle", "busy"], registry=registry).state("busy")
+        exposition = scrape(registry, accept)
+    finally:
+        set_validation_scheme("legacy")
+    [family] = om_parse(exposition)  # it checks that every sample has the family's label
+    assert family.name == written and family.type == "stateset"
+    assert {s.labels[written]: s.value for s in family.samples} == {"idle": 0, "busy": 1}

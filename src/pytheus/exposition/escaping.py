@@ -116,6 +116,19 @@ def metric_name(name: str, scheme: str) -> str:
     return escape_name(name, scheme)
 
 
+def stateset_name(name: str, scheme: str) -> str:
+    """A stateset's name as OpenMetrics writes it under ``scheme``, before quoting.
+
+    OpenMetrics labels a stateset's samples with the family's own name, so the family name must
+    be one a label can have too: under a scheme that escapes, a name that is not a classic
+    *label* name is escaped as one, ``:`` included (``task:state`` -> ``task_state``), exactly
+    as :func:`label_name` writes the state label.
+    """
+    if scheme == ALLOW_UTF8 or is_legacy_label_name(name):
+        return name
+    return escape_name(name, scheme, label=True)
+
+
 @functools.lru_cache(maxsize=4096)
 def label_name(name: str, scheme: str) -> str:
     """A label name as the text formats write it: as it is, quoted, or escaped.

@@ -6,7 +6,8 @@ How it differs from the Prometheus text format (:mod:`pytheus.exposition.text`):
 - a counter family is named without ``_total`` and its samples with it: a counter defined as
   ``orders_total`` or as ``orders`` is family ``orders`` with samples ``orders_total``;
 - an info family ``build`` has samples ``build_info``; a stateset's samples are labelled with
-  the family's name, one per state, as the model gives them;
+  the family's name, one per state, as the model gives them (a name with ``:``, which a
+  label name cannot have, is escaped for the family too, so the two stay the same);
 - ``# UNIT`` is written for families with a unit; untyped families are typed ``unknown``;
 - help text escapes double quotes too;
 - counter samples and histogram buckets carry their exemplar, if any:
@@ -41,6 +42,7 @@ from pytheus.exposition.escaping import (
     needs_quotes,
     quote,
     series_name,
+    stateset_name,
 )
 from pytheus.exposition.text import (
     bucket_labels,
@@ -113,7 +115,10 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
     out: list[str] = []
     append = out.append
     for family in families:
-        name = metric_name(family_name(family), escaping)
+        if family.type is MetricType.STATESET:
+            name = stateset_name(family.name, escaping)
+        else:
+            name = metric_name(family_name(family), escaping)
         quoted = needs_quotes(name, escaping)
         head = quote(name) if quoted else name
         if family.help:
