@@ -802,7 +802,7 @@ def test_hostile_utf8_names_render_safely_in_every_format(names: list[str]) -> N
             continue
         if kind == "counter" and openmetrics_body and '"' in key + exemplar:
             # prometheus_client's OpenMetrics parser ends an exemplar's quoted string at \"
-            line = exposition.splitlines()[2]
+            line = exposition.split("\n")[2]  # not splitlines(): \x85 and \u2028 end none
             written = label_name(exemplar, scheme)
             assert f' # {{{written}="{text.escape_label_value(key)}"}} 1.0 ' in line
             continue
