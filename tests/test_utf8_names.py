@@ -851,3 +851,29 @@ def test_a_stateset_and_its_state_label_have_the_same_name(
     [family] = om_parse(exposition)  # it checks that every sample has the family's label
     assert family.name == written and family.type == "stateset"
     assert {s.labels[written]: s.value for s in family.samples} == {"idle": 0, "busy": 1}
+
+
+@pytest.mark.parametrize(
+    ("validation", "prefix", "accept", "written"),
+    [
+        ("legacy", "app", OPENMETRICS, "app_task_state"),
+        ("utf8", "my.app", OPENMETRICS + ";escaping=allow-utf-8", "my.app_task_state"),
+        ("utf8", "my.app", OPENMETRICS, "my_app_task_state"),
+    ],
+)
+def test_a_prefixed_stateset_is_labelled_with_its_prefixed_name(
+    validation: str, prefix: str, accept: str, written: str
+) -> None:
+    set_validation_scheme(validation)
+    try:
+        registry = CollectorRegistry(prefix=prefix)
+        Enum("task_state", "S.", states=["idle", "busy"], registry=registry).state("busy")
+        exposition = scrape(registry, accept)
+        text_exposition = scrape(registry, TEXT_0_0_4)
+    finally:
+        set_validation_scheme("legacy")
+    [family] = om_parse(exposition)
+    assert family.name == written
+    assert {s.labels[written]: s.value for s in family.samples} == {"idle": 0, "busy": 1}
+    [gauge] = text_parse(text_exposition)
+    assert {s.labels[gauge.name]: s.value for s in gauge.samples} == {"idle": 0, "busy": 1}
