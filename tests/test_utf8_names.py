@@ -1,4 +1,5 @@
-"""UTF-8 metric and label names: the opt-in, the escaping schemes, negotiation and exposition.
+"""UTF-8 metric and label names: the opt-in, the escaping schemes, negotiation and exposition,
+Info keys, Enum state labels and exemplar labels, every backend, and hostile names (property).
 
 The expected escapes are the examples of the Prometheus documentation ("UTF-8 escaping
 schemes") and the scenarios of prometheus/common's ``TestEscapeName``. Quoted output is read
