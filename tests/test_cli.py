@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -47,6 +48,7 @@ from pytheus.cli import (
     redact_url,
 )
 from pytheus.samples import MetricType
+from tests import proto_oracle
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +58,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SERVE_OPTIONS = (
     "--dir", "--redis-url", "--namespace", "--port", "--bind", "--certfile", "--keyfile",
     "--client-cafile", "--client-auth-required", "--basic-auth-user",
-    "--basic-auth-password-file", "--log-level", "--help",
+    "--basic-auth-password-file", "--name-validation", "--log-level", "--help",
 )  # fmt: skip
 
 # A worker: records known values, then exits ("exit") or stays alive until stdin closes ("stay").
@@ -91,19 +93,21 @@ if mode == "stay":
 # --- processes -----------------------------------------------------------------------------------
 
 
-def run_worker(index: int, env: dict[str, str], *extra: str) -> None:
+def run_worker(index: int, env: dict[str, str], *extra: str, script: str = WORKER) -> None:
     """A worker that records, flushes and exits."""
     subprocess.run(
-        [sys.executable, "-c", WORKER, str(index), "exit", *extra],
+        [sys.executable, "-c", script, str(index), "exit", *extra],
         cwd=ROOT, env=env, check=True, timeout=30, capture_output=True,
     )  # fmt: skip
 
 
 @contextmanager
-def living_worker(index: int, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+def living_worker(
+    index: int, env: dict[str, str], script: str = WORKER
+) -> Iterator[subprocess.Popen[str]]:
     """A worker that has recorded and stays alive until the block ends."""
     process = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(index), "stay"],
+        [sys.executable, "-c", script, str(index), "stay"],
         cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -255,7 +259,12 @@ def test_help_lists_every_option() -> None:
         assert option in text, option
     assert f"default: {DEFAULT_PORT})" in text
     assert f"default: {DEFAULT_BIND}," in text
-    for variable in ("PYTHEUS_MULTIPROC_DIR", REDIS_URL_ENV, PASSWORD_ENV):
+    for variable in (
+        "PYTHEUS_MULTIPROC_DIR",
+        REDIS_URL_ENV,
+        PASSWORD_ENV,
+        "PYTHEUS_NAME_VALIDATION",
+    ):
         assert variable in text
     top = run_cli("--help")
     assert top.returncode == 0 and "serve" in top.stdout and "--version" in top.stdout
@@ -528,3 +537,140 @@ def test_port_in_use_is_an_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "cannot serve" in result.stderr
     assert time.monotonic() - started < 20
+
+
+# --- UTF-8 names ---------------------------------------------------------------------------------
+
+# A worker run with PYTHEUS_NAME_VALIDATION=utf8: names that are not classic, and classic ones.
+UTF8_WORKER = """
+import sys
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Info
+
+index, mode = int(sys.argv[1]), sys.argv[2]
+requests = Counter("http.server.requests_total", "Requests.", required_labels=["http.method"])
+requests.labels({"http.method": "GET"}).inc(index + 1, exemplar={"trace.id": f"t{index}"})
+Histogram("http.server.duration", "Duration.", buckets=[0.1, 1.0]).observe(0.5)
+Gauge('say "hi"', "Quoted.", multiprocess_mode="max").set(index + 1)
+Info("build.meta", "Build.").info({"service.version": "1.2"})
+Info("build", "Classic name, UTF-8 key.").info({"git.commit": "abc"})
+Enum("task.state", "State.", states=["idle", "busy"]).state("busy")
+Counter("jobs_total", "Classic.").inc()
+from pytheus.backends.base import get_backend_class
+if get_backend_class().__name__ == "MultiProcessRedisBackend":
+    from pytheus.backends.redis import wait_for_flush
+    assert wait_for_flush(10)
+print("ready", flush=True)
+if mode == "stay":
+    sys.stdin.read()
+"""
+UTF8_OPENMETRICS = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+UTF8_TEXT = "text/plain;version=1.0.0;escaping=allow-utf-8"
+UNDERSCORES_TEXT = "text/plain;version=0.0.4;escaping=underscores"
+PROTOBUF_UTF8 = (
+    "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;"
+    "encoding=delimited;escaping=allow-utf-8"
+)
+
+
+def assert_utf8_served(url: str, workers: int, exemplars: bool) -> None:
+    """What UTF8_WORKER of indexes 0..workers-1 recorded, in every format the exporter speaks."""
+    status, content_type, body = fetch(url, UTF8_OPENMETRICS)
+    assert status == 200, body
+    assert content_type.endswith("; escaping=allow-utf-8")
+    families = {f.name: f for f in openmetrics_parse(body)}  # type: ignore[no-untyped-call]
+    assert families["build.meta"].type == "info" and families["task.state"].type == "stateset"
+    found = samples(iter(families.values()))
+    total = sum(range(1, workers + 1))
+    assert sample(found, "http.server.requests_total", **{"http.method": "GET"}) == total
+    assert sample(found, "http.server.duration_bucket", le="1.0") == workers
+    assert sample(found, 'say "hi"') == workers
+    assert sample(found, "build.meta_info", **{"service.version": "1.2"}) == 1
+    assert sample(found, "build_info", **{"git.commit": "abc"}) == 1
+    assert sample(found, "task.state", **{"task.state": "busy"}) == 1
+    assert sample(found, "jobs_total") == workers
+    if exemplars:
+        [counter] = families["http.server.requests"].samples
+        assert counter.exemplar is not None
+        assert set(counter.exemplar.labels) == {"trace.id"}
+
+    status, _, body = fetch(url, UTF8_TEXT)
+    assert status == 200
+    found = samples(text_parse(body))
+    assert sample(found, "build.meta_info", **{"service.version": "1.2"}) == 1
+    assert sample(found, 'say "hi"') == workers
+
+    status, content_type, body = fetch(url, UNDERSCORES_TEXT)
+    assert status == 200 and content_type == "text/plain; version=0.0.4; charset=utf-8"
+    assert '"' + "http" not in body and '{"' not in body
+    found = samples(text_parse(body))
+    assert sample(found, "http_server_requests_total", http_method="GET") == total
+    assert sample(found, "say__hi_") == workers
+    assert sample(found, "build_meta_info", service_version="1.2") == 1
+    assert sample(found, "build_info", git_commit="abc") == 1
+    assert sample(found, "task_state", task_state="busy") == 1
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run(
+            [promtool, "check", "metrics"], input=body, capture_output=True, text=True
+        )
+        assert "parsing error" not in checked.stdout + checked.stderr
+        assert checked.returncode in (0, 3), checked.stderr  # 3: naming-style lint only
+
+    request = urllib.request.Request(url, headers={"Accept": PROTOBUF_UTF8})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        decoded = {f.name: f for f in proto_oracle.decode_delimited(response.read())}
+    [info] = decoded["build.meta_info"].metric
+    assert [(pair.name, pair.value) for pair in info.label] == [("service.version", "1.2")]
+    assert {m.label[0].name for m in decoded["task.state"].metric} == {"task.state"}
+
+
+def assert_utf8_left_out(running: Exporter) -> None:
+    """A legacy exporter serves the classic families only, and says what it left out."""
+    status, _, body = fetch(running.url, UTF8_OPENMETRICS)
+    assert status == 200
+    families = openmetrics_parse(body)  # type: ignore[no-untyped-call]
+    # "build" is classic, but its only information has a key that is not: no series
+    assert {f.name for f in families if f.samples} == {"jobs"}
+    log = "".join(running.log)
+    for name in ("http.server.requests_total", "build.meta", "task.state"):
+        assert f"metric {name!r} is left out" in log, name
+    assert "metric 'build' has information left out: a key is not a classic name" in log
+    assert "--name-validation utf8" in log
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_utf8_names_from_the_shared_directory(tmp_path: Path, how: str) -> None:
+    env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path), PYTHEUS_NAME_VALIDATION="utf8")
+    run_worker(0, env, script=UTF8_WORKER)
+    with living_worker(1, env, script=UTF8_WORKER):
+        if how == "option":
+            served = exporter("--dir", str(tmp_path), "--name-validation", "utf8")
+        else:
+            served = exporter("--dir", str(tmp_path), env=clean_env(PYTHEUS_NAME_VALIDATION="utf8"))
+        with served as running:
+            assert "name validation: utf8" in "".join(running.log)
+            assert_utf8_served(running.url, 2, exemplars=True)
+    assert not any("Traceback" in line for line in running.log)
+
+
+def test_legacy_exporter_leaves_utf8_names_out(tmp_path: Path) -> None:
+    env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path), PYTHEUS_NAME_VALIDATION="utf8")
+    run_worker(0, env, script=UTF8_WORKER)
+    legacy = clean_env(PYTHEUS_NAME_VALIDATION="utf8")  # the option wins over the environment
+    with exporter("--dir", str(tmp_path), "--name-validation", "legacy", env=legacy) as running:
+        assert_utf8_left_out(running)
+        fetch(running.url)
+        log = "".join(running.log)
+        assert log.count("metric 'build.meta' is left out") == 1  # told once, not per scrape
+
+
+@pytest.mark.system
+def test_utf8_names_from_redis(tmp_path: Path, redis_server: RedisServer) -> None:
+    env = {**redis_env(tmp_path, redis_server.url, "utf8"), "PYTHEUS_NAME_VALIDATION": "utf8"}
+    run_worker(0, env, script=UTF8_WORKER)
+    run_worker(1, env, script=UTF8_WORKER)
+    args = ("--redis-url", redis_server.url, "--namespace", "utf8")
+    with exporter(*args, "--name-validation", "utf8") as running:
+        assert_utf8_served(running.url, 2, exemplars=True)
+    with exporter(*args) as running:  # legacy, the default
+        assert_utf8_left_out(running)

@@ -1,4 +1,5 @@
-"""UTF-8 metric and label names: the opt-in, the escaping schemes, negotiation and exposition.
+"""UTF-8 metric and label names: the opt-in, the escaping schemes, negotiation and exposition,
+Info keys, Enum state labels and exemplar labels, every backend, and hostile names (property).
 
 The expected escapes are the examples of the Prometheus documentation ("UTF-8 escaping
 schemes") and the scenarios of prometheus/common's ``TestEscapeName``. Quoted output is read
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families as text_parse
@@ -26,9 +28,9 @@ from pytheus.exceptions import InvalidMetricNameException, LabelValidationExcept
 from pytheus.exposition import OPENMETRICS_CONTENT_TYPE as OM
 from pytheus.exposition import PROMETHEUS_CONTENT_TYPE as TEXT
 from pytheus.exposition import openmetrics, render_for_request, text
-from pytheus.exposition.escaping import escape_name, label_name, metric_name
+from pytheus.exposition.escaping import escape_name, exemplar_pairs, label_name, metric_name
 from pytheus.exposition.negotiation import negotiate
-from pytheus.metrics import Counter, Enum, Gauge, Histogram, Summary
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Info, Summary
 from pytheus.naming import (
     LABEL_NAME_RE,
     METRIC_NAME_RE,
@@ -479,3 +481,400 @@ def test_protobuf_names(accept: str, expected: set[str]) -> None:
     assert expected <= set(families)
     [state_family] = [families[name] for name in expected if "task" in name]
     assert {pair.name for m in state_family.metric for pair in m.label} == {state_family.name}
+
+
+# --- Info keys, Enum labels and exemplar labels --------------------------------------------------
+
+TEXT_0_0_4 = "text/plain;version=0.0.4"
+OPENMETRICS = "application/openmetrics-text;version=1.0.0"
+
+
+def scrape(registry: CollectorRegistry, accept: str) -> str:
+    body, _, _ = render_for_request(registry, accept, None)
+    return body.decode("utf-8")
+
+
+def test_legacy_validation_refuses_utf8_info_keys_and_exemplar_labels() -> None:
+    registry = CollectorRegistry()
+    build = Info("build", "Build.", registry=registry)
+    message = (
+        "metric 'build': invalid label name 'service.version': it must match "
+        "[a-zA-Z_][a-zA-Z0-9_]* (or set_validation_scheme('utf8')"
+    )
+    with pytest.raises(LabelValidationException, match=re.escape(message)):
+        build.info({"service.version": "1.2"})
+    counter = Counter("requests_total", "R.", registry=registry)
+    with pytest.raises(
+        LabelValidationException,
+        match=re.escape("metric 'requests_total': invalid exemplar label name 'trace.id'"),
+    ):
+        counter.inc(exemplar={"trace.id": "abc"})
+    histogram = Histogram("latency_seconds", "L.", buckets=[1], registry=registry)
+    with pytest.raises(LabelValidationException, match=r"'latency_seconds'.*exemplar label name"):
+        histogram.observe(0.5, exemplar={"trace.id": "abc"})
+    assert value_of(registry, "requests_total") == 0  # nothing was recorded
+    assert "build_info{" not in scrape(registry, TEXT_0_0_4)
+
+
+def value_of(registry: CollectorRegistry, name: str) -> float | None:
+    for family in text_parse(scrape(registry, TEXT_0_0_4)):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return None
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("key", "match"),
+    [
+        ("", "invalid label name '': it must be a non-empty, valid UTF-8 string"),
+        ("a\udc80", "valid UTF-8"),
+        (7, "invalid label name 7"),
+        ("__meta.x", "starts with '__'"),
+        ("node.name", "already one of the metric's labels"),
+    ],
+)
+def test_utf8_info_key_rules(key: Any, match: str) -> None:
+    build = Info("build.meta", "B.", ["node.name"], registry=CollectorRegistry())
+    with pytest.raises(LabelValidationException, match="metric 'build.meta': .*" + match):
+        build.labels({"node.name": "n1"}).info({key: "v", "ok": "w"})
+
+
+def utf8_info_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    build = Info("build.meta", "Build.", ["node.name"], registry=registry)
+    build.labels({"node.name": "n1"}).info({"service.version": "1.2", "commit": "abc"})
+    Enum("task.state", "State.", states=["idle", "busy"], registry=registry).state("busy")
+    return registry
+
+
+@pytest.mark.usefixtures("utf8")
+def test_utf8_info_keys_and_state_labels_quoted() -> None:
+    registry = utf8_info_registry()
+    exposition = scrape(registry, OPENMETRICS + ";escaping=allow-utf-8")
+    assert '# TYPE "build.meta" info\n' in exposition
+    assert (
+        '{"build.meta_info","node.name"="n1",commit="abc","service.version"="1.2"} 1.0\n'
+        in exposition
+    )
+    assert '{"task.state","task.state"="busy"} 1.0\n' in exposition
+    families = {f.name: f for f in om_parse(exposition)}
+    assert families["build.meta"].type == "info"
+    [info] = families["build.meta"].samples
+    assert info.labels == {"node.name": "n1", "service.version": "1.2", "commit": "abc"}
+    assert families["task.state"].type == "stateset"
+    assert {s.labels["task.state"]: s.value for s in families["task.state"].samples} == {
+        "idle": 0,
+        "busy": 1,
+    }
+    text_families = by_name(
+        text_parse(scrape(registry, "text/plain;version=1.0.0;escaping=allow-utf-8"))
+    )
+    assert text_families["build.meta_info"] == {
+        (
+            "build.meta_info",
+            (("commit", "abc"), ("node.name", "n1"), ("service.version", "1.2")),
+        ): 1
+    }
+    assert text_families["task.state"][("task.state", (("task.state", "busy"),))] == 1
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("scheme", "info", "version", "state"),
+    [
+        ("underscores", "build_meta_info", "service_version", "task_state"),
+        ("dots", "build_dot_meta_info", "service_dot_version", "task_dot_state"),
+        ("values", "U__build_2e_meta_info", "U__service_2e_version", "U__task_2e_state"),
+    ],
+)
+def test_utf8_info_keys_and_state_labels_escaped(
+    scheme: str, info: str, version: str, state: str
+) -> None:
+    registry = utf8_info_registry()
+    for accept, parse in ((TEXT_0_0_4, text_parse), (OPENMETRICS, om_parse)):
+        exposition = scrape(registry, f"{accept};escaping={scheme}")
+        assert '"' + "service" not in exposition and '"task' not in exposition
+        found = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in parse(exposition)
+            for s in family.samples
+        }
+        node = "node_name" if scheme == "underscores" else escape_name("node.name", scheme)
+        assert (
+            found[(info, tuple(sorted({"commit": "abc", node: "n1", version: "1.2"}.items())))] == 1
+        )
+        assert found[(state, ((state, "busy"),))] == 1
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("accept", "info", "key", "state"),
+    [
+        (PROTOBUF + ";escaping=allow-utf-8", "build.meta_info", "service.version", "task.state"),
+        (PROTOBUF, "build_meta_info", "service_version", "task_state"),
+        (PROTOBUF + ";escaping=dots", "build_dot_meta_info", "service_dot_version",
+         "task_dot_state"),
+    ],
+)  # fmt: skip
+def test_utf8_info_keys_and_state_labels_in_protobuf(
+    accept: str, info: str, key: str, state: str
+) -> None:
+    body, _, _ = render_for_request(utf8_info_registry(), accept, None)
+    families = {f.name: f for f in proto_oracle.decode_delimited(body)}
+    [metric] = families[info].metric
+    assert {pair.name: pair.value for pair in metric.label}[key] == "1.2"
+    assert metric.gauge.value == 1
+    states = {m.label[0].value: m.gauge.value for m in families[state].metric}
+    assert states == {"idle": 0, "busy": 1}
+    assert {m.label[0].name for m in families[state].metric} == {state}
+
+
+@pytest.mark.system
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize("scheme", ["underscores", "dots", "values"])
+def test_escaped_info_and_exemplars_pass_promtool(scheme: str) -> None:
+    promtool = require_program("promtool")
+    registry = utf8_info_registry()
+    Counter("traced_total", "T.", registry=registry).inc(exemplar={"trace.id": "abc"})
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=scrape(registry, f"{TEXT_0_0_4};escaping={scheme}"),
+        capture_output=True,
+        text=True,
+    )
+    assert "parsing error" not in result.stdout + result.stderr
+    assert result.returncode in (0, 3), result.stderr  # 3: lint about naming style only
+
+
+def utf8_exemplar_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("orders.placed_total", "O.", registry=registry).inc(
+        2, exemplar={"trace.id": "abc", "span_id": "s1"}
+    )
+    Histogram("http.duration", "D.", buckets=[0.1, 1], registry=registry).observe(
+        0.5, exemplar={"trace.id": "def"}
+    )
+    return registry
+
+
+@pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("scheme", "trace"),
+    [
+        ("allow-utf-8", "trace.id"),
+        ("underscores", "trace_id"),
+        ("dots", "trace_dot_id"),
+        ("values", "U__trace_2e_id"),
+    ],
+)
+def test_utf8_exemplar_labels(scheme: str, trace: str) -> None:
+    exposition = scrape(utf8_exemplar_registry(), f"{OPENMETRICS};escaping={scheme}")
+    written = f'"{trace}"' if scheme == "allow-utf-8" else trace
+    assert f'# {{{written}="abc",span_id="s1"}} 2.0 ' in exposition
+    exemplars = {
+        s.name: s.exemplar for family in om_parse(exposition) for s in family.samples if s.exemplar
+    }
+    assert len(exemplars) == 2
+    for exemplar in exemplars.values():
+        assert trace in exemplar.labels
+    counter = next(e for name, e in exemplars.items() if "orders" in name)
+    assert counter.labels == {trace: "abc", "span_id": "s1"} and counter.value == 2
+
+
+@pytest.mark.usefixtures("utf8")
+def test_exemplar_limit_counts_characters_and_escaping_never_breaks_it() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("c", "C.", registry=registry)
+    name = "trace.é"  # 7 characters, 8 bytes in UTF-8
+    counter.inc(exemplar={name: "é" * (128 - len(name))})  # 128 characters: allowed
+    with pytest.raises(LabelValidationException, match=r"129 characters.*at most 128"):
+        counter.inc(exemplar={name: "é" * (129 - len(name))})
+    quoted = scrape(registry, f"{OPENMETRICS};escaping=allow-utf-8")
+    [sample] = [s for f in om_parse(quoted) for s in f.samples]
+    assert sample.exemplar is not None and sample.exemplar.labels == {name: "é" * 121}
+    # escaped, the name grows past the limit: the sample stays, its exemplar is left out
+    for scheme in ("underscores", "values"):
+        escaped = scrape(registry, f"{OPENMETRICS};escaping={scheme}")
+        [sample] = [s for f in om_parse(escaped) for s in f.samples]
+        if scheme == "underscores":  # same length: kept
+            assert sample.exemplar is not None and sample.exemplar.labels == {"trace__": "é" * 121}
+        else:
+            assert sample.value == 1 and sample.exemplar is None
+            assert " # " not in escaped
+
+
+def test_exemplar_pairs() -> None:
+    assert exemplar_pairs({"trace.id": "abc"}, "underscores") == [("trace_id", "abc")]
+    assert exemplar_pairs({"trace.id": "abc"}, "allow-utf-8") == [("trace.id", "abc")]
+    assert exemplar_pairs({"a.b": "x" * 123}, "values") is None  # U__a_2e_b: 9 + 123 > 128
+    assert exemplar_pairs({"a.b": "x" * 119}, "values") == [("U__a_2e_b", "x" * 119)]
+
+
+@pytest.mark.usefixtures("utf8")
+def test_utf8_names_on_every_backend(backend: str) -> None:
+    """Names with quotes and backslashes go through each store (Redis finds a gauge's type in
+    its JSON description without decoding it, unless the name defeats that)."""
+    registry = CollectorRegistry()
+    Gauge('say "hi"\\', "G.", multiprocess_mode="max", registry=registry).set(5)
+    Info("build.meta", "B.", registry=registry).info({"service.version": "1.2"})
+    Enum('task "state"', "S.", states=["idle", "busy"], registry=registry).state("busy")
+    Counter("orders.placed_total", "O.", registry=registry).inc(2, exemplar={"trace.id": "abc"})
+    exposition = scrape(registry, OPENMETRICS + ";escaping=allow-utf-8")
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s
+        for f in om_parse(exposition)
+        for s in f.samples
+    }
+    assert found[('say "hi"\\', ())].value == 5
+    assert found[("build.meta_info", (("service.version", "1.2"),))].value == 1
+    assert found[('task "state"', (('task "state"', "busy"),))].value == 1
+    assert found[('task "state"', (('task "state"', "idle"),))].value == 0
+    counter = found[("orders.placed_total", ())]
+    assert counter.value == 2
+    if backend != "per_value":  # the per-value protocol keeps no exemplars
+        assert counter.exemplar is not None and counter.exemplar.labels == {"trace.id": "abc"}
+
+
+# --- hostile names: nothing raises while rendering, nothing adds a line ---------------------------
+
+# Any code point but lone surrogates (refused at definition, see above), with the characters
+# that matter to the formats (escapes, quotes, line ends, separators) drawn often.
+HOSTILE = '\\"\n\r\x00\t {}=,#\u2028\u0085\x1c'
+HOSTILE_NAMES = st.text(
+    st.one_of(st.characters(exclude_categories=["Cs"]), st.sampled_from(HOSTILE)),
+    min_size=1,
+    max_size=12,
+)
+SCHEMES = ("allow-utf-8", "underscores", "dots", "values")
+
+
+def hostile_registries(names: list[str]) -> dict[str, CollectorRegistry]:
+    """One registry per kind of metric, every name and value drawn from ``names``."""
+    metric, label, key, exemplar = names
+    registries = {kind: CollectorRegistry() for kind in ("gauge", "info", "enum", "counter")}
+    Gauge(metric, "G.", [label], registry=registries["gauge"]).labels({label: metric}).set(1)
+    Info(metric, "I.", registry=registries["info"]).info({key: label})
+    Enum(metric, "E.", states=[key, key + "!"], registry=registries["enum"]).state(key)
+    Counter(metric, "C.", registry=registries["counter"]).inc(exemplar={exemplar: key})
+    return registries
+
+
+# The lines of each kind's body: # HELP, # TYPE, its samples, and # EOF in OpenMetrics.
+TEXT_LINES = {"gauge": 3, "info": 3, "enum": 4, "counter": 3}
+OM_LINES = {"gauge": 4, "info": 4, "enum": 5, "counter": 4}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(HOSTILE_NAMES, min_size=4, max_size=4))
+def test_hostile_utf8_names_render_safely_in_every_format(names: list[str]) -> None:
+    metric, label, key, exemplar = names
+    set_validation_scheme("utf8")
+    try:
+        if label.startswith("__") or key.startswith("__"):
+            with pytest.raises((InvalidMetricNameException, LabelValidationException)):
+                hostile_registries(names)
+            return
+        bodies = {
+            (kind, scheme, accept): render_for_request(
+                registry, f"{accept};escaping={scheme}", None
+            )[0]
+            for kind, registry in hostile_registries(names).items()
+            for scheme in SCHEMES
+            for accept in (TEXT_0_0_4, OPENMETRICS, PROTOBUF)
+        }
+    finally:
+        set_validation_scheme("legacy")
+    for (kind, scheme, accept), body in bodies.items():
+        if accept == PROTOBUF:
+            [family] = proto_oracle.decode_delimited(body)
+            if scheme != "allow-utf-8":
+                assert METRIC_NAME_RE.fullmatch(family.name)
+                assert all(LABEL_NAME_RE.fullmatch(p.name) for m in family.metric for p in m.label)
+            continue
+        exposition = body.decode("utf-8")
+        openmetrics_body = accept == OPENMETRICS
+        lines = (OM_LINES if openmetrics_body else TEXT_LINES)[kind]
+        assert exposition.count("\n") == lines and exposition.endswith("\n")
+        if any(label_name(n, scheme).startswith("__") for n in (label, key, metric, exemplar)):
+            # Prometheus's own escapes may start with "__" ("0" -> "__" under dots): Prometheus
+            # reads them, prometheus_client's parsers refuse them as reserved
+            continue
+        if kind == "counter" and openmetrics_body and '"' in key + exemplar:
+            # prometheus_client's OpenMetrics parser ends an exemplar's quoted string at \"
+            line = exposition.split("\n")[2]  # not splitlines(): \x85 and \u2028 end none
+            written = label_name(exemplar, scheme)
+            assert f' # {{{written}="{text.escape_label_value(key)}"}} 1.0 ' in line
+            continue
+        parse = om_parse if openmetrics_body else text_parse
+        found = [s for f in parse(exposition) for s in f.samples]
+        assert len(found) == lines - (3 if openmetrics_body else 2)
+        for sample in found:
+            if scheme == "allow-utf-8":  # every name read back as it was defined
+                assert sample.name in {metric, metric + "_info", metric + "_total"}
+                expected = {"gauge": {label}, "info": {key}, "enum": {metric}, "counter": set()}
+                assert set(sample.labels) == expected[kind]
+            else:
+                assert METRIC_NAME_RE.fullmatch(sample.name), sample.name
+                assert all(LABEL_NAME_RE.fullmatch(n) for n in sample.labels), sample.labels
+            assert set(sample.labels.values()) <= {metric, label, key, key + "!"}
+            if kind == "counter" and openmetrics_body:
+                assert sample.exemplar is not None
+                assert list(sample.exemplar.labels.values()) == [key]
+                if scheme == "allow-utf-8":
+                    assert list(sample.exemplar.labels) == [exemplar]
+
+
+@pytest.mark.parametrize(
+    ("validation", "name", "accept", "written"),
+    [
+        ("legacy", "task:state", OPENMETRICS, "task_state"),
+        ("utf8", "task:state", OPENMETRICS, "task_state"),
+        ("utf8", "task:state", OPENMETRICS + ";escaping=allow-utf-8", "task:state"),
+        ("utf8", "a.b:c", OPENMETRICS, "a_b_c"),
+        ("utf8", "a.b:c", OPENMETRICS + ";escaping=dots", "a_dot_b__c"),
+        ("utf8", "a.b:c", OPENMETRICS + ";escaping=allow-utf-8", "a.b:c"),
+    ],
+)
+def test_a_stateset_and_its_state_label_have_the_same_name(
+    validation: str, name: str, accept: str, written: str
+) -> None:
+    """OpenMetrics labels a stateset's samples with the family's name; a label cannot have ':'
+    unless quoted, so under escaping the family name is escaped as a label name too."""
+    set_validation_scheme(validation)
+    try:
+        registry = CollectorRegistry()
+        Enum(name, "S.", states=["idle", "busy"], registry=registry).state("busy")
+        exposition = scrape(registry, accept)
+    finally:
+        set_validation_scheme("legacy")
+    [family] = om_parse(exposition)  # it checks that every sample has the family's label
+    assert family.name == written and family.type == "stateset"
+    assert {s.labels[written]: s.value for s in family.samples} == {"idle": 0, "busy": 1}
+
+
+@pytest.mark.parametrize(
+    ("validation", "prefix", "accept", "written"),
+    [
+        ("legacy", "app", OPENMETRICS, "app_task_state"),
+        ("utf8", "my.app", OPENMETRICS + ";escaping=allow-utf-8", "my.app_task_state"),
+        ("utf8", "my.app", OPENMETRICS, "my_app_task_state"),
+    ],
+)
+def test_a_prefixed_stateset_is_labelled_with_its_prefixed_name(
+    validation: str, prefix: str, accept: str, written: str
+) -> None:
+    set_validation_scheme(validation)
+    try:
+        registry = CollectorRegistry(prefix=prefix)
+        Enum("task_state", "S.", states=["idle", "busy"], registry=registry).state("busy")
+        exposition = scrape(registry, accept)
+        text_exposition = scrape(registry, TEXT_0_0_4)
+    finally:
+        set_validation_scheme("legacy")
+    [family] = om_parse(exposition)
+    assert family.name == written
+    assert {s.labels[written]: s.value for s in family.samples} == {"idle": 0, "busy": 1}
+    [gauge] = text_parse(text_exposition)
+    assert {s.labels[gauge.name]: s.value for s in gauge.samples} == {"idle": 0, "busy": 1}

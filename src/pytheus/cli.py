@@ -22,6 +22,12 @@ process using the directory does (it holds ``run.lock`` shared): while it runs, 
 start after all others stopped join the current run instead of clearing what earlier processes
 left. It never clears anything itself, so it can serve what batch workers left behind.
 
+Names that are not classic (``http.server.duration``, an ``Info`` key ``service.version``),
+which workers define under ``PYTHEUS_NAME_VALIDATION=utf8``, are served only when the exporter
+validates names as ``utf8`` too (``--name-validation utf8``, or the same environment variable):
+then they are quoted or escaped as each scraper asks, as in the workers. Under the default,
+classic validation, what has such names is left out, with a warning naming it.
+
 Security: it listens on 127.0.0.1 unless ``--bind`` says otherwise. The basic-auth password is
 read from a file or from the environment, never from the command line (which any local user
 can read in the process list), and it is never logged; a Redis URL is logged without its
@@ -54,7 +60,14 @@ from pytheus.exceptions import (
     PytheusException,
 )
 from pytheus.metrics._shadowed import info_series, newest_per_series, state_series
-from pytheus.naming import LABEL_NAME_RE, METRIC_NAME_RE
+from pytheus.naming import ENV_VAR as NAME_VALIDATION_ENV
+from pytheus.naming import (
+    get_validation_scheme,
+    is_valid_label_name,
+    is_valid_metric_name,
+    set_validation_scheme,
+    utf8_names,
+)
 from pytheus.samples import LabelSet, MetricType, Series
 
 logger = logging.getLogger("pytheus.cli")
@@ -111,11 +124,27 @@ def definition_from_key(key: Sequence[Any]) -> StoredDefinition | None:
         )  # fmt: skip
     except (TypeError, ValueError):
         return None
-    if metric_type not in _STORED_TYPES or METRIC_NAME_RE.fullmatch(definition.name) is None:
+    if metric_type not in _STORED_TYPES:
         return None
-    if not all(LABEL_NAME_RE.fullmatch(label) for label in definition.label_names):
+    if not is_valid_metric_name(definition.name) or not all(
+        is_valid_label_name(label) for label in definition.label_names
+    ):
+        _warn_not_served(definition.name, "is left out: its name or a label name is not classic")
         return None
     return definition
+
+
+def _warn_not_served(name: str, what: str) -> None:
+    """Tell once what of a metric is left out for names utf8 validation would serve."""
+    if utf8_names() or (name, what) in _warned_names:
+        return
+    _warned_names.add((name, what))
+    logger.warning(
+        "metric %r %s; serve it with --name-validation utf8 (or %s=utf8)",
+        name,
+        what,
+        NAME_VALIDATION_ENV,
+    )
 
 
 def count_definitions(keys: Iterable[Sequence[Any]]) -> dict[StoredDefinition, int]:
@@ -166,6 +195,7 @@ def redis_lister(store: Any) -> Lister:
 
 
 _warned_conflicts: set[str] = set()
+_warned_names: set[tuple[str, str]] = set()
 
 
 def _one_per_name(counts: dict[StoredDefinition, int]) -> list[StoredDefinition]:
@@ -242,12 +272,40 @@ def exported_family(definition: StoredDefinition) -> ExportedFamily:
         own = definition.label_names[:-1]
         if hidden == (INFO_LABEL,):
             desc = MetricDesc(definition.name, EXPORTED_HELP, MetricType.INFO, own)
-            return ExportedFamily(desc, stored, lambda series: info_series(own, series))
+            return ExportedFamily(desc, stored, lambda series: exported_info(desc, series))
         if hidden == (STATE_LABEL,):
             desc = MetricDesc(definition.name, EXPORTED_HELP, MetricType.STATESET, own)
             names = (*own, definition.name)
             return ExportedFamily(desc, stored, lambda series: enum_series(names, series))
     return stored
+
+
+def exported_info(desc: MetricDesc, series: list[Series]) -> list[Series]:
+    """An Info's series, from the stored information whose keys this exporter may serve.
+
+    The keys are label names: with classic validation, information holding a key that is not
+    classic is left out (with a warning), as is any that cannot be read.
+    """
+    kept = [(labels, value) for labels, value in series if _servable_info(labels.values[-1])]
+    if len(kept) < len(series):
+        _warn_not_served(desc.name, "has information left out: a key is not a classic name")
+    return info_series(desc.label_names, kept)
+
+
+def _servable_info(stored: str) -> bool:
+    """Whether an Info's stored information (JSON ``[[key, value], ...]``) can be served."""
+    try:
+        pairs = json.loads(stored)
+    except ValueError:
+        return False
+    return isinstance(pairs, list) and all(
+        isinstance(pair, list)
+        and len(pair) == 2
+        and is_valid_label_name(pair[0])
+        and not pair[0].startswith("__")
+        and isinstance(pair[1], str)
+        for pair in pairs
+    )
 
 
 def enum_series(names: tuple[str, ...], series: list[Series]) -> list[Series]:
@@ -310,8 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
             f"Environment: {MULTIPROC_DIR_ENV} (the directory, when --dir is not given), "
             f"{REDIS_URL_ENV} (the Redis URL, when --redis-url is not given; keeps its "
             f"password out of the process list), {PASSWORD_ENV} (the basic-auth password, "
-            "when --basic-auth-password-file is not given). There is deliberately no "
-            "password option: command lines are visible to every local user."
+            "when --basic-auth-password-file is not given), "
+            f"{NAME_VALIDATION_ENV} (utf8 or legacy, when --name-validation is not given). "
+            "There is deliberately no password option: command lines are visible to every "
+            "local user."
         ),
         allow_abbrev=False,
     )
@@ -377,6 +437,13 @@ def _add_server_options(serve: argparse.ArgumentParser) -> None:
         "--basic-auth-password-file",
         metavar="FILE",
         help="file holding the basic-auth password (one trailing newline is ignored)",
+    )
+    server.add_argument(
+        "--name-validation",
+        choices=["legacy", "utf8"],
+        help=f"utf8 serves metrics whose metric or label names are not classic, quoted or "
+        f"escaped as each scraper asks; legacy leaves them out (default: ${NAME_VALIDATION_ENV}, "
+        "else legacy)",
     )
     server.add_argument(
         "--log-level",
@@ -536,6 +603,8 @@ def serve(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> i
         check_tls_options(args)
     except ValueError as error:
         usage_error(str(error))
+    if args.name_validation is not None:
+        set_validation_scheme(args.name_validation)
     _warn_about_exposure(args.bind, args.certfile is not None, basic_auth is not None)
     try:
         lister = load_source(source)
@@ -561,12 +630,13 @@ def serve(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> i
     scheme = "https" if args.certfile else "http"
     host = f"[{server.host}]" if ":" in server.host else server.host
     logger.info(
-        "serving the %s on %s://%s:%d/metrics%s",
+        "serving the %s on %s://%s:%d/metrics%s (name validation: %s)",
         source.describe(),
         scheme,
         host,
         server.port,
         " with basic auth" if basic_auth else "",
+        get_validation_scheme(),
     )
     with server:
         _wait_for_termination()

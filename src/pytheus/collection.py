@@ -17,7 +17,7 @@ from pytheus.backends.store import StoredFamily, read_local
 from pytheus.desc import exposed_names
 from pytheus.exceptions import BackendUnavailableException
 from pytheus.registry import Registry
-from pytheus.samples import MetricFamily, Series
+from pytheus.samples import LabelSet, MetricFamily, MetricType, Series
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,9 @@ def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> li
     exposed: set[str] = set()
     for family in output:
         if prefix:
-            family.name = f"{prefix}_{family.name}"
+            unprefixed, family.name = family.name, f"{prefix}_{family.name}"
+            if family.type is MetricType.STATESET:
+                family.series = _relabel_states(family.series, unprefixed, family.name)
         names = exposed_names(family.name, family.type)
         if not exposed.isdisjoint(names):
             logger.warning(
@@ -51,6 +53,19 @@ def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> li
         exposed |= names
         by_name[family.name] = family
     return [by_name[name] for name in sorted(by_name)]
+
+
+def _relabel_states(series: list[Series], old: str, new: str) -> list[Series]:
+    """A stateset's series with the state label, named after the family, renamed with it.
+
+    OpenMetrics wants each sample labelled with the family's name, prefix included.
+    """
+    output: list[Series] = []
+    for labels, value in series:
+        if labels.names[-1:] == (old,):
+            labels = LabelSet((*labels.names[:-1], new), labels.values)
+        output.append((labels, value))
+    return output
 
 
 def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]:

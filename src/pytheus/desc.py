@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pytheus.exceptions import (
@@ -11,7 +11,12 @@ from pytheus.exceptions import (
     LabelValidationException,
     MetricDefinitionException,
 )
-from pytheus.naming import LABEL_NAME_RE, validate_label_names, validate_metric_name
+from pytheus.naming import (
+    LABEL_NAME_RE,
+    check_label_name,
+    validate_label_names,
+    validate_metric_name,
+)
 from pytheus.samples import MetricType
 
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -156,21 +161,31 @@ EXEMPLAR_MAX_CHARACTERS = 128
 
 
 def exemplar_labels(metric_name: str, labels: Mapping[str, object]) -> dict[str, str]:
-    """Exemplar labels, checked against OpenMetrics' rules (names, at most 128 characters)."""
+    """Exemplar labels, checked against OpenMetrics' rules (names, at most 128 characters).
+
+    Names follow the validation scheme in force (:mod:`pytheus.naming`): classic by default,
+    any UTF-8 name under ``"utf8"``. The limit counts characters (code points), not bytes.
+
+    Example::
+
+        exemplar_labels("requests_total", {"trace_id": "abc"})  # {"trace_id": "abc"}
+    """
     checked: dict[str, str] = {}
     for name, value in labels.items():
-        if not isinstance(name, str) or LABEL_NAME_RE.fullmatch(name) is None:
-            raise LabelValidationException(
-                f"metric {metric_name!r}: invalid exemplar label name {name!r}"
-            )
+        check_label_name(metric_name, name, "exemplar label name")
         checked[name] = label_value(metric_name, name, value)
-    length = sum(len(name) + len(value) for name, value in checked.items())
+    length = exemplar_length(checked.items())
     if length > EXEMPLAR_MAX_CHARACTERS:
         raise LabelValidationException(
             f"metric {metric_name!r}: exemplar labels have {length} characters; OpenMetrics "
             f"allows at most {EXEMPLAR_MAX_CHARACTERS} (names and values together)"
         )
     return checked
+
+
+def exemplar_length(pairs: Iterable[tuple[str, str]]) -> int:
+    """The characters of an exemplar's label names and values, as OpenMetrics counts them."""
+    return sum(len(name) + len(value) for name, value in pairs)
 
 
 def _upper_bounds(name: str, buckets: Sequence[float] | None) -> tuple[float, ...]:

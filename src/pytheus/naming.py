@@ -104,25 +104,56 @@ def validate_metric_name(name: object, what: str = "metric name") -> str:
     return name
 
 
+def is_valid_metric_name(name: object) -> bool:
+    """Whether ``name`` may be a metric name in the scheme in force (classic, or any UTF-8)."""
+    if _scheme == UTF8:
+        return _valid_utf8(name)
+    return isinstance(name, str) and METRIC_NAME_RE.fullmatch(name) is not None
+
+
+def is_valid_label_name(name: object) -> bool:
+    """Whether ``name`` may be a label name in the scheme in force (classic, or any UTF-8).
+
+    Only the characters are checked: the ``__`` prefix and reserved names are the callers' rules.
+    """
+    return _valid_utf8(name) if _scheme == UTF8 else _legacy_label(name)
+
+
+def _legacy_label(name: object) -> bool:
+    return isinstance(name, str) and LABEL_NAME_RE.fullmatch(name) is not None
+
+
+def check_label_name(metric_name: str, label: object, what: str = "label name") -> str:
+    """Return ``label`` if it is a valid label name in the scheme in force, else raise.
+
+    The :class:`~pytheus.exceptions.LabelValidationException` names the metric, ``what`` the
+    name is (``"label name"``, ``"exemplar label name"``) and the rule it breaks.
+
+    Example::
+
+        check_label_name("requests_total", "http_method")  # "http_method"
+        check_label_name("requests_total", "http.method")  # raises, unless the scheme is utf8
+    """
+    utf8 = _scheme == UTF8
+    if _valid_utf8(label) if utf8 else _legacy_label(label):
+        assert isinstance(label, str)
+        return label
+    rule = (
+        "it must be a non-empty, valid UTF-8 string"
+        if utf8
+        else "it must match [a-zA-Z_][a-zA-Z0-9_]* "
+        "(or set_validation_scheme('utf8') to allow any UTF-8 name)"
+    )
+    raise LabelValidationException(f"metric {metric_name!r}: invalid {what} {label!r}: {rule}")
+
+
 def validate_label_names(
     metric_name: str, names: Iterable[object], reserved: frozenset[str] = frozenset()
 ) -> tuple[str, ...]:
     """Return the label names as a tuple if all are valid for ``metric_name``, else raise."""
-    utf8 = _scheme == UTF8
     seen: list[str] = []
-    for label in names:
-        if utf8:
-            if not _valid_utf8(label):
-                raise LabelValidationException(
-                    f"metric {metric_name!r}: invalid label name {label!r}: "
-                    "it must be a non-empty, valid UTF-8 string"
-                )
-        elif not isinstance(label, str) or LABEL_NAME_RE.fullmatch(label) is None:
-            raise LabelValidationException(
-                f"metric {metric_name!r}: invalid label name {label!r}: "
-                "it must match [a-zA-Z_][a-zA-Z0-9_]*"
-            )
-        assert isinstance(label, str)
+    for raw in names:
+        label = check_label_name(metric_name, raw)
         if label.startswith("__"):
             raise LabelValidationException(
                 f"metric {metric_name!r}: label name {label!r} starts with '__', "

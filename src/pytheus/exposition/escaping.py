@@ -25,8 +25,10 @@ escaped label name is always one a classic parser reads; ``prometheus/common`` k
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Final
 
+from pytheus.desc import EXEMPLAR_MAX_CHARACTERS, exemplar_length
 from pytheus.naming import is_legacy_label_name, is_legacy_metric_name
 
 ALLOW_UTF8: Final = "allow-utf-8"
@@ -114,6 +116,19 @@ def metric_name(name: str, scheme: str) -> str:
     return escape_name(name, scheme)
 
 
+def stateset_name(name: str, scheme: str) -> str:
+    """A stateset's name as OpenMetrics writes it under ``scheme``, before quoting.
+
+    OpenMetrics labels a stateset's samples with the family's own name, so the family name must
+    be one a label can have too: under a scheme that escapes, a name that is not a classic
+    *label* name is escaped as one, ``:`` included (``task:state`` -> ``task_state``), exactly
+    as :func:`label_name` writes the state label.
+    """
+    if scheme == ALLOW_UTF8 or is_legacy_label_name(name):
+        return name
+    return escape_name(name, scheme, label=True)
+
+
 @functools.lru_cache(maxsize=4096)
 def label_name(name: str, scheme: str) -> str:
     """A label name as the text formats write it: as it is, quoted, or escaped.
@@ -134,6 +149,26 @@ def raw_label_name(name: str, scheme: str) -> str:
     if scheme == ALLOW_UTF8 or is_legacy_label_name(name):
         return name
     return escape_name(name, scheme, label=True)
+
+
+def exemplar_pairs(labels: Mapping[str, str], scheme: str) -> list[tuple[str, str]] | None:
+    """An exemplar's labels with their names as ``scheme`` writes them, or None to leave it out.
+
+    Names are escaped, or kept as they are under ``allow-utf-8`` (as :func:`raw_label_name`
+    gives them: the text formats quote them with :func:`label_name`, protobuf writes them as
+    they are). Escaping lengthens names (``trace.id`` -> ``U__trace_2e_id``), so an exemplar
+    that was within the 128 characters OpenMetrics allows may not be once escaped: then None,
+    and the exemplar is not written rather than making the whole scrape invalid.
+
+    Example::
+
+        exemplar_pairs({"trace.id": "abc"}, "underscores")  # [("trace_id", "abc")]
+        exemplar_pairs({"trace.id": "abc"}, "allow-utf-8")  # [("trace.id", "abc")]
+    """
+    pairs = [(raw_label_name(name, scheme), value) for name, value in labels.items()]
+    if exemplar_length(pairs) > EXEMPLAR_MAX_CHARACTERS:
+        return None
+    return pairs
 
 
 def needs_quotes(name: str, scheme: str) -> bool:

@@ -6,11 +6,14 @@ How it differs from the Prometheus text format (:mod:`pytheus.exposition.text`):
 - a counter family is named without ``_total`` and its samples with it: a counter defined as
   ``orders_total`` or as ``orders`` is family ``orders`` with samples ``orders_total``;
 - an info family ``build`` has samples ``build_info``; a stateset's samples are labelled with
-  the family's name, one per state, as the model gives them;
+  the family's name, one per state, as the model gives them (a name with ``:``, which a
+  label name cannot have, is escaped for the family too, so the two stay the same);
 - ``# UNIT`` is written for families with a unit; untyped families are typed ``unknown``;
 - help text escapes double quotes too;
 - counter samples and histogram buckets carry their exemplar, if any:
-  ``orders_total 3.0 # {trace_id="abc"} 1.0 1700000000.0``.
+  ``orders_total 3.0 # {trace_id="abc"} 1.0 1700000000.0``; its label names are quoted or
+  escaped as the other names are (an exemplar that escaping makes longer than the 128
+  characters OpenMetrics allows is left out).
 
 OpenMetrics forbids some values the Prometheus format allows. Rather than break the whole scrape,
 the sample that would be invalid is left out:
@@ -34,10 +37,12 @@ from collections.abc import Iterable
 
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
+    exemplar_pairs,
     metric_name,
     needs_quotes,
     quote,
     series_name,
+    stateset_name,
 )
 from pytheus.exposition.text import (
     bucket_labels,
@@ -86,7 +91,10 @@ def render_exemplar(exemplar: Exemplar | None, escaping: str = DEFAULT_SCHEME) -
     """`` # {labels} value [timestamp]`` to append to a sample line, or ``""`` without one."""
     if exemplar is None:
         return ""
-    labels = render_pairs(exemplar.labels.items(), escaping) or "{}"
+    pairs = exemplar_pairs(exemplar.labels, escaping)
+    if pairs is None:  # longer than OpenMetrics allows once its names are escaped
+        return ""
+    labels = render_pairs(pairs, escaping) or "{}"
     timestamp = "" if exemplar.timestamp is None else f" {format_value(exemplar.timestamp)}"
     return f" # {labels} {format_value(exemplar.value)}{timestamp}"
 
@@ -107,7 +115,10 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
     out: list[str] = []
     append = out.append
     for family in families:
-        name = metric_name(family_name(family), escaping)
+        if family.type is MetricType.STATESET:
+            name = stateset_name(family.name, escaping)
+        else:
+            name = metric_name(family_name(family), escaping)
         quoted = needs_quotes(name, escaping)
         head = quote(name) if quoted else name
         if family.help:

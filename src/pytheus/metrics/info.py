@@ -10,7 +10,7 @@ from pytheus.desc import label_value
 from pytheus.exceptions import LabelValidationException
 from pytheus.metrics._family import Family
 from pytheus.metrics._shadowed import _Shadowed, info_series
-from pytheus.naming import LABEL_NAME_RE
+from pytheus.naming import check_label_name
 from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import LabelSet, MetricType, Series
 
@@ -51,15 +51,24 @@ class Info(_Shadowed):
         )
 
     def info(self, value: Mapping[str, Any]) -> None:
-        """Set the information: label names to values (values are converted with ``str``)."""
+        """Set the information: label names to values (values are converted with ``str``).
+
+        The keys become label names, so they follow the label name rules of the validation
+        scheme in force (:mod:`pytheus.naming`): classic names by default, any UTF-8 name under
+        ``"utf8"`` (``{"service.version": "1.2"}``). None may start with ``__``.
+        """
         desc = self._family.desc
         pairs = []
-        for key, item in sorted(value.items()):
-            if not isinstance(key, str) or not LABEL_NAME_RE.fullmatch(key) or key.startswith("__"):
-                raise LabelValidationException(f"info {desc.name!r}: invalid label name {key!r}")
+        for key, item in value.items():  # checked before sorting: keys may not be strings
+            check_label_name(desc.name, key)
+            if key.startswith("__"):
+                raise LabelValidationException(
+                    f"metric {desc.name!r}: info key {key!r} starts with '__', which Prometheus "
+                    "reserves for internal label names"
+                )
             if key in desc.label_names:
                 raise LabelValidationException(
-                    f"info {desc.name!r}: {key!r} is already one of the metric's labels"
+                    f"metric {desc.name!r}: info key {key!r} is already one of the metric's labels"
                 )
             pairs.append((key, label_value(desc.name, key, item)))
-        self._record(json.dumps(pairs, ensure_ascii=False))
+        self._record(json.dumps(sorted(pairs), ensure_ascii=False))

@@ -148,8 +148,9 @@ for _, sid in ipairs(redis.call('SMEMBERS', base .. ':natives')) do
 end
 for i = 1, #index, 2 do
   local sid, meta = index[i], index[i + 1]
-  -- names are validated and quote-free, so the type is the second string of the JSON array
-  local metric_type = string.match(meta, '^%["[^"]*","([^"]*)"')
+  -- the type is the second string of the JSON array, found without decoding it; a name holding
+  -- a quote (possible in UTF-8 names) is escaped in the JSON and defeats it: then decode it
+  local metric_type = string.match(meta, '^%["[^"]*","([^"]*)"') or cjson.decode(meta)[2]
   if metric_type == 'gauge' then
     local key = base .. ':s:' .. sid
     local fields = redis.call('HGETALL', key)
