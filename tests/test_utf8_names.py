@@ -684,6 +684,44 @@ def test_utf8_exemplar_labels(scheme: str, trace: str) -> None:
 
 
 @pytest.mark.usefixtures("utf8")
+@pytest.mark.parametrize(
+    ("scheme", "trace"),
+    [("allow-utf-8", "trace.id"), ("underscores", "trace_id"), ("values", "U__trace_2e_id")],
+)
+def test_utf8_exemplar_labels_over_protobuf(scheme: str, trace: str) -> None:
+    body, _, _ = render_for_request(utf8_exemplar_registry(), f"{PROTOBUF};escaping={scheme}", None)
+    exemplars = {}
+    for family in proto_oracle.decode_delimited(body):
+        for metric in family.metric:
+            if metric.HasField("counter"):
+                exemplars[family.name] = metric.counter.exemplar
+            for bucket in metric.histogram.bucket:
+                if bucket.HasField("exemplar"):
+                    exemplars[family.name] = bucket.exemplar
+    assert len(exemplars) == 2
+    labels = {name: {p.name: p.value for p in e.label} for name, e in exemplars.items()}
+    counter = next(found for name, found in labels.items() if "orders" in name)
+    histogram = next(found for name, found in labels.items() if "duration" in name)
+    assert counter == {trace: "abc", "span_id": "s1"} and histogram == {trace: "def"}
+
+
+@pytest.mark.usefixtures("utf8")
+def test_exemplar_escaped_past_the_limit_is_left_out_of_protobuf() -> None:
+    registry = CollectorRegistry()
+    Counter("c", "C.", registry=registry).inc(exemplar={"trace.é": "é" * 121})  # 128 characters
+    kept, left_out = (
+        proto_oracle.decode_delimited(
+            render_for_request(registry, f"{PROTOBUF};escaping={scheme}", None)[0]
+        )[0]
+        .metric[0]
+        .counter
+        for scheme in ("allow-utf-8", "values")
+    )
+    assert kept.HasField("exemplar") and kept.value == 1
+    assert not left_out.HasField("exemplar") and left_out.value == 1
+
+
+@pytest.mark.usefixtures("utf8")
 def test_exemplar_limit_counts_characters_and_escaping_never_breaks_it() -> None:
     registry = CollectorRegistry()
     counter = Counter("c", "C.", registry=registry)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from math import ceil, log2
 from collections.abc import Sequence
+from math import ceil, log2
 from threading import Lock
 from typing import TYPE_CHECKING, Any
 

@@ -17,7 +17,9 @@ How families map:
 
 Exemplars are written where the schema has room for them: a counter's on the counter, a classic
 histogram's on their buckets and, for a native histogram, all of them (oldest first) in the
-histogram's ``exemplars``, which is where Prometheus reads a native histogram's exemplars.
+histogram's ``exemplars``, which is where Prometheus reads a native histogram's exemplars. One
+that escaping makes longer than the 128 characters Prometheus keeps is left out, as in
+OpenMetrics.
 
 Not written: ``created_timestamp`` (pytheus keeps no creation time) and units (the schema has
 no unit field). Counts that are not integers use the ``*_float`` fields.
@@ -32,7 +34,12 @@ import math
 import struct
 from collections.abc import Iterable
 
-from pytheus.exposition.escaping import DEFAULT_SCHEME, metric_name, raw_label_name
+from pytheus.exposition.escaping import (
+    DEFAULT_SCHEME,
+    exemplar_pairs,
+    metric_name,
+    raw_label_name,
+)
 from pytheus.native import NativeHistogram, spans_and_deltas
 from pytheus.samples import (
     CounterData,
@@ -136,12 +143,10 @@ def _timestamp(number: int, seconds: float) -> bytes:
 
 
 def _exemplar(number: int, exemplar: Exemplar | None, escaping: str) -> bytes:
-    if exemplar is None:
+    pairs = None if exemplar is None else exemplar_pairs(exemplar.labels, escaping)
+    if exemplar is None or pairs is None:
         return b""
-    parts = [
-        _bytes(1, _string(1, raw_label_name(name, escaping)) + _string(2, value))
-        for name, value in exemplar.labels.items()
-    ]
+    parts = [_bytes(1, _string(1, name) + _string(2, value)) for name, value in pairs]
     parts.append(_double(2, exemplar.value))
     if exemplar.timestamp is not None and math.isfinite(exemplar.timestamp):
         parts.append(_timestamp(3, exemplar.timestamp))
