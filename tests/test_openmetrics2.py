@@ -7,6 +7,7 @@
   brute-force reference that places each observed value by the spec's formula
   ``(2**2**-n)**i``, decided exactly with fractions, and with the buckets the official protobuf
   schema decodes from pytheus's protobuf exposition of the same histogram.
+- Negotiation: 2.0.0 is served only to a scraper that names that version.
 
 The abnf parser explores every way to split a metric set into families, which grows quickly
 with the number of lines, so the expositions here stay small (tens of lines).
@@ -31,6 +32,7 @@ from abnf.parser import ParseError, Rule
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families as text_parse
 
 from pytheus.collection import collect_registry
 from pytheus.exceptions import PytheusException
@@ -42,6 +44,7 @@ from pytheus.exposition import (
     protobuf,
     render_for_request,
 )
+from pytheus.exposition.negotiation import negotiate
 from pytheus.metrics import Counter, CustomCollector, Enum, Gauge, Histogram, Info, Summary
 from pytheus.naming import set_validation_scheme
 from pytheus.native import MAX_SCHEMA, MIN_SCHEMA, NativeHistogram
@@ -1008,3 +1011,117 @@ def test_utf8_names_are_quoted_and_round_trip(
     for scheme in ("underscores", "dots", "values"):  # escaped names are classic
         for name in scrape(registry, scheme):
             assert METRIC_NAME.fullmatch(name)
+
+
+def test_utf8_names_as_prometheus_3_would_ask(utf8: None) -> None:
+    registry = CollectorRegistry()
+    requests = Counter("http.server.requests", "R.", ["http.method"], registry=registry)
+    requests.labels({"http.method": "GET"}).inc()
+    duration = Histogram("db.query.duration", "D.", ["db.system"], native=True, registry=registry)
+    duration.labels({"db.system": "pg"}).observe(0.25)
+    accept = ASK_OM2 + ";escaping=allow-utf-8"
+    body, content_type, _ = render_for_request(registry, accept, None)
+    assert content_type == OM2 + "; escaping=allow-utf-8"
+    text = body.decode()
+    assert_grammatical(text)
+    assert '# TYPE "http.server.requests_total" counter\n' in text
+    assert '{"http.server.requests_total","http.method"="GET"} 1.0\n' in text
+    families = read(text)
+    assert only(families["db.query.duration"]).labels == {"db.system": "pg"}
+
+    body, content_type, _ = render_for_request(registry, ASK_OM2, None)
+    assert content_type == OM2
+    assert list(read(body.decode())) == ["db_query_duration", "http_server_requests_total"]
+
+
+# --- negotiation ---------------------------------------------------------------------------------
+
+PROMETHEUS_3 = (
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,"
+    "application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1"
+)
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (ASK_OM2, OM2),
+        ("Application/OpenMetrics-Text; Version=2.0.0", OM2),
+        ('application/openmetrics-text; version="2.0.0"', OM2),
+        (ASK_OM2 + ", */*;q=0.1", OM2),
+        (ASK_OM2 + ";q=0.5,application/openmetrics-text;version=1.0.0;q=0.4", OM2),
+        ("application/openmetrics-text;version=1.0.0;q=0.5," + ASK_OM2 + ";q=0.4", OM1),
+        ("application/openmetrics-text;version=1.0.0;q=0.5," + ASK_OM2, OM2),
+        # equal q: the range listed first wins, and a named version beats none
+        ("application/openmetrics-text;version=1.0.0," + ASK_OM2, OM1),
+        (ASK_OM2 + ",application/openmetrics-text;version=1.0.0", OM2),
+        ("application/openmetrics-text," + ASK_OM2, OM2),
+        (ASK_OM2 + ";q=0.2,text/plain;q=0.3", TEXT),
+        (ASK_OM2 + ";q=0", TEXT),
+        # not asked for by version: the spec wants the oldest version
+        ("application/openmetrics-text", OM1),
+        ("application/openmetrics-text;version=1.0.0", OM1),
+        ("application/openmetrics-text;version=0.0.1", OM1),
+        ("application/*", OM1),
+        ("*/*", TEXT),
+        (None, TEXT),
+        (PROMETHEUS_3, OM1),
+        ("application/openmetrics-text;version=2.0", TEXT),  # a version pytheus cannot write
+        ("application/openmetrics-text;version=3.0.0", TEXT),
+    ],
+)
+def test_negotiation(accept: str | None, expected: str) -> None:
+    registry = CollectorRegistry()
+    Counter("orders_total", "Orders.", registry=registry).inc(3)
+    Histogram("wait_seconds", "W.", buckets=[1], native=True, registry=registry).observe(0.5)
+    body, content_type, _ = render_for_request(registry, accept, None)
+    assert content_type == expected
+    text = body.decode()
+    if expected == OM2:
+        assert_grammatical(text)
+        families = read(text)
+        assert only(families["orders_total"]).number == 3
+        assert histogram_value(only(families["wait_seconds"])).schema == 3
+    elif expected == OM1:
+        assert {f.name for f in om1_parse(text)} == {"orders", "wait_seconds"}
+    else:
+        assert {f.name for f in text_parse(text)} == {"orders", "wait_seconds"}
+
+
+@pytest.mark.parametrize(
+    ("accept", "escaping", "content_type"),
+    [
+        (ASK_OM2 + ";escaping=allow-utf-8", "allow-utf-8", OM2 + "; escaping=allow-utf-8"),
+        (ASK_OM2 + ";escaping=dots", "dots", OM2 + "; escaping=dots"),
+        (ASK_OM2 + ";escaping=underscores", "underscores", OM2),
+        (ASK_OM2 + ";escaping=bogus", "underscores", OM2),
+        # the escaping of the range that chose the format
+        (
+            ASK_OM2 + ",application/openmetrics-text;version=1.0.0;escaping=dots;q=0.1",
+            "underscores",
+            OM2,
+        ),
+    ],
+)
+def test_negotiated_escaping(utf8: None, accept: str, escaping: str, content_type: str) -> None:
+    negotiated = negotiate(accept)
+    assert (negotiated.escaping, negotiated.content_type) == (escaping, content_type)
+
+
+def test_legacy_validation_ignores_escaping() -> None:
+    negotiated = negotiate(ASK_OM2 + ";escaping=allow-utf-8")
+    assert (negotiated.escaping, negotiated.content_type) == ("underscores", OM2)
+
+
+def test_gzip_and_name_filter() -> None:
+    import gzip
+
+    registry = CollectorRegistry()
+    Counter("orders_total", "Orders.", registry=registry).inc()
+    Gauge("depth", "Depth.", registry=registry).set(2)
+    body, content_type, encoding = render_for_request(registry, ASK_OM2, "gzip", ["orders"])
+    assert (content_type, encoding) == (OM2, "gzip")
+    text = gzip.decompress(body).decode()
+    assert_grammatical(text)
+    assert list(read(text)) == ["orders_total"]
