@@ -851,14 +851,6 @@ def h(bounds: tuple[float, ...], counts: list[float], total: float = 1.0) -> His
     return HistogramData(bounds, counts, total)
 
 
-def bad_native(**changes: Any) -> HistogramData:
-    native = NativeHistogram(0, 0.0)
-    native.observe(1.0)
-    for key, value in changes.items():
-        object.__setattr__(native, key, value)
-    return HistogramData((INF,), [1], 1.0, None, native)
-
-
 CASES: list[tuple[MetricType, SeriesValue, bool]] = [
     (MetricType.COUNTER, -1.0, False),
     (MetricType.COUNTER, math.nan, False),
@@ -879,10 +871,6 @@ CASES: list[tuple[MetricType, SeriesValue, bool]] = [
     (MetricType.HISTOGRAM, h((1.0, INF), [1, 1], -5.0), True),
     (MetricType.HISTOGRAM, h((1.0, INF), [1, 1], math.nan), True),
     (MetricType.HISTOGRAM, h((1.0, INF), [1.0, 2.0], 3.0), True),  # float counts, integral
-    (MetricType.HISTOGRAM, bad_native(zero_threshold=INF), False),
-    (MetricType.HISTOGRAM, bad_native(zero_count=-1), False),
-    (MetricType.HISTOGRAM, bad_native(positive={0: -1}), False),
-    (MetricType.HISTOGRAM, bad_native(count=-1), False),
     (MetricType.SUMMARY, SummaryData(math.nan, 1.0), False),
     (MetricType.SUMMARY, SummaryData(-1, 1.0), False),
     (MetricType.SUMMARY, SummaryData(2.5, 1.0), False),  # count must be an integer
@@ -903,11 +891,115 @@ def test_values_the_spec_forbids_leave_out_their_series_only() -> None:
     parsed = read(render_model(*families))
     kept = {family.name.split("_")[1]: bool(family.samples) for family in parsed.values()}
     assert kept == {str(index): keep for index, (_, _, keep) in enumerate(CASES)}
-    assert parsed["case_30"].type == "unknown"
+    assert parsed["case_26"].type == "unknown"
     value = histogram_value(only(parsed["case_14"]))
     assert value.buckets == [(1.0, 1), (2.0, 2), (INF, 2)]
     assert histogram_value(only(parsed["case_15"])).buckets == [(INF, 0)]
     assert only(parsed["case_18"]).value == "{count:3,sum:3.0,bucket:[1.0:1,+Inf:3]}"
+
+
+def native_of_one(**changes: Any) -> NativeHistogram:
+    """Schema 0 after observing 1.0 (bucket 0), with ``changes`` forced in."""
+    native = NativeHistogram(0, 0.0)
+    native.observe(1.0)
+    for key, value in changes.items():
+        object.__setattr__(native, key, value)
+    return native
+
+
+NATIVE_ONE = "schema:0,zero_threshold:0.0,zero_count:0,positive_spans:[0:1],positive_buckets:[1]"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # an invalid native part: the classic buckets alone
+        (HistogramData((INF,), [1], 1.0, None, native_of_one(zero_threshold=INF)), "+Inf:1"),
+        (HistogramData((INF,), [1], 1.0, None, native_of_one(zero_count=-1)), "+Inf:1"),
+        (HistogramData((INF,), [1], 1.0, None, native_of_one(positive={0: -1})), "+Inf:1"),
+        (HistogramData((INF,), [1], 1.0, None, native_of_one(count=0)), "+Inf:1"),
+        (HistogramData((INF,), [1], 1.0, None, native_of_one(count=math.nan)), "+Inf:1"),
+        # classic buckets that total another count than the native part: the native part alone
+        (HistogramData((1.0, INF), [1, 1], 2.0, None, native_of_one()), "native"),
+        # both valid, NaN observed: in the count and +Inf, in no native bucket
+        (HistogramData((1.0, INF), [1, 1], math.nan, None, native_of_one(count=2)), "both"),
+        # neither valid: no line
+        (HistogramData((1.0, INF), [1, -1], 1.0, None, native_of_one(count=-1)), None),
+    ],
+)
+def test_each_part_of_a_histogram_is_written_when_valid(
+    data: HistogramData, expected: str | None
+) -> None:
+    family = MetricFamily("h", MetricType.HISTOGRAM, "", [(EMPTY_LABELS, data)])
+    samples = read(render_model(family))["h"].samples
+    if expected is None:
+        assert samples == []
+    elif expected == "native":
+        assert only_value(samples) == f"{{count:1,sum:2.0,{NATIVE_ONE}}}"
+    elif expected == "both":
+        assert only_value(samples) == f"{{count:2,sum:NaN,{NATIVE_ONE},bucket:[1.0:1,+Inf:2]}}"
+    else:
+        assert only_value(samples) == f"{{count:1,sum:1.0,bucket:[{expected}]}}"
+
+
+def only_value(samples: list[Sample]) -> str:
+    [sample] = samples
+    histogram_value(sample)  # its meaning holds too
+    return sample.value
+
+
+numbers = st.one_of(st.floats(), st.integers(-3, 3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    scalars=st.lists(numbers, min_size=2, max_size=2),
+    bounds=st.lists(st.floats(), max_size=4),
+    counts=st.lists(numbers, max_size=5),
+    total=st.floats(),
+    summary=st.tuples(
+        numbers, st.floats(), st.lists(st.tuples(st.floats(), st.floats()), max_size=3)
+    ),
+    timestamp=st.one_of(st.none(), st.floats()),
+    native=st.one_of(
+        st.none(),
+        st.tuples(st.floats(min_value=0), st.lists(st.floats(), max_size=5)),
+    ),
+)
+def test_any_model_values_render_grammatically(
+    scalars: list[float],
+    bounds: list[float],
+    counts: list[float],
+    total: float,
+    summary: tuple[float, float, list[tuple[float, float]]],
+    timestamp: float | None,
+    native: tuple[float, list[float]] | None,
+) -> None:
+    """Whatever numbers a custom collector puts in the model, the output stays grammatical."""
+    exemplar = Exemplar({"trace_id": "t"}, scalars[0], timestamp)
+    observed = None
+    if native is not None:
+        observed = NativeHistogram(0, native[0])
+        for value in native[1]:
+            observed.observe(value)
+    histogram = HistogramData(tuple(bounds), counts, total, [exemplar] * len(counts), observed)
+    count, summary_sum, quantiles = summary
+    counter = CounterData(scalars[0], exemplar)
+    families = [
+        MetricFamily("c", MetricType.COUNTER, "", [(EMPTY_LABELS, counter)]),
+        MetricFamily("g", MetricType.GAUGE, "", [(EMPTY_LABELS, scalars[1])]),
+        MetricFamily("h", MetricType.HISTOGRAM, "", [(EMPTY_LABELS, histogram)]),
+        MetricFamily("s", MetricType.SUMMARY, "", [
+            (EMPTY_LABELS, SummaryData(count, summary_sum, tuple(quantiles)))
+        ]),
+    ]  # fmt: skip
+    parsed = read(render_model(*families))
+    samples = parsed["h"].samples
+    integral = all(isinstance(c, int) or c.is_integer() for c in counts)
+    if samples and integral and (observed is None or len(bounds) != 1 or bounds[0] != INF):
+        histogram_value(only(parsed["h"]))  # and its meaning holds
+    if parsed["s"].samples:
+        summary_value(only(parsed["s"]))
 
 
 def test_summary_quantiles_are_sorted_and_checked() -> None:

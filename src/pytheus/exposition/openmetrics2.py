@@ -20,11 +20,13 @@ Served only to a scraper that asks for ``application/openmetrics-text; version=2
   have a timestamp in 2.0, so one without (only a custom collector makes those) is left out.
 
 As in 1.0.0, a series whose value the spec forbids is left out rather than breaking the whole
-scrape: a counter total that is negative or NaN; a histogram with a negative or NaN count or
-bucket, or classic bounds that are NaN or not increasing (a histogram's sum may be anything);
-a summary whose count is not a non-negative integer or whose sum is negative or NaN (its
-negative quantile values, or quantiles outside 0..1, are dropped). Info and stateset families
-get no ``# UNIT``, which the spec forbids for them.
+scrape: a counter total that is negative or NaN; a summary whose count is not a non-negative
+integer or whose sum is negative or NaN (its negative quantile values, or quantiles outside
+0..1, are dropped). A histogram's sum may be anything; of its two parts, each is written only
+when valid (no negative or NaN count, classic bounds increasing, native buckets holding no more
+than the count) and the line only when one is. The count is the native part's; classic buckets
+that total another count are left out: a multi-process backend may read the two parts a moment
+apart. Info and stateset families get no ``# UNIT``, which the spec forbids for them.
 
 No start timestamps (``st@``) are written: pytheus does not track when a series was created.
 
@@ -65,7 +67,6 @@ _TYPE_NAMES = {"untyped": "unknown"}
 # Suffixes OpenMetrics 1.0.0 adds to samples, which 2.0.0 keeps as part of the family's name.
 _NAME_SUFFIXES = {"counter": "_total", "info": "_info"}
 _WITHOUT_UNIT = frozenset({MetricType.INFO, MetricType.STATESET})
-_EXACT_INTEGERS = 2.0**53
 _INF = math.inf
 
 
@@ -84,7 +85,7 @@ def format_integer(value: float) -> str:
     """A count: without a decimal point when integral (``3``, also for ``3.0``), else a float."""
     if isinstance(value, int):
         return str(value)
-    if value.is_integer() and abs(value) < _EXACT_INTEGERS:
+    if value.is_integer():  # exact even past 2**53: such floats are all integers
         return str(int(value))
     return format_value(value)
 
@@ -173,26 +174,31 @@ def _is_count(value: float) -> bool:
 
 
 def _histogram(data: HistogramData, escaping: str) -> str | None:
-    native = data.native
-    count = native.count if native is not None else data.count
-    if not _is_count(count):
+    """Count, sum, the native part, then the classic one: each part written when it is valid.
+
+    The count is the native part's when there is one (it includes NaN observations); classic
+    buckets that total something else are left out, as the spec wants the ``+Inf`` bucket to
+    equal the count.
+    """
+    classic = _classic_buckets(data.upper_bounds, data.bucket_counts)
+    fields = []
+    if data.native is not None and (native := _native_fields(data.native)) is not None:
+        count: float = data.native.count
+        fields.append(native)
+        classic_kept = any(bound != _INF for bound in data.upper_bounds)  # not native-only
+        if classic is not None and classic_kept and classic[1] == count:
+            fields.append(classic[0])
+    elif classic is not None:
+        count = classic[1]
+        fields.append(classic[0])
+    else:
         return None
-    fields = [f"count:{format_integer(count)}", f"sum:{format_value(data.sum)}"]
-    if native is not None:
-        native_fields = _native_fields(native)
-        if native_fields is None:
-            return None
-        fields.append(native_fields)
-    if native is None or any(bound != _INF for bound in data.upper_bounds):
-        classic = _classic_buckets(data.upper_bounds, data.bucket_counts)
-        if classic is None:
-            return None
-        fields.append(classic)
-    return f"{{{','.join(fields)}}}{render_exemplars(data.exemplars or (), escaping)}"
+    head = f"{{count:{format_integer(count)},sum:{format_value(data.sum)},"
+    return f"{head}{','.join(fields)}}}{render_exemplars(data.exemplars or (), escaping)}"
 
 
-def _classic_buckets(bounds: Sequence[float], counts: Sequence[float]) -> str | None:
-    """``bucket:[bound:cumulative,...,+Inf:count]``; None for bounds or counts the spec forbids.
+def _classic_buckets(bounds: Sequence[float], counts: Sequence[float]) -> tuple[str, float] | None:
+    """``bucket:[bound:cumulative,...,+Inf:total]`` and the total; None when the spec forbids it.
 
     Bounds that do not end with ``+Inf`` (a custom collector's) get a ``+Inf`` bucket holding
     the total, as every observation is at most ``+Inf``.
@@ -208,11 +214,15 @@ def _classic_buckets(bounds: Sequence[float], counts: Sequence[float]) -> str | 
         parts.append(f"{format_value(bound)}:{format_integer(cumulative)}")
     if previous != _INF:
         parts.append(f"+Inf:{format_integer(cumulative)}")
-    return f"bucket:[{','.join(parts)}]"
+    return f"bucket:[{','.join(parts)}]", cumulative
 
 
 def _native_fields(native: NativeHistogram) -> str | None:
-    """``schema:..,zero_threshold:..,zero_count:..`` and the spans and counts of each sign."""
+    """``schema:..,zero_threshold:..,zero_count:..`` and the spans and counts of each sign.
+
+    None when a count is negative or NaN, when the buckets hold more than the count (which
+    may exceed them by the NaN observations), or when the zero threshold is not finite.
+    """
     if not (math.isfinite(native.zero_threshold) and _is_count(native.zero_count)):
         return None
     fields = [
@@ -220,14 +230,18 @@ def _native_fields(native: NativeHistogram) -> str | None:
         f"zero_threshold:{format_value(native.zero_threshold)}",
         f"zero_count:{format_integer(native.zero_count)}",
     ]
+    in_buckets: float = native.zero_count
     for sign, buckets in (("negative", native.negative), ("positive", native.positive)):
         if not buckets:  # the spec says to leave out the fields of a sign without buckets
             continue
         spans, counts = spans_and_counts(buckets)
         if not all(_is_count(count) for count in counts):
             return None
+        in_buckets += sum(counts)
         fields.append(f"{sign}_spans:[{','.join(f'{o}:{n}' for o, n in spans)}]")
         fields.append(f"{sign}_buckets:[{','.join(map(format_integer, counts))}]")
+    if not native.count >= in_buckets:  # also false for a NaN count
+        return None
     return ",".join(fields)
 
 
