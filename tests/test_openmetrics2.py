@@ -45,7 +45,7 @@ from pytheus.exposition import (
     render_for_request,
 )
 from pytheus.exposition.negotiation import negotiate
-from pytheus.metrics import Counter, CustomCollector, Enum, Gauge, Histogram, Info, Summary
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Info, Summary
 from pytheus.naming import set_validation_scheme
 from pytheus.native import MAX_SCHEMA, MIN_SCHEMA, NativeHistogram
 from pytheus.registry import CollectorRegistry
@@ -447,16 +447,6 @@ def spec_classic(values: list[float], bounds: list[float]) -> list[tuple[float, 
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-class FamilyCollector(CustomCollector):
-    """Yields ready-made MetricFamily objects, as a custom collector may."""
-
-    def __init__(self, *items: MetricFamily) -> None:
-        self.items = items
-
-    def collect(self) -> Iterator[MetricFamily]:
-        yield from self.items
 
 
 def scrape(registry: CollectorRegistry, escaping: str = "underscores") -> dict[str, Family]:

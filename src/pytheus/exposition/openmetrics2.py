@@ -82,7 +82,12 @@ def family_name(family: MetricFamily) -> str:
 
 
 def format_integer(value: float) -> str:
-    """A count: without a decimal point when integral (``3``, also for ``3.0``), else a float."""
+    """A count: without a decimal point when integral, else as a float.
+
+    Example::
+
+        format_integer(3.0), format_integer(2.5)  # ("3", "2.5")
+    """
     if isinstance(value, int):
         return str(value)
     if value.is_integer():  # exact even past 2**53: such floats are all integers
@@ -91,7 +96,15 @@ def format_integer(value: float) -> str:
 
 
 def render_exemplars(exemplars: Iterable[Exemplar | None], escaping: str = DEFAULT_SCHEME) -> str:
-    """`` # {labels} value timestamp`` for each exemplar that has a finite timestamp."""
+    """`` # {labels} value timestamp`` for each exemplar that has a finite timestamp.
+
+    OpenMetrics 2.0 requires the timestamp, so an exemplar without one is left out.
+
+    Example::
+
+        render_exemplars([Exemplar({"trace_id": "abc"}, 0.5, 1700000000.0), None])
+        # ' # {trace_id="abc"} 0.5 1700000000.0'
+    """
     parts = []
     for exemplar in exemplars:
         if exemplar is None or exemplar.timestamp is None or not math.isfinite(exemplar.timestamp):
