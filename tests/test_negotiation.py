@@ -98,7 +98,7 @@ def test_every_backend(registry: CollectorRegistry, accept: str | None) -> None:
         ("APPLICATION/OpenMetrics-Text; Version=1.0.0", OM),
         ('application/openmetrics-text; version="1.0.0"', OM),
         ("application/*", OM),
-        ("application/openmetrics-text;version=2.0.0", TEXT),  # a version pytheus cannot write
+        ("application/openmetrics-text;version=3.0.0", TEXT),  # a version pytheus cannot write
         ("application/openmetrics-text;q=0", TEXT),
         ("application/openmetrics-text;q=0, */*", TEXT),
         ("text/plain;q=0.2, application/openmetrics-text;q=0.9", OM),

@@ -274,36 +274,43 @@ class NativeHistogram:
         return merged
 
 
-def spans_and_deltas(buckets: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:
-    """The ``(offset, length)`` spans and delta-encoded counts of sparse ``buckets``.
+def spans_and_counts(buckets: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """The ``(offset, length)`` spans and absolute counts of sparse ``buckets``, by index.
 
-    As the protobuf schema has it: the first span's offset is its first index, each later one's
-    is the gap from the end of the span before; each delta is a bucket's count minus the one of
-    the bucket before it (0 before the first). Gaps of up to two empty buckets are filled with
-    zero counts rather than starting a new span, as client_golang does.
+    The first span's offset is its first index, each later one's is the gap from the end of the
+    span before. Gaps of up to two empty buckets are filled with zero counts rather than starting
+    a new span, as client_golang does. OpenMetrics 2.0 writes these counts as they are.
+
+    Example::
+
+        spans_and_counts({-2: 1, 0: 3, 9: 2})  # ([(-2, 3), (8, 1)], [1, 0, 3, 2])
     """
     spans: list[tuple[int, int]] = []
-    deltas: list[int] = []
-    previous_count = 0
+    counts: list[int] = []
     next_index: int | None = None
     for index in sorted(buckets):
-        count = buckets[index]
         if next_index is None:
             spans.append((index, 1))
         else:
             gap = index - next_index
             if gap <= 2:
-                for _ in range(gap):
-                    deltas.append(-previous_count)
-                    previous_count = 0
+                counts.extend([0] * gap)
                 offset, length = spans[-1]
                 spans[-1] = (offset, length + gap + 1)
             else:
                 spans.append((gap, 1))
-        deltas.append(count - previous_count)
-        previous_count = count
+        counts.append(buckets[index])
         next_index = index + 1
-    return spans, deltas
+    return spans, counts
+
+
+def spans_and_deltas(buckets: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:
+    """The spans of :func:`spans_and_counts` and the counts delta-encoded, as protobuf has them.
+
+    Each delta is a bucket's count minus the one of the bucket before it (0 before the first).
+    """
+    spans, counts = spans_and_counts(buckets)
+    return spans, [count - previous for previous, count in zip([0, *counts], counts)]
 
 
 # --- a flat encoding, for backends that store numbers (shared files, Redis) ---------------------

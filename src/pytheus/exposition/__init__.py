@@ -1,7 +1,9 @@
 """Exposition: metrics as bytes Prometheus reads, and the ways to serve them.
 
-Formats: the Prometheus text format 0.0.4 (:mod:`pytheus.exposition.text`) and OpenMetrics 1.0.0
-(:mod:`pytheus.exposition.openmetrics`), chosen per request by
+Formats: the Prometheus text format 0.0.4 (:mod:`pytheus.exposition.text`), OpenMetrics 1.0.0
+(:mod:`pytheus.exposition.openmetrics`), OpenMetrics 2.0.0 when asked for by version
+(:mod:`pytheus.exposition.openmetrics2`) and protobuf (:mod:`pytheus.exposition.protobuf`),
+chosen per request by
 :func:`~pytheus.exposition.negotiation.render_for_request`. Serving (:mod:`pytheus.serving`,
 re-exported here): ``make_wsgi_app``, ``make_asgi_app``, ``start_http_server``,
 ``push_to_gateway``, ``pushadd_to_gateway``, ``delete_from_gateway``, ``write_to_textfile``.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytheus.collection import collect_registry
-from pytheus.exposition import openmetrics, text
+from pytheus.exposition import openmetrics, openmetrics2, text
 from pytheus.exposition.negotiation import render_for_request
 from pytheus.registry import REGISTRY, Registry
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 
 PROMETHEUS_CONTENT_TYPE = text.CONTENT_TYPE
 OPENMETRICS_CONTENT_TYPE = openmetrics.CONTENT_TYPE
+OPENMETRICS_2_CONTENT_TYPE = openmetrics2.CONTENT_TYPE
 
 
 def generate_metrics(registry: Registry = REGISTRY) -> str:
@@ -70,6 +73,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "OPENMETRICS_2_CONTENT_TYPE",
     "OPENMETRICS_CONTENT_TYPE",
     "PROMETHEUS_CONTENT_TYPE",
     "MetricsServer",

@@ -28,6 +28,15 @@ ignored (names a custom collector makes up are escaped with underscores) and the
 the same as without it. ``text/plain;version=1.0.0`` is the text format that may quote names;
 it is answered as such (``Content-Type: text/plain; version=1.0.0; charset=utf-8``).
 
+OpenMetrics 2.0.0 (:mod:`pytheus.exposition.openmetrics2`, a draft spec) is opt-in: it is served
+only for a media range naming ``version=2.0.0``. A range without a version matches 1.0.0 and
+2.0.0 equally and 1.0.0, listed first, wins, as the spec wants the oldest version by default.
+At equal quality a range naming 2.0.0 beats one naming no version (it is more specific), and
+of two ranges naming versions the one listed first wins. For instance::
+
+    application/openmetrics-text;version=2.0.0;escaping=allow-utf-8,
+    application/openmetrics-text;version=1.0.0;q=0.9,*/*;q=0.1
+
 The body is gzip-compressed when ``Accept-Encoding`` allows gzip. A new format is one more entry
 in :data:`FORMATS`.
 """
@@ -41,7 +50,7 @@ from typing import NamedTuple
 
 from pytheus.collection import collect_registry
 from pytheus.desc import exposed_names
-from pytheus.exposition import openmetrics, protobuf, text
+from pytheus.exposition import openmetrics, openmetrics2, protobuf, text
 from pytheus.exposition.escaping import DEFAULT_SCHEME, SCHEMES
 from pytheus.naming import utf8_names
 from pytheus.registry import Registry
@@ -82,6 +91,10 @@ def _render_openmetrics(families: Sequence[MetricFamily], escaping: str) -> byte
     return openmetrics.render(families, escaping).encode("utf-8")
 
 
+def _render_openmetrics2(families: Sequence[MetricFamily], escaping: str) -> bytes:
+    return openmetrics2.render(families, escaping).encode("utf-8")
+
+
 TEXT_FORMAT = Format(
     "text/plain",
     frozenset({"0.0.4", "1.0.0"}),
@@ -95,6 +108,12 @@ OPENMETRICS_FORMAT = Format(
     openmetrics.CONTENT_TYPE,
     _render_openmetrics,
 )
+OPENMETRICS_2_FORMAT = Format(
+    "application/openmetrics-text",
+    frozenset({"2.0.0"}),
+    openmetrics2.CONTENT_TYPE,
+    _render_openmetrics2,
+)
 
 PROTOBUF_FORMAT = Format(
     "application/vnd.google.protobuf",
@@ -104,8 +123,14 @@ PROTOBUF_FORMAT = Format(
     (("proto", "io.prometheus.client.metricfamily"), ("encoding", "delimited")),
 )
 
-FORMATS: tuple[Format, ...] = (TEXT_FORMAT, OPENMETRICS_FORMAT, PROTOBUF_FORMAT)
-"""The formats served; the first is the default, and wins ties."""
+FORMATS: tuple[Format, ...] = (
+    TEXT_FORMAT,
+    OPENMETRICS_FORMAT,
+    OPENMETRICS_2_FORMAT,
+    PROTOBUF_FORMAT,
+)
+"""The formats served; the first is the default, and an earlier one wins ties (so OpenMetrics
+without a version, or ``application/*``, gets 1.0.0, never 2.0.0)."""
 
 
 def render_for_request(
