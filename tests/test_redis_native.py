@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing
+import random
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -72,9 +74,9 @@ def scraped(registry: CollectorRegistry) -> HistogramData:
     return data
 
 
-def shows_exactly(registry: CollectorRegistry, values: list[float]) -> None:
+def shows_exactly(registry: CollectorRegistry, values: list[float], schema: int = 3) -> None:
     data = scraped(registry)
-    want = NativeHistogram(3)
+    want = NativeHistogram(schema)
     for value in values:
         want.observe(value)
     assert data.native is not None
@@ -168,3 +170,106 @@ def test_a_restart_racing_a_resync_takes_nothing_back(loaded: dict[str, Any]) ->
     assert flusher.flush()
     end_recovery(loaded)
     shows_exactly(registry, AFTER)
+
+
+# --- dead processes' native fields fold into one -----------------------------------------------
+
+
+def native_fields(settings: dict[str, Any]) -> set[str]:
+    """The fields of the one native series of the namespace."""
+    redis_client = client(settings)
+    [key] = redis_client.keys(f"pytheus:{settings['namespace']}:n:*")
+    return {field.decode() for field in redis_client.hkeys(key)}
+
+
+def kept_for_comebacks(settings: dict[str, Any]) -> list[str]:
+    """The processes whose folded native histograms are kept for when they flush again."""
+    prefix = f"pytheus:{settings['namespace']}:nb:"
+    return [key.decode()[len(prefix) :] for key in client(settings).keys(prefix + "*")]
+
+
+def lowered(values: list[float], max_buckets: int) -> int:
+    """The schema a process that observed ``values`` ends at."""
+    histogram = NativeHistogram(3)
+    for value in values:
+        histogram.observe(value)
+        if histogram.bucket_count > max_buckets:
+            histogram.limit_buckets(max_buckets)
+    return histogram.schema
+
+
+def values_of(process: int) -> list[float]:
+    rng = random.Random(process)
+    spread = 8.0 if process % 5 == 0 else 0.5  # some processes lower their schema, some do not
+    values = [rng.choice((-1.0, 1.0)) * rng.lognormvariate(process % 3, spread) for _ in range(60)]
+    return values + [0.0] * (process % 3)
+
+
+def observe_and_exit(histogram: Histogram, values: list[float]) -> None:
+    """In a child: it flushes, and says goodbye, as it exits."""
+    for value in values:
+        histogram.observe(value)
+
+
+def run_forked(target: Any, *args: Any) -> None:
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+
+
+def test_dead_processes_fold_into_one_native_field(loaded: dict[str, Any]) -> None:
+    """20 short-lived processes: each scrape is exact, and the series keeps two fields (this
+    living process's, and the dead processes' folded together)."""
+    registry = CollectorRegistry()
+    histogram = Histogram(
+        "churn_seconds", "Churn.", registry=registry, buckets=[0, 1, 10], native=True,
+        native_max_buckets=MAX_BUCKETS,
+    )  # fmt: skip
+    everything = values_of(100)
+    for value in everything:
+        histogram.observe(value)
+    schemas = {lowered(everything, MAX_BUCKETS)}
+    for process in range(20):
+        run_forked(observe_and_exit, histogram, values_of(process))
+        everything += values_of(process)
+        schemas.add(lowered(values_of(process), MAX_BUCKETS))
+        if process % 4 == 3:
+            shows_exactly(registry, everything, min(schemas))
+            assert native_fields(loaded) == {store().flusher.process, "_a"}
+    assert len(schemas) > 1  # the folded processes were at different schemas
+    assert kept_for_comebacks(loaded) == []  # they said goodbye: none will flush again
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_process_taken_for_dead_is_counted_once(loaded: dict[str, Any], restart: bool) -> None:
+    """A process that stopped flushing for longer than its heartbeat is folded; its next flush
+    takes its part back out of the folded field (and it may have restarted meanwhile)."""
+    registry = CollectorRegistry()
+    if restart:
+        histogram = restarting(registry)
+    else:
+        histogram = Histogram(
+            "restarting_seconds", "R.", registry=registry, buckets=[0, 1, 10], native=True,
+            native_max_buckets=MAX_BUCKETS,
+        )  # fmt: skip
+    for value in BEFORE:
+        histogram.observe(value)
+    current = store()
+    assert current.flusher.flush()
+    other = [0.5, 2.0, -3.0, 0.0, 2.0, 40.0]  # fits: the child never restarts
+    run_forked(observe_and_exit, histogram, other)
+    namespace = loaded["namespace"]
+    with current.flusher._flush_lock:  # this process stops flushing: its heartbeat lapses
+        client(loaded).delete(f"pytheus:{namespace}:proc:{current.flusher.process}")
+        current._scrape(args=[current.options.base, current.options.expire_key_time])
+        assert native_fields(loaded) == {"_a"}  # both folded: the child and this process
+        assert kept_for_comebacks(loaded) == [current.flusher.process]
+    for value in AFTER:  # 1000.0 overflows: a restart, or a lower schema
+        histogram.observe(value)
+    if restart:
+        shows_exactly(registry, other + AFTER)
+    else:
+        shows_exactly(registry, other + BEFORE + AFTER, lowered(BEFORE + AFTER, MAX_BUCKETS))
+    assert native_fields(loaded) == {current.flusher.process, "_a"}
+    assert kept_for_comebacks(loaded) == []
