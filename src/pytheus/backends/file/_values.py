@@ -211,7 +211,7 @@ class FileNativeHistogram(FileHistogram):
         self._schema = schema
         self._threshold = zero_threshold
         self._initial = (schema, zero_threshold)
-        self._reset_seconds = reset_seconds if max_buckets else 0.0
+        self._reset_seconds = reset_seconds if max_buckets else 0.0  # no limit: never restarts
         self._clock = clock
         self._reset_at = clock()
         existing = decode_cells(block[at + 1 : self._tail].tolist()) if block[at] else None
@@ -271,7 +271,8 @@ class FileNativeHistogram(FileHistogram):
 
     def _restart(self, bucket: int, value: float) -> None:
         """Start this process's histogram again from ``value`` alone (in ``observe``'s window)."""
-        self._block[self._tail - 1] += 1  # before any head store: see _directory.settle
+        # before any head store: a scrape that sees restarts re-reads (_directory._read_process)
+        self._block[self._tail - 1] += 1
         cells, first = self._cells, self._index
         cells[first : self._sum_index] = array.array("d", bytes(8 * (self._sum_index - first)))
         cells[first + bucket] = 1

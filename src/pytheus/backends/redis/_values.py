@@ -255,7 +255,7 @@ class RedisHistogram:
     def totals(self) -> list[Op]:
         """This process's whole contribution, for a Redis that lost it; pending included."""
         with self._lock:
-            self._retraction_ops()  # what they would take back is gone with the rest
+            self._retraction_ops()  # dropped: Redis lost what they would take back
             for i, count in enumerate(self._pending):
                 self._total[i] += count
             self._total_sum += self._pending_sum
@@ -380,8 +380,7 @@ class RedisNativeHistogram(RedisHistogram):
         return [("n", self.field, self._native_taken)]
 
     def refresh(self) -> list[Op]:
-        """Write the native part again (as the last batch had it, to match the classic part):
-        it does not expire while this process holds it."""
+        """Keep the series from expiring, the native part too (as the last batch had it)."""
         with self._lock:
             if self._native_taken is None:
                 return [("t", "", "")]
