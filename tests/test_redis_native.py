@@ -264,6 +264,8 @@ def test_a_process_taken_for_dead_is_counted_once(loaded: dict[str, Any], restar
         client(loaded).delete(f"pytheus:{namespace}:proc:{current.flusher.process}")
         current._scrape(args=[current.options.base, current.options.expire_key_time])
         assert native_fields(loaded) == {"_a"}  # both folded: the child and this process
+        [key] = client(loaded).keys(f"pytheus:{namespace}:n:*")
+        assert client(loaded).ttl(key) > 0  # the hash still expires with the series
         assert kept_for_comebacks(loaded) == [current.flusher.process]
     for value in AFTER:  # 1000.0 overflows: a restart, or a lower schema
         histogram.observe(value)

@@ -258,14 +258,13 @@ local function fold_natives(sid, fields)
   if #dead == 0 then return fields end
   local into = archived and native_parse(archived)
   if archived and not into then return fields end  -- unreadable: leave everything as it is
-  local folded = false
+  local folded = {}
   for _, f in ipairs(dead) do
     local field, raw = fields[f], fields[f + 1]
     local part = native_parse(raw)
     if part and (not into or part.threshold == into.threshold) then
       into = into and native_merge(into, part) or part
-      folded = true
-      redis.call('HDEL', key, field)
+      table.insert(folded, field)
       local left = redis.call('PTTL', base .. ':seq:' .. field)
       if left > 0 then
         redis.call('HSET', base .. ':nb:' .. field, sid, raw)
@@ -275,9 +274,10 @@ local function fold_natives(sid, fields)
       table.insert(kept, field); table.insert(kept, raw)
     end
   end
-  if folded then
+  if #folded > 0 then  -- `_a` first: the hash never empties, so it keeps its expiry
     archived = native_format(into)
     redis.call('HSET', key, '_a', archived)
+    for _, field in ipairs(folded) do redis.call('HDEL', key, field) end
   end
   if archived then table.insert(kept, '_a'); table.insert(kept, archived) end
   return kept
