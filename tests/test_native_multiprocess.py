@@ -423,3 +423,32 @@ def test_scrapes_never_see_a_half_restarted_histogram(
         stop.set()
         child.join(timeout=30)
     assert child.exitcode == 0
+
+
+def observe_values(histogram: Histogram, values: list[float]) -> None:
+    for value in values:
+        histogram.observe(value)
+    flush()
+
+
+def test_a_restart_leaves_exited_processes_alone(
+    multiprocess_backend: tuple[type[Any], dict[str, Any]],
+) -> None:
+    """A child exits (archived, or folded on Redis); later this process restarts: the child's
+    part stays, this process's starts again."""
+    current_store().clock = shifted_clock  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    histogram = define_restarting(registry, 0.05)
+    for value in BEFORE:
+        histogram.observe(value)
+    run_forked(observe_values, histogram, PARENT)
+    check_consistent(registry, PARENT + BEFORE, histogram_of(PARENT + BEFORE))  # child archived
+    SHIFT[0] += 1.0
+    try:
+        for value in AFTER:
+            histogram.observe(value)
+        flush()
+    finally:
+        SHIFT[0] = 0.0
+    for _ in range(2):
+        check_consistent(registry, PARENT + AFTER, histogram_of(PARENT + AFTER))
