@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pytheus.backends.base import current_store
 from pytheus.backends.memory import MemoryNativeHistogram
 from pytheus.collection import collect_registry
 from pytheus.exceptions import BucketException
@@ -29,6 +30,7 @@ from pytheus.native import (
 )
 from pytheus.registry import CollectorRegistry
 from pytheus.samples import HistogramData
+from tests.helpers import samples
 
 SCHEMAS = range(MIN_SCHEMA, MAX_SCHEMA + 1)
 MAX_FLOAT = 1.7976931348623157e308
@@ -455,3 +457,36 @@ def test_native_histograms_work_on_every_backend(registry: CollectorRegistry, ba
     else:
         assert data.native is not None and data.native.count == 3
         assert data.native.zero_count == 1
+
+
+def test_reset_seconds_on_every_backend(registry: CollectorRegistry, backend: str) -> None:
+    """Past native_max_buckets the schema goes down until native_reset_seconds have passed;
+    then the whole histogram restarts from the observation that overflowed."""
+    now = [0.0]
+    store = current_store()
+    if hasattr(store, "clock"):  # a per-value backend keeps no native part to restart
+        store.clock = lambda: now[0]
+    h = Histogram(
+        "restarting", "R.", registry=registry, buckets=[10], native=True, native_max_buckets=4,
+        native_reset_seconds=0.05,
+    )  # fmt: skip
+    first = [1.0, 2.0, 4.0, 8.0, 16.0]  # 5 buckets at schema 3 (3 at schema -1)
+    for value in first:
+        h.observe(value)
+    data = snapshot(registry)
+    assert (data.count, data.sum, list(data.bucket_counts)) == (5, 31.0, [4, 1])
+    if backend == "per_value":
+        assert data.native is None
+        return
+    assert data.native is not None
+    same_buckets(data.native, observed(-1, first, DEFAULT_ZERO_THRESHOLD))
+    now[0] = 0.05
+    for value in (1e6, 1e12):  # the 4th bucket fits; the 5th restarts the histogram
+        h.observe(value)
+    data = snapshot(registry)
+    assert (data.count, data.sum, list(data.bucket_counts)) == (1, 1e12, [0, 1])
+    assert data.native is not None and data.native.sum == 1e12
+    same_buckets(data.native, observed(3, [1e12], DEFAULT_ZERO_THRESHOLD))
+    got = samples(registry)
+    assert got[("restarting_count", frozenset())] == 1
+    assert got[("restarting_bucket", frozenset({("le", "+Inf")}))] == 1

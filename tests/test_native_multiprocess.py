@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +290,165 @@ def test_scrapes_never_see_a_torn_native_block(tmp_path: Path) -> None:
         assert child.exitcode == 0
     finally:
         load_backend(SingleProcessBackend, {})
+
+
+# --- native_reset_seconds: a process restarts its own contribution ---------------------------
+
+RESET_BUCKETS = 8
+SHIFT = [0.0]
+"""Seconds added to the clock of native histograms; a forked child moves its own copy."""
+
+BEFORE = [1.5**k for k in range(RESET_BUCKETS - 1)] + [-2.0, 0.0, 1.0, 0.0]  # 8 buckets: full
+AFTER = [1000.0, 3.0, -0.25, 0.0, 1000.0]  # 1000.0 is a 9th bucket: overflow
+PARENT = [0.5, 2.0, 20.0, -3.0, 0.0]
+
+
+def shifted_clock() -> float:
+    return time.monotonic() + SHIFT[0]
+
+
+def define_restarting(registry: CollectorRegistry | None, reset_seconds: float) -> Histogram:
+    return Histogram(
+        "restarting_seconds", "Restarting.", registry=registry, buckets=[0, 1, 10], native=True,
+        native_max_buckets=RESET_BUCKETS, native_reset_seconds=reset_seconds,
+    )  # fmt: skip
+
+
+def overflow_later(histogram: Histogram, advance: float) -> None:
+    """In a child: fill the buckets, let ``advance`` seconds pass, then overflow."""
+    for value in BEFORE:
+        histogram.observe(value)
+    flush()
+    SHIFT[0] += advance
+    for value in AFTER:
+        histogram.observe(value)
+    flush()
+
+
+def histogram_of(values: list[float], max_buckets: int = 0) -> NativeHistogram:
+    histogram = NativeHistogram(3)
+    for value in values:
+        histogram.observe(value)
+        if histogram.bucket_count > max_buckets > 0:
+            histogram.limit_buckets(max_buckets)
+    return histogram
+
+
+def run_forked(target: Any, *args: Any) -> None:
+    child = multiprocessing.get_context("fork").Process(target=target, args=args)
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+
+
+def check_consistent(
+    registry: CollectorRegistry, values: list[float], want: NativeHistogram
+) -> None:
+    """The scrape shows ``values`` exactly: classic buckets, count, sum, native part."""
+    data = scraped(registry)
+    assert data.native is not None
+    same_native(data.native, want)
+    assert data.count == data.native.count == want.count == len(values)
+    assert list(data.bucket_counts) == [
+        sum(1 for v in values if v <= 0),
+        sum(1 for v in values if 0 < v <= 1),
+        sum(1 for v in values if 1 < v <= 10),
+        sum(1 for v in values if v > 10),
+    ]
+    got = samples(registry)
+    assert got[("restarting_seconds_count", frozenset())] == want.count
+    assert got[("restarting_seconds_bucket", frozenset({("le", "+Inf")}))] == want.count
+    [family] = proto_oracle.decode_delimited(protobuf.render(collect_registry(registry)))
+    assert family.metric[0].histogram.sample_count == want.count
+
+
+@pytest.mark.parametrize(("reset_seconds", "advance"), [(0.05, 1.0), (3600.0, 0.0)])
+def test_a_process_restarts_its_contribution(
+    multiprocess_backend: tuple[type[Any], dict[str, Any]], reset_seconds: float, advance: float
+) -> None:
+    """Past reset_seconds a child's overflow restarts its part; before, its schema goes down."""
+    current_store().clock = shifted_clock  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    histogram = define_restarting(registry, reset_seconds)
+    for value in PARENT:
+        histogram.observe(value)
+    flush()
+    run_forked(overflow_later, histogram, advance)
+    if advance > reset_seconds:  # the child kept only what it observed from the overflow on
+        values = PARENT + AFTER
+        want = histogram_of(values)
+        assert want.schema == 3
+    else:  # the child lowered its schema and kept everything
+        values = PARENT + BEFORE + AFTER
+        child = histogram_of(BEFORE + AFTER, RESET_BUCKETS)
+        assert child.schema < 3
+        want = histogram_of(PARENT).merge([child])
+    for _ in range(2):  # the file backend's second scrape reads the child from the archive
+        check_consistent(registry, values, want)
+
+
+def restart_until(histogram: Histogram, started: Any, stop: Any) -> None:
+    """In a child: wide values, restarting at (nearly) every overflow, until stopped."""
+    rng = random.Random(11)
+    started.set()
+    while not stop.is_set():
+        for _ in range(50):
+            histogram.observe(rng.choice((-1.0, 1.0)) * rng.lognormvariate(0, 6))
+        flush()
+
+
+def test_scrapes_never_see_a_half_restarted_histogram(
+    multiprocess_backend: tuple[type[Any], dict[str, Any]],
+) -> None:
+    """Classic counts, sum and native part of a restarting process drop together."""
+    registry = CollectorRegistry()
+    histogram = define_restarting(registry, 1e-9)
+    context: Any = multiprocessing.get_context("fork")
+    started, stop = context.Event(), context.Event()
+    child = context.Process(target=restart_until, args=(histogram, started, stop))
+    child.start()
+    try:
+        assert started.wait(30)
+        counts = []
+        for _ in range(200):
+            data = scraped(registry)
+            native = data.native
+            assert native is not None
+            buckets = sum(native.positive.values()) + sum(native.negative.values())
+            assert data.count == native.count == native.zero_count + buckets
+            assert math.isclose(data.sum, native.sum, rel_tol=1e-9, abs_tol=1e-9)
+            counts.append(native.count)
+        assert any(later < earlier for earlier, later in zip(counts, counts[1:])), counts
+    finally:
+        stop.set()
+        child.join(timeout=30)
+    assert child.exitcode == 0
+
+
+def observe_values(histogram: Histogram, values: list[float]) -> None:
+    for value in values:
+        histogram.observe(value)
+    flush()
+
+
+def test_a_restart_leaves_exited_processes_alone(
+    multiprocess_backend: tuple[type[Any], dict[str, Any]],
+) -> None:
+    """A child exits (archived, or folded on Redis); later this process restarts: the child's
+    part stays, this process's starts again."""
+    current_store().clock = shifted_clock  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    histogram = define_restarting(registry, 0.05)
+    for value in BEFORE:
+        histogram.observe(value)
+    run_forked(observe_values, histogram, PARENT)
+    check_consistent(registry, PARENT + BEFORE, histogram_of(PARENT + BEFORE))  # child archived
+    SHIFT[0] += 1.0
+    try:
+        for value in AFTER:
+            histogram.observe(value)
+        flush()
+    finally:
+        SHIFT[0] = 0.0
+    for _ in range(2):
+        check_consistent(registry, PARENT + AFTER, histogram_of(PARENT + AFTER))

@@ -421,3 +421,21 @@ def test_scrape_after_redis_lost_data_is_unavailable_not_partial(server: RedisSe
         assert value(registry, "kept_total") == 6
     finally:
         load_backend(SingleProcessBackend, {})
+
+
+def test_a_forked_child_leaves_its_parents_flusher_alone(loaded: dict[str, Any]) -> None:
+    """A child of os.fork (a gunicorn worker) runs the atexit hooks it inherited: the parent's
+    flusher must neither send the parent's values under the parent's name nor say goodbye."""
+    registry = CollectorRegistry()
+    counter = Counter("forked_total", "F.", registry=registry)
+    counter.inc(5)
+    parent_flusher = store().flusher
+    pid = os.fork()
+    if pid == 0:
+        try:
+            parent_flusher.close()  # as at the child's exit
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    counter.inc(2)
+    assert value(registry, "forked_total") == 7

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from math import ceil, log2
 from threading import Lock
 from typing import TYPE_CHECKING, Any
@@ -118,7 +118,7 @@ class MemoryNativeHistogram(MemoryHistogram):
 
     When an observation makes more than ``max_buckets`` buckets, the whole histogram restarts
     from that observation if ``reset_seconds`` (> 0) have passed since the last reset (or since
-    it was created), else the native schema is
+    it was created), by ``clock`` (``time.monotonic`` unless given), else the native schema is
     lowered by one (merging buckets pairwise) until the buckets fit, as client_golang does.
 
     ``observe`` is the hot path, so it does the common case inline, with the same result as
@@ -139,6 +139,7 @@ class MemoryNativeHistogram(MemoryHistogram):
         "_max_buckets",
         "_reset_seconds",
         "_reset_at",
+        "_clock",
         "_only_inf",
         "_low",
         "_high",
@@ -155,13 +156,15 @@ class MemoryNativeHistogram(MemoryHistogram):
         zero_threshold: float,
         max_buckets: int,
         reset_seconds: float,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(upper_bounds)
         self._native = NativeHistogram(schema, zero_threshold)
         self._initial_schema = schema
         self._max_buckets = max_buckets
         self._reset_seconds = reset_seconds
-        self._reset_at = time.monotonic()
+        self._clock = clock or time.monotonic
+        self._reset_at = self._clock()
         self._only_inf = self._last == 0
         self._refresh()
 
@@ -222,7 +225,7 @@ class MemoryNativeHistogram(MemoryHistogram):
             self._shrink(index, value)
 
     def _shrink(self, index: int, value: float) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._reset_seconds > 0 and now - self._reset_at >= self._reset_seconds:
             self._reset_at = now  # start again, keeping only the latest observation
             self._counts = [0] * len(self._bounds)
@@ -278,7 +281,14 @@ class MemorySummary:
 
 
 class MemoryStore:
-    """Binds each series to an in-memory value; a scrape reads the values directly."""
+    """Binds each series to an in-memory value; a scrape reads the values directly.
+
+    ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``
+    with; values bound after it is replaced use the new one (tests move time forward with it).
+    """
+
+    def __init__(self) -> None:
+        self.clock: Callable[[], float] = time.monotonic
 
     def bind(self, metric: BoundSeries) -> Value:
         desc = metric._desc
@@ -290,6 +300,7 @@ class MemoryStore:
                     desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                     desc.option("native_max_buckets"),  # type: ignore[arg-type]
                     desc.option("native_reset_seconds"),  # type: ignore[arg-type]
+                    self.clock,
                 )
             return MemoryHistogram(desc.upper_bounds)
         if desc.type is MetricType.SUMMARY:

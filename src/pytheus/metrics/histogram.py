@@ -35,10 +35,11 @@ class Histogram(_Metric):
     - ``native_zero_threshold`` (2**-128): values with ``abs(value)`` at most this are counted
       in the zero bucket;
     - ``native_reset_seconds`` (0 = never): past ``native_max_buckets``, restart the histogram
-      instead if this long has passed since it last started.
+      (classic part included) instead if this long has passed since it last started.
 
     The memory, shared-file and Redis backends record native histograms; processes are merged at
-    the lowest schema among them. A per-value (bring-your-own) backend keeps the classic part only.
+    the lowest schema among them, and each process restarts its own part. A per-value
+    (bring-your-own) backend keeps the classic part only.
 
     Example::
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,14 @@ _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 
 
 class FileStore:
-    """Binds series to cells of this process's segments; reads the whole directory."""
+    """Binds series to cells of this process's segments; reads the whole directory.
+
+    ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``
+    with; values bound after it is replaced use the new one (tests move time forward with it).
+    """
 
     def __init__(self, path: Path, clear_stale: bool = True, join_run: bool = True) -> None:
+        self.clock: Callable[[], float] = time.monotonic
         self.path = path
         self.directory = SharedDirectory(path)
         # an exporter that only reads must not keep a run alive, nor start one
@@ -128,6 +134,8 @@ class FileStore:
             desc.option("native_schema"),  # type: ignore[arg-type]
             desc.option("native_zero_threshold"),  # type: ignore[arg-type]
             max_buckets,
+            desc.option("native_reset_seconds"),  # type: ignore[arg-type]
+            self.clock,
         )  # fmt: skip
 
     def _exemplar_slots(self, key: Key) -> ExemplarSlots:

@@ -38,6 +38,7 @@ from pytheus.backends.file._format import (
     read_header,
 )
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
+from pytheus.backends.file._values import native_restarts
 from pytheus.native import decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar
 
@@ -310,17 +311,53 @@ class SharedDirectory:
         for key, cells in archived:
             _merge(table, key, cells)
         for paths in living.values():
-            for path in paths:
-                pid, entries = self.read_segment(path)
-                for key, cells in entries:
-                    if key[1] == EXEMPLAR:
-                        if exemplars is not None:
-                            _keep_newest(exemplars, key, cells)
-                        continue
-                    _merge(table, merge_key(key, pid), cells)
+            for pid, key, cells in self._read_process(paths):
+                if key[1] == EXEMPLAR:
+                    if exemplars is not None:
+                        _keep_newest(exemplars, key, cells)
+                    continue
+                _merge(table, merge_key(key, pid), cells)
         if tombstones:
             self._apply_tombstones(table)
         return table
+
+    def _read_process(self, paths: list[Path]) -> list[tuple[int, Key, list[float]]]:
+        """``(pid, key, cells)`` of every entry of a living process's segments.
+
+        A native block and its histogram's classic cells are two entries, copied at two
+        moments. That is fine while the process only adds (they differ by the observations in
+        between, as any two series do); once it has restarted a histogram (see
+        ``FileNativeHistogram``), or when the block was being written, the two are read again
+        together (:func:`_settle`), so that a scrape never pairs the classic counts of before a
+        restart with the native part of after it, or takes half an observation.
+        """
+        read: list[tuple[int, Key, list[float]]] = []
+        # histograms and native blocks: (position in read, path, first cell, cells)
+        located: dict[Key, tuple[int, Path, int, int]] = {}
+        unsettled: list[Key] = []
+        for path in paths:
+            pid, entries = self.read_segment(path)
+            parsed = self._parsed.get(path)
+            if parsed is None:
+                continue
+            for (key, cells), (_, index, count) in zip(entries, parsed.entries):
+                if key[1] in (NATIVE, "histogram"):
+                    located[key] = (len(read), path, index, count)
+                    if key[1] == NATIVE and (native_restarts(cells) > 0 or cells[0] != cells[-1]):
+                        unsettled.append(key)
+                read.append((pid, key, cells))
+        for key in unsettled:
+            at, path, index, count = located[key]
+            classic_key: Key = (key[0], "histogram", "", key[3], key[4], key[5], key[6])
+            classic = located.get(classic_key)
+            if classic is None:
+                continue
+            settled = _settle((path, index, count), classic[1:])
+            if settled is not None:
+                pid = read[at][0]
+                read[at] = (pid, key, settled[0])
+                read[classic[0]] = (pid, classic_key, settled[1])
+        return read
 
     # --- compaction ---------------------------------------------------------------------------
 
@@ -424,6 +461,53 @@ def _steady_block(fd: int, index: int, count: int) -> list[float]:
             break
         time.sleep(0 if attempt < 100 else 0.0001)
     return block
+
+
+SETTLE_SECONDS = 1.0
+"""How long a scrape waits for a living process to finish writing a native block."""
+
+
+def _settle(
+    native: tuple[Path, int, int], classic: tuple[Path, int, int]
+) -> tuple[list[float], list[float]] | None:
+    """A native block and its classic cells, read as one moment (None: the files are gone).
+
+    The writer stores the block's tail version, then the classic cells and the block, then the
+    head version; reading the head first, then the classic cells, then the block with its tail,
+    the three match only when no write overlapped the reads (a seqlock). The writer is alive and
+    holds the block for microseconds, unless the machine is busy and it was descheduled: keep
+    trying for up to :data:`SETTLE_SECONDS` (then, as a last resort, take what was read).
+    """
+    (path, index, count), (classic_path, classic_index, classic_count) = native, classic
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        classic_fd = fd if classic_path == path else os.open(classic_path, os.O_RDONLY)
+    except OSError:
+        os.close(fd)
+        return None
+    try:
+        deadline = time.monotonic() + SETTLE_SECONDS
+        attempt = 0
+        while True:
+            head = _doubles_at(fd, index, 1)[0]
+            cells = _doubles_at(classic_fd, classic_index, classic_count)
+            block = _doubles_at(fd, index, count)
+            whole = head == block[0] == block[-1] and len(cells) == classic_count
+            if whole or time.monotonic() > deadline:
+                return block, cells
+            attempt += 1
+            time.sleep(0 if attempt < 100 else 0.001)
+    finally:
+        os.close(fd)
+        if classic_fd != fd:
+            os.close(classic_fd)
+
+
+def _doubles_at(fd: int, index: int, count: int) -> list[float]:
+    return array.array("d", os.pread(fd, 8 * count, 8 * index)).tolist()
 
 
 def _keep_newest(exemplars: Exemplars, key: Key, cells: list[float]) -> None:

@@ -159,8 +159,13 @@ def native_room(max_buckets: int) -> int:
 
 
 def native_block_cells(room: int) -> int:
-    """Cells of a native block: head version, the encoded histogram, tail version."""
-    return 2 + CELLS_HEADER + 2 * room
+    """Cells of a native block: head version, the encoded histogram, restarts, tail version."""
+    return 3 + CELLS_HEADER + 2 * room
+
+
+def native_restarts(block: list[float]) -> float:
+    """How often the process restarted the histogram of ``block`` (a whole block, as read)."""
+    return block[-2]
 
 
 class FileNativeHistogram(FileHistogram):
@@ -168,13 +173,20 @@ class FileNativeHistogram(FileHistogram):
 
     Block cells: head version | schema, zero threshold, zero count, count, sum, buckets used
     (see :func:`pytheus.native.encode_cells`) | ``(code, count)`` pairs, in the order the buckets
-    appeared | tail version. The writer stores the tail version first and the head version last;
-    a reader takes a copy only when both match (``_directory`` re-reads otherwise). A new bucket
-    is appended; past ``max_buckets`` (or the room) the schema is lowered and the block rewritten,
-    as the memory backend does (``native_reset_seconds`` is not applied here).
+    appeared | restarts | tail version. The writer stores the tail version first, then the
+    classic cells and the block, and the head version last; a reader takes a copy only when both
+    versions match (``_directory`` re-reads otherwise). A new bucket is appended; past
+    ``max_buckets`` the histogram restarts from that observation (classic counts, sum and native
+    part, counting one more restart) if ``reset_seconds`` (> 0) have passed by ``clock`` since the
+    last restart or since it was created, else the schema is lowered and the block rewritten, as
+    the memory backend does. Past the room of the block (with no limit) the schema is lowered.
+    Exemplars are this process's latest ones and stay.
     """
 
-    __slots__ = ("_block", "_at", "_tail", "_slots", "_schema", "_threshold", "_limit")
+    __slots__ = (
+        "_block", "_at", "_tail", "_slots", "_schema", "_threshold", "_limit", "_initial",
+        "_reset_seconds", "_reset_at", "_clock",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -186,6 +198,8 @@ class FileNativeHistogram(FileHistogram):
         schema: int,
         zero_threshold: float,
         max_buckets: int,
+        reset_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(cells, index, upper_bounds)
         room = native_room(max_buckets)
@@ -196,6 +210,10 @@ class FileNativeHistogram(FileHistogram):
         self._slots: dict[int, int] = {}  # bucket code -> the cell of its count
         self._schema = schema
         self._threshold = zero_threshold
+        self._initial = (schema, zero_threshold)
+        self._reset_seconds = reset_seconds if max_buckets else 0.0  # no limit: never restarts
+        self._clock = clock
+        self._reset_at = clock()
         existing = decode_cells(block[at + 1 : self._tail].tolist()) if block[at] else None
         with self._lock:
             self._write(existing or NativeHistogram(schema, zero_threshold))
@@ -205,28 +223,32 @@ class FileNativeHistogram(FileHistogram):
         if bucket == 0 and value != value:
             bucket = self._last
         with self._lock:
+            block, at = self._block, self._at
+            version = block[at] + 1
+            block[self._tail] = version  # tail first: the classic cells are inside the window
             cells = self._cells
             cells[self._index + bucket] += 1
             cells[self._sum_index] += value
-            block, at = self._block, self._at
-            version = block[at] + 1
-            block[self._tail] = version  # tail first
             block[at + 4] += 1
             block[at + 5] += value
-            if value == value:  # NaN: in count and sum only
-                if value > self._threshold:
-                    self._count_bucket(2 * bucket_index(value, self._schema))
-                elif value < -self._threshold:
-                    self._count_bucket(2 * bucket_index(value, self._schema) + 1)
-                else:
+            if value > self._threshold:
+                code = 2 * bucket_index(value, self._schema)
+            elif value < -self._threshold:
+                code = 2 * bucket_index(value, self._schema) + 1
+            else:
+                if value == value:  # NaN: in count and sum only
                     block[at + 3] += 1
+                block[at] = version
+                return
+            slot = self._slots.get(code)
+            if slot is not None:
+                block[slot] += 1
+            else:
+                self._new_bucket(code, bucket, value)
             block[at] = version  # head last: the block is whole again
 
-    def _count_bucket(self, code: int) -> None:
-        slot = self._slots.get(code)
-        if slot is not None:
-            self._block[slot] += 1
-            return
+    def _new_bucket(self, code: int, bucket: int, value: float) -> None:
+        """Count ``value`` in a bucket the block does not hold yet (the lock is held)."""
         used = len(self._slots)
         if used < self._limit:
             pair = self._at + 1 + CELLS_HEADER + 2 * used
@@ -235,10 +257,28 @@ class FileNativeHistogram(FileHistogram):
             self._slots[code] = pair + 1
             self._block[self._at + CELLS_HEADER] = used + 1
             return
+        if self._reset_seconds > 0:
+            now = self._clock()
+            if now - self._reset_at >= self._reset_seconds:
+                self._reset_at = now
+                self._restart(bucket, value)
+                return
         histogram = self._decode()  # count and sum already include this observation
         buckets = histogram.negative if code & 1 else histogram.positive
         buckets[code >> 1] = buckets.get(code >> 1, 0) + 1
         histogram.limit_buckets(self._limit)
+        self._write(histogram)
+
+    def _restart(self, bucket: int, value: float) -> None:
+        """Start this process's histogram again from ``value`` alone (in ``observe``'s window)."""
+        # before any head store: a scrape that sees restarts re-reads (_directory._read_process)
+        self._block[self._tail - 1] += 1
+        cells, first = self._cells, self._index
+        cells[first : self._sum_index] = array.array("d", bytes(8 * (self._sum_index - first)))
+        cells[first + bucket] = 1
+        cells[self._sum_index] = value
+        histogram = NativeHistogram(*self._initial)
+        histogram.observe(value)
         self._write(histogram)
 
     def _decode(self) -> NativeHistogram:

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
@@ -79,7 +79,14 @@ def _client(options: RedisOptions) -> Any:
 
 
 class RedisStore:
+    """Binds series to values that flush to Redis; reads the namespace with one script call.
+
+    ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``
+    with; values bound after it is replaced use the new one (tests move time forward with it).
+    """
+
     def __init__(self, options: RedisOptions) -> None:
+        self.clock: Callable[[], float] = time.monotonic
         self.options = options
         self.client = _client(options)
         self.flusher = Flusher(self.client, options)
@@ -149,6 +156,8 @@ class RedisStore:
                     desc.option("native_schema"),  # type: ignore[arg-type]
                     desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                     desc.option("native_max_buckets"),  # type: ignore[arg-type]
+                    desc.option("native_reset_seconds"),  # type: ignore[arg-type]
+                    self.clock,
                 )  # fmt: skip
             elif desc.type is MetricType.HISTOGRAM:
                 value = RedisHistogram(desc.upper_bounds, queue)

@@ -74,6 +74,8 @@ class Flusher:
         self.dropped_updates = 0
         self._last_error_log = 0.0
         self._last_refresh = time.monotonic()
+        self._pid = os.getpid()  # a forked child inherits this object (and the atexit hook)
+        self._said_goodbye = False
 
     # --- registration and the background thread -------------------------------------------
 
@@ -119,20 +121,36 @@ class Flusher:
                 logger.exception("pytheus: unexpected error while flushing to Redis")
 
     def close(self) -> None:
-        """Stop the thread and flush once more (at exit, or when the backend is replaced)."""
-        if self._stop.is_set():
+        """Stop the thread and flush once more (at exit, or when the backend is replaced).
+
+        Once everything is acknowledged, the process also says goodbye: from then on it counts
+        as dead for every scrape (its native histograms are folded at once) and flushes no more.
+        Only in the process that created the flusher: a forked child, which inherits it, has a
+        flusher of its own.
+        """
+        if self._stop.is_set() or os.getpid() != self._pid:
             return
         self._stop.set()
         try:
-            self.flush()
+            if self.flush():
+                self._say_goodbye()
         except Exception:
             logger.exception("pytheus: could not flush metrics to Redis at exit")
+
+    def _say_goodbye(self) -> None:
+        with self._flush_lock:
+            if self._unacked is not None or self.queue or self._removals:
+                return  # recorded meanwhile: rather be found dead by the heartbeat's expiry
+            self._said_goodbye = True
+            self._send(self._acked, self._acked, ["0"], bye=True)
 
     # --- flushing -------------------------------------------------------------------------------
 
     def flush(self) -> bool:
         """Send what is pending; True when Redis acknowledged everything up to now."""
         with self._flush_lock:
+            if self._said_goodbye:
+                return False
             if self._unacked is None:
                 self._unacked = self._take_batch()
             batch = self._unacked
@@ -189,13 +207,14 @@ class Flusher:
         return tuple((sid, meta, tuple(value.refresh())) for sid, meta, value in series)
 
     def _send(
-        self, seq: int, expected: int, arguments: list[str], resync: bool = False
+        self, seq: int, expected: int, arguments: list[str], resync: bool = False, bye: bool = False
     ) -> tuple[str, int]:
         reply = self._script(
             args=[
                 self.options.base, self.process, seq, expected, self.options.expire_key_time,
                 self.heartbeat_ttl, repr(time.time()), "1" if resync else "0",
-                round(1000 * (2 * (self.options.flush_interval or 1.0) + 1)), *arguments,
+                round(1000 * (2 * (self.options.flush_interval or 1.0) + 1)), "1" if bye else "0",
+                *arguments,
             ]
         )  # fmt: skip
         status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

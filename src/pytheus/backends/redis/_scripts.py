@@ -11,13 +11,19 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
 - ``<base>:s:<series id>``: a gauge's hash: one field per process,
   ``"value,last write,last set"``, and ``_a`` for dead processes folded together.
 - ``<base>:natives``: the ids of the series that have a native part.
-- ``<base>:n:<series id>``: a native histogram's hash: one field per process, its whole native
-  histogram (``pytheus.native.encode_cells`` numbers separated by spaces), written absolutely.
-  Fields of dead processes stay (they count, as a counter's past does) until the hash expires,
-  ``expire_key_time`` after the last write by any process: a cost of one field per process that
-  ever observed the series.
+- ``<base>:n:<series id>``: a native histogram's hash: one field per living process, its whole
+  native histogram (``pytheus.native.encode_cells`` numbers separated by spaces), written
+  absolutely, and ``_a`` for dead processes folded together. A scrape folds the field of a
+  process that is dead into ``_a`` (merged exactly, at the lower schema of the two) and deletes
+  it, so a series has one field per living process plus one, however many came and went.
+- ``<base>:nb:<process>``: series id -> the native histogram of that process a scrape folded
+  into ``_a``, kept while the process might still flush again (until its sequence number
+  expires): a process that only stopped flushing for longer than its heartbeat takes it back
+  out of ``_a`` at its next flush, so it is never counted twice. A process that exits says so
+  (``bye``) and leaves nothing of the kind.
 - ``<base>:seq:<process>``: the last batch sequence number applied for a process.
-- ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing.
+- ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing, or that
+  the process deletes with its last flush, at exit.
 - ``<base>:recovering``: set for a few seconds when a process finds that Redis lost its data.
 
 A flush is idempotent: a batch carries a sequence number, and a batch whose number was already
@@ -26,15 +32,111 @@ retried without counting twice. Lua numbers are doubles, as in Python, and are w
 significant digits, so values round-trip exactly (HINCRBYFLOAT would refuse infinities and NaN).
 """
 
-FLUSH = """
+NATIVE = """
+-- Native histograms as pytheus.native.encode_cells writes them, numbers separated by spaces:
+-- schema, zero threshold, zero count, count, sum, number of buckets, then (code, count) pairs;
+-- a bucket's code is 2 * index, plus 1 for a negative bucket.
+local function fmt(x) return string.format('%.17g', x) end
+local function native_parse(raw)
+  local cells = {}
+  for token in string.gmatch(raw, '%S+') do cells[#cells + 1] = tonumber(token) end
+  local n = cells[6]
+  if n == nil or #cells < 6 + 2 * n then return nil end
+  for j = 1, 6 + 2 * n do
+    if cells[j] == nil then return nil end
+  end
+  local h = {schema = cells[1], threshold = cells[2], zero = cells[3], count = cells[4],
+             sum = cells[5], buckets = {}}
+  for j = 7, 6 + 2 * n, 2 do h.buckets[cells[j]] = (h.buckets[cells[j]] or 0) + cells[j + 1] end
+  return h
+end
+-- The buckets of h at a schema not above its own: bucket i goes to ceil(i / 2^(h.schema - s)),
+-- exactly (a division by a power of two), as pytheus.native.reduce_index does.
+local function native_buckets_at(h, schema)
+  local scale, out = 2 ^ (h.schema - schema), {}
+  for code, count in pairs(h.buckets) do
+    local sign = code % 2
+    local key = 2 * math.ceil((code - sign) / 2 / scale) + sign
+    if key == 0 then key = 0 end  -- never -0
+    out[key] = (out[key] or 0) + count
+  end
+  return out
+end
+-- a and b together at the lower of their schemas (their zero thresholds are equal)
+local function native_merge(a, b)
+  local schema = math.min(a.schema, b.schema)
+  local merged = {schema = schema, threshold = a.threshold, zero = a.zero + b.zero,
+                  count = a.count + b.count, sum = a.sum + b.sum,
+                  buckets = native_buckets_at(a, schema)}
+  for code, count in pairs(native_buckets_at(b, schema)) do
+    merged.buckets[code] = (merged.buckets[code] or 0) + count
+  end
+  return merged
+end
+-- a without b, which was merged into it; nil when b is not part of a
+local function native_without(a, b)
+  if b.schema < a.schema or b.threshold ~= a.threshold then return nil end
+  local rest = {schema = a.schema, threshold = a.threshold, zero = a.zero - b.zero,
+                count = a.count - b.count, sum = a.sum - b.sum, buckets = a.buckets}
+  if rest.zero < 0 or rest.count < 0 then return nil end
+  for code, count in pairs(native_buckets_at(b, a.schema)) do
+    local left = (rest.buckets[code] or 0) - count
+    if left < 0 then return nil end
+    rest.buckets[code] = left
+  end
+  return rest
+end
+local function native_format(h)
+  local out = {fmt(h.schema), fmt(h.threshold), fmt(h.zero), fmt(h.count), fmt(h.sum), ''}
+  for code, count in pairs(h.buckets) do
+    if count > 0 then
+      out[#out + 1] = fmt(code)
+      out[#out + 1] = fmt(count)
+    end
+  end
+  out[6] = fmt((#out - 6) / 2)
+  return table.concat(out, ' ')
+end
+"""
+
+FLUSH = (
+    NATIVE
+    + """
 local base, proc = ARGV[1], ARGV[2]
 local seq, expected = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, heartbeat = tonumber(ARGV[5]), tonumber(ARGV[6])
 local seq_ttl = math.max(ttl, 2 * heartbeat)  -- outlives any retry of a living process
 local now, resync = ARGV[7], ARGV[8]
-local seqkey = base .. ':seq:' .. proc
+local seqkey, heartbeat_key = base .. ':seq:' .. proc, base .. ':proc:' .. proc
 local last = tonumber(redis.call('GET', seqkey) or '-1')
-redis.call('SET', base .. ':proc:' .. proc, '1', 'EX', heartbeat)
+if ARGV[10] == '1' then
+  -- bye: the process flushed for the last time (all acknowledged): dead from now on, and never
+  -- back, so a scrape folds its native fields at once and keeps nothing to take back
+  if last == seq then redis.call('DEL', heartbeat_key, seqkey) end
+  return {'bye', tostring(last)}
+end
+local folded_key = base .. ':nb:' .. proc
+if redis.call('EXISTS', folded_key) == 1 then
+  -- a scrape took this process for dead and folded its native fields into `_a`: take them
+  -- back out, as they were; its next writes of them are absolute again
+  local folded = redis.call('HGETALL', folded_key)
+  for f = 1, #folded, 2 do
+    local key = base .. ':n:' .. folded[f]
+    local archived = redis.call('HGET', key, '_a')
+    local whole, part = archived and native_parse(archived), native_parse(folded[f + 1])
+    local rest = whole and part and native_without(whole, part)
+    if rest then
+      if rest.count > 0 then
+        redis.call('HSET', key, '_a', native_format(rest))
+      else
+        redis.call('HDEL', key, '_a')
+      end
+      redis.call('HSETNX', key, proc, folded[f + 1])
+    end
+  end
+  redis.call('DEL', folded_key)
+end
+redis.call('SET', heartbeat_key, '1', 'EX', heartbeat)
 if last >= 0 then redis.call('EXPIRE', seqkey, seq_ttl) end
 if last >= seq then return {'dup', tostring(last)} end
 if resync ~= '1' and last ~= expected then
@@ -66,9 +168,9 @@ local function add(current, delta)
   end
   return table.concat(out, ' ')
 end
-local removals = tonumber(ARGV[10])
-for r = 1, removals do forget(ARGV[10 + r]) end
-local i = 11 + removals
+local removals = tonumber(ARGV[11])
+for r = 1, removals do forget(ARGV[11 + r]) end
+local i = 12 + removals
 while i <= #ARGV do
   local sid, meta, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
@@ -101,10 +203,14 @@ end
 redis.call('SET', seqkey, seq, 'EX', seq_ttl)
 return {'ok', tostring(seq)}
 """
+)
 
 # Reads every series of the namespace in one call. Series that expired leave the index here;
-# gauge fields of dead processes are dropped or folded into `_a`, as the gauge's mode says.
-SCRAPE = """
+# gauge fields of dead processes are dropped or folded into `_a`, as the gauge's mode says, and
+# native fields of dead processes are folded into `_a`.
+SCRAPE = (
+    NATIVE
+    + """
 local base, ttl = ARGV[1], tonumber(ARGV[2])
 local index_key = base .. ':index'
 local now = tonumber(redis.call('TIME')[1])
@@ -133,19 +239,60 @@ local function parse(v)
   local value, written, set = string.match(v, '^([^,]+),([^,]+),([^,]+)$')
   return tonumber(value), tonumber(written), tonumber(set)
 end
-local function fmt(x) return string.format('%.17g', x) end
 local folding = {sum = true, min = true, max = true, mostrecent = true}
 local unit = string.char(31)  -- the unit separator; records are separated by char 30
--- Gauges: fields of dead processes are dropped or folded into `_a`, as the mode says.
+-- A native field of a dead process is folded into `_a` (merged exactly, at the lower schema),
+-- unless the zero thresholds differ (another version of the program): then it stays. What was
+-- folded is kept for the process while its batch sequence lives: see `<base>:nb:` and FLUSH.
+local function fold_natives(sid, fields)
+  local key, archived, kept, dead = base .. ':n:' .. sid, nil, {}, {}
+  for f = 1, #fields, 2 do
+    if fields[f] == '_a' then
+      archived = fields[f + 1]
+    elseif is_alive(fields[f]) then
+      table.insert(kept, fields[f]); table.insert(kept, fields[f + 1])
+    else
+      table.insert(dead, f)
+    end
+  end
+  if #dead == 0 then return fields end
+  local into = archived and native_parse(archived)
+  if archived and not into then return fields end  -- unreadable: leave everything as it is
+  local folded = {}
+  for _, f in ipairs(dead) do
+    local field, raw = fields[f], fields[f + 1]
+    local part = native_parse(raw)
+    if part and (not into or part.threshold == into.threshold) then
+      into = into and native_merge(into, part) or part
+      table.insert(folded, field)
+      local left = redis.call('PTTL', base .. ':seq:' .. field)
+      if left > 0 then
+        redis.call('HSET', base .. ':nb:' .. field, sid, raw)
+        redis.call('PEXPIRE', base .. ':nb:' .. field, left)
+      end
+    else
+      table.insert(kept, field); table.insert(kept, raw)
+    end
+  end
+  if #folded > 0 then  -- `_a` first: the hash never empties, so it keeps its expiry
+    archived = native_format(into)
+    redis.call('HSET', key, '_a', archived)
+    for _, field in ipairs(folded) do redis.call('HDEL', key, field) end
+  end
+  if archived then table.insert(kept, '_a'); table.insert(kept, archived) end
+  return kept
+end
 local gauges, natives = {}, {}
 for _, sid in ipairs(redis.call('SMEMBERS', base .. ':natives')) do
   local fields = redis.call('HGETALL', base .. ':n:' .. sid)
   if #fields > 0 then
+    fields = fold_natives(sid, fields)
     table.insert(natives, sid .. unit .. table.concat(fields, unit))
   else  -- expired
     redis.call('SREM', base .. ':natives', sid)
   end
 end
+-- Gauges: fields of dead processes are dropped or folded into `_a`, as the mode says.
 for i = 1, #index, 2 do
   local sid, meta = index[i], index[i + 1]
   -- the type is the second string of the JSON array, found without decoding it; a name holding
@@ -206,3 +353,4 @@ return {
   table.concat(natives, string.char(30)),
 }
 """
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
@@ -238,23 +239,36 @@ class RedisHistogram:
     def take(self) -> list[Op]:
         with self._lock:
             self._queued = False
+            ops = self._retraction_ops()
             pending, self._pending = self._pending, [0] * len(self._bounds)
             pending_sum, self._pending_sum = self._pending_sum, 0.0
             for i, count in enumerate(pending):
                 self._total[i] += count
             self._total_sum += pending_sum
             dirty, self._exemplars_dirty = self._exemplars_dirty, set()
-            exemplar_ops = self._exemplar_ops(dirty) + self._native_ops(False)
-        if not any(pending) and not pending_sum:
-            return exemplar_ops
-        return [("p", "", _packed(pending, pending_sum)), *exemplar_ops]
+            if any(pending) or pending_sum:
+                ops.append(("p", "", _packed(pending, pending_sum)))
+            ops += self._exemplar_ops(dirty)
+            ops += self._native_ops(False)
+        return ops
 
     def totals(self) -> list[Op]:
+        """This process's whole contribution, for a Redis that lost it; pending included."""
         with self._lock:
+            self._retraction_ops()  # dropped: Redis lost what they would take back
+            for i, count in enumerate(self._pending):
+                self._total[i] += count
+            self._total_sum += self._pending_sum
+            self._pending = [0] * len(self._bounds)
+            self._pending_sum = 0.0
             if not any(self._total):
                 return []
             exemplar_ops = self._exemplar_ops(range(len(self._bounds))) + self._native_ops(True)
             return [("p", "", _packed(self._total, self._total_sum)), *exemplar_ops]
+
+    def _retraction_ops(self) -> list[Op]:
+        """Ops taking back what a restarted histogram had counted before (none here)."""
+        return []
 
     def _native_ops(self, always: bool) -> list[Op]:
         """Ops for the native part, taken under the lock with the classic part (none here)."""
@@ -267,11 +281,20 @@ class RedisNativeHistogram(RedisHistogram):
     The classic part flushes deltas; the native part is written absolutely, as this process's
     field of the series' native hash (its schema may have changed since the last flush, which
     a delta cannot express), in the same batch and from the same moment as the classic delta.
-    Past ``max_buckets`` the schema is lowered, as the memory backend does
-    (``native_reset_seconds`` is not applied here).
+
+    Past ``max_buckets`` the histogram restarts from that observation if ``reset_seconds``
+    (> 0) have passed by ``clock`` since the last restart (or since it was created), else the
+    schema is lowered, as the memory backend does. A restart starts this process's contribution
+    again: what earlier batches added to the shared classic cells is *retracted* (sent negated,
+    in the same batch as the new native histogram, so a scrape sees both or neither), and only
+    the observation that overflowed is counted. Exemplars stay: the series' exemplars in Redis
+    are the latest of every process.
     """
 
-    __slots__ = ("_native", "_max_buckets", "_native_dirty", "field")
+    __slots__ = (
+        "_native", "_max_buckets", "_native_dirty", "_native_taken", "field", "_initial_schema",
+        "_reset_seconds", "_reset_at", "_clock", "_retract", "_retract_sum",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -281,11 +304,20 @@ class RedisNativeHistogram(RedisHistogram):
         schema: int,
         zero_threshold: float,
         max_buckets: int,
+        reset_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(upper_bounds, queue)
         self._native = NativeHistogram(schema, zero_threshold)
+        self._initial_schema = schema
         self._max_buckets = max_buckets
+        self._reset_seconds = reset_seconds
+        self._clock = clock
+        self._reset_at = clock()
         self._native_dirty = False
+        self._native_taken: str | None = None  # the native histogram as the last batch has it
+        self._retract = [0] * len(upper_bounds)  # counted by earlier batches, to take back
+        self._retract_sum = 0.0
         self.field = field
 
     def observe(self, value: float) -> None:
@@ -298,11 +330,34 @@ class RedisNativeHistogram(RedisHistogram):
             native = self._native
             native.observe(value)
             if native.bucket_count > self._max_buckets > 0:
-                native.limit_buckets(self._max_buckets)
+                self._shrink(bucket, value)
             self._native_dirty = True
             if not self._queued:
                 self._queued = True
                 self._queue.append(self)
+
+    def _shrink(self, bucket: int, value: float) -> None:
+        """Restart from ``value``, or lower the schema (the lock is held)."""
+        if self._reset_seconds > 0:
+            now = self._clock()
+            if now - self._reset_at >= self._reset_seconds:
+                self._reset_at = now
+                self._restart(bucket, value)
+                return
+        self._native.limit_buckets(self._max_buckets)
+
+    def _restart(self, bucket: int, value: float) -> None:
+        for i, count in enumerate(self._total):
+            self._retract[i] += count
+        self._retract_sum += self._total_sum
+        self._total = [0] * len(self._bounds)
+        self._total_sum = 0.0
+        self._pending = [0] * len(self._bounds)
+        self._pending[bucket] = 1
+        self._pending_sum = value
+        self._native.reset()
+        self._native.schema = self._initial_schema
+        self._native.observe(value)
 
     def snapshot(self) -> HistogramData:
         data = super().snapshot()
@@ -310,19 +365,26 @@ class RedisNativeHistogram(RedisHistogram):
             data.native = self._native.copy()
         return data
 
-    def _native_op(self) -> Op:
-        return ("n", self.field, " ".join(map(_num, encode_cells(self._native))))
+    def _retraction_ops(self) -> list[Op]:
+        if not any(self._retract) and not self._retract_sum:
+            return []
+        retract, self._retract = self._retract, [0] * len(self._bounds)
+        retract_sum, self._retract_sum = self._retract_sum, 0.0
+        return [("p", "", _packed([-count for count in retract], -retract_sum))]
 
     def _native_ops(self, always: bool) -> list[Op]:
         if not (always or self._native_dirty):
             return []
         self._native_dirty = False
-        return [self._native_op()]
+        self._native_taken = " ".join(map(_num, encode_cells(self._native)))
+        return [("n", self.field, self._native_taken)]
 
     def refresh(self) -> list[Op]:
-        """Write the native part again: it does not expire while this process holds it."""
+        """Keep the series from expiring, the native part too (as the last batch had it)."""
         with self._lock:
-            return [("t", "", ""), self._native_op()]
+            if self._native_taken is None:
+                return [("t", "", "")]
+            return [("t", "", ""), ("n", self.field, self._native_taken)]
 
 
 class RedisSummary:
