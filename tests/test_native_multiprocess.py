@@ -425,6 +425,31 @@ def test_scrapes_never_see_a_half_restarted_histogram(
     assert child.exitcode == 0
 
 
+def test_a_block_torn_for_good_is_taken_repaired() -> None:
+    """The last resort of a scrape that never finds a writer's native block whole (a process
+    killed mid-write, or one that observes without pause): the count is what the buckets hold,
+    as Prometheus requires, unless NaN was observed."""
+    from pytheus.backends.file._directory import _repaired
+
+    observed = NativeHistogram(3)
+    for value in (0.5, 2.0, -3.0, 0.0):
+        observed.observe(value)
+    for stored_count in (3, 5):  # the count was stored before (5) or after (3) the bucket
+        torn = observed.copy()
+        torn.count = stored_count
+        block = [7.0, *encode_cells(torn), 2.0, 8.0]
+        repaired = _repaired(block)
+        assert repaired[0] == repaired[-1] and repaired[-2] == 2.0  # whole; restarts kept
+        fixed = decode_cells(repaired[1:-1])
+        assert fixed is not None and fixed.count == 4
+        assert (fixed.positive, fixed.negative, fixed.zero_count) == (
+            observed.positive, observed.negative, 1,
+        )  # fmt: skip
+    observed.observe(math.nan)  # NaN is in the count and in no bucket: the count is kept
+    fixed = decode_cells(_repaired([1.0, *encode_cells(observed), 0.0, 2.0])[1:-1])
+    assert fixed is not None and fixed.count == 5
+
+
 def observe_values(histogram: Histogram, values: list[float]) -> None:
     for value in values:
         histogram.observe(value)

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import json
 import logging
+import mmap
 import os
 import threading
 import time
@@ -452,15 +453,36 @@ def _steady_block(fd: int, index: int, count: int) -> list[float]:
     """Re-read a native block its writer was changing until both versions match.
 
     The writer holds a block for microseconds; a block that stays torn belongs to a process
-    killed while writing it, and is taken as it is (off by at most that one observation).
+    killed while writing it, or to one observing without pause: it is taken repaired
+    (:func:`_repaired`), off by at most the observation in flight.
     """
     block: list[float] = []
     for attempt in range(200):
         block = array.array("d", os.pread(fd, 8 * count, 8 * index)).tolist()
         if block[0] == block[-1]:
-            break
+            return block
         time.sleep(0 if attempt < 100 else 0.0001)
-    return block
+    return _repaired(block)
+
+
+def _repaired(block: list[float]) -> list[float]:
+    """A torn native block (read while written) made whole: its count is what its buckets hold.
+
+    A torn read holds part of the one observation in flight, so the stored count may be one off
+    from the buckets, which Prometheus refuses ("observation count should equal the number of
+    observations found in the buckets"). Unless NaN was observed (then the count holds NaNs no
+    bucket has), the count is set to the zero bucket plus the buckets; the sum may stay one
+    observation off, as a classic histogram's may.
+    """
+    native = decode_cells(block[1:-1])
+    if native is None:
+        return block
+    if native.sum == native.sum:
+        native.count = (
+            native.zero_count + sum(native.positive.values()) + sum(native.negative.values())
+        )
+    version = block[-1]
+    return [version, *encode_cells(native), native_restarts(block), version]
 
 
 SETTLE_SECONDS = 1.0
@@ -474,40 +496,49 @@ def _settle(
 
     The writer stores the block's tail version, then the classic cells and the block, then the
     head version; reading the head first, then the classic cells, then the block with its tail,
-    the three match only when no write overlapped the reads (a seqlock). The writer is alive and
-    holds the block for microseconds, unless the machine is busy and it was descheduled: keep
-    trying for up to :data:`SETTLE_SECONDS` (then, as a last resort, take what was read).
+    the three match only when no write overlapped the reads (a seqlock). The files are mapped,
+    so a try copies memory without a system call and fits between two observations of a process
+    that observes without pause. The writer holds the block for microseconds, unless the machine
+    is busy and it was descheduled: keep trying for up to :data:`SETTLE_SECONDS`, then take the
+    last read with the block repaired (:func:`_repaired`).
     """
     (path, index, count), (classic_path, classic_index, classic_count) = native, classic
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        with _mapped(path) as cells_of_native, _mapped(classic_path) as cells_of_classic:
+            if len(cells_of_native) < index + count or (
+                len(cells_of_classic) < classic_index + classic_count
+            ):
+                return None
+            deadline = time.monotonic() + SETTLE_SECONDS
+            attempt = 0
+            while True:
+                head = cells_of_native[index]
+                cells: list[float] = cells_of_classic[  # type: ignore[assignment]
+                    classic_index : classic_index + classic_count
+                ].tolist()
+                block: list[float] = cells_of_native[index : index + count].tolist()  # type: ignore[assignment]
+                if head == block[0] == block[-1]:
+                    return block, cells
+                if time.monotonic() > deadline:
+                    return _repaired(block), cells
+                attempt += 1
+                time.sleep(0 if attempt < 1000 else 0.0001)
+    except (OSError, ValueError):
         return None
-    try:
-        classic_fd = fd if classic_path == path else os.open(classic_path, os.O_RDONLY)
-    except OSError:
-        os.close(fd)
-        return None
-    try:
-        deadline = time.monotonic() + SETTLE_SECONDS
-        attempt = 0
-        while True:
-            head = _doubles_at(fd, index, 1)[0]
-            cells = _doubles_at(classic_fd, classic_index, classic_count)
-            block = _doubles_at(fd, index, count)
-            whole = head == block[0] == block[-1] and len(cells) == classic_count
-            if whole or time.monotonic() > deadline:
-                return block, cells
-            attempt += 1
-            time.sleep(0 if attempt < 100 else 0.001)
-    finally:
-        os.close(fd)
-        if classic_fd != fd:
-            os.close(classic_fd)
 
 
-def _doubles_at(fd: int, index: int, count: int) -> list[float]:
-    return array.array("d", os.pread(fd, 8 * count, 8 * index)).tolist()
+@contextmanager
+def _mapped(path: Path) -> Iterator[memoryview[float]]:
+    """The cells of a segment, mapped read-only (released on exit)."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        usable = len(view) - len(view) % 8
+        cells: memoryview[float] = view[:usable].cast("d")
+        try:
+            yield cells
+        finally:
+            cells.release()
+            view.release()
 
 
 def _keep_newest(exemplars: Exemplars, key: Key, cells: list[float]) -> None:
