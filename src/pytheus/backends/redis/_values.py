@@ -228,9 +228,12 @@ class RedisHistogram:
 
     def snapshot(self) -> HistogramData:
         with self._lock:
-            counts = [t + p for t, p in zip(self._total, self._pending)]
-            total = self._total_sum + self._pending_sum
-            return HistogramData(self._bounds, counts, total, list(self._exemplars))
+            return self._snapshot_locked()
+
+    def _snapshot_locked(self) -> HistogramData:
+        counts = [t + p for t, p in zip(self._total, self._pending)]
+        total = self._total_sum + self._pending_sum
+        return HistogramData(self._bounds, counts, total, list(self._exemplars))
 
     def refresh(self) -> list[Op]:
         """Keep the series from expiring while this process holds it."""
@@ -360,10 +363,10 @@ class RedisNativeHistogram(RedisHistogram):
         self._native.observe(value)
 
     def snapshot(self) -> HistogramData:
-        data = super().snapshot()
-        with self._lock:
+        with self._lock:  # one moment of both parts
+            data = self._snapshot_locked()
             data.native = self._native.copy()
-        return data
+            return data
 
     def _retraction_ops(self) -> list[Op]:
         if not any(self._retract) and not self._retract_sum:
