@@ -40,7 +40,7 @@ from pytheus.backends.file._format import (
 )
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._values import native_restarts
-from pytheus.native import decode_cells, encode_cells, subtract
+from pytheus.native import CELLS_HEADER, NativeHistogram, decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar
 
 logger = logging.getLogger("pytheus.backends.file")
@@ -205,8 +205,11 @@ class SharedDirectory:
             cells: memoryview[float] = memoryview(data).cast("d")
             entries: list[tuple[Key, list[float]]] = []
             for key, index, count in parsed.entries:
-                block: list[float] = cells[index : index + count].tolist()  # type: ignore[assignment]
-                if key[1] == NATIVE and block[0] != block[-1]:
+                if key[1] != NATIVE:
+                    entries.append((key, cells[index : index + count].tolist()))  # type: ignore[arg-type]
+                    continue
+                block = _used_part(cells, index, count)
+                if block[0] != block[-1]:
                     block = _steady_block(fd, index, count)
                 entries.append((key, block))
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
@@ -307,17 +310,18 @@ class SharedDirectory:
         dead = {t: paths for t, paths in groups.items() if t not in living}
         if dead:
             self._compact(dead, groups)
-        table: dict[Key, list[float]] = {}
+        table = _Table()
         _, archived = self.read_segment(self.path / ARCHIVE)
         for key, cells in archived:
-            _merge(table, key, cells)
+            table.add(key, cells)
         for paths in living.values():
             for pid, key, cells in self._read_process(paths):
                 if key[1] == EXEMPLAR:
                     if exemplars is not None:
                         _keep_newest(exemplars, key, cells)
                     continue
-                _merge(table, merge_key(key, pid), cells)
+                table.add(merge_key(key, pid), cells)
+        table.finish()
         if tombstones:
             self._apply_tombstones(table)
         return table
@@ -371,16 +375,17 @@ class SharedDirectory:
         absorbed = self.absorbed()
         to_merge = {t: paths for t, paths in dead.items() if t not in absorbed}
         if to_merge:
-            table: dict[Key, list[float]] = {}
+            table = _Table()
             _, archived = self.read_segment(self.path / ARCHIVE)
             for key, cells in archived:
-                _merge(table, key, cells)
+                table.add(key, cells)
             for paths in to_merge.values():
                 for path in paths:
                     pid, entries = self.read_segment(path)
                     for key, cells in entries:
                         if kept_after_death(key):
-                            _merge(table, merge_key(key, pid), cells)
+                            table.add(merge_key(key, pid), cells)
+            table.finish()
             still_on_disk = (absorbed | to_merge.keys()) & groups.keys()
             self._write_archive(table, still_on_disk)
         for paths in dead.values():
@@ -419,19 +424,31 @@ class SharedDirectory:
             logger.warning(message, what)
 
 
-def _merge(table: dict[Key, list[float]], key: Key, cells: list[float]) -> None:
-    """``merge_into``, except for native blocks: merged at the lowest schema of the two."""
-    if key[1] != NATIVE:
-        merge_into(table, key, cells)
-        return
-    incoming = decode_cells(cells[1:-1])
-    if incoming is None:
-        return
-    current = table.get(key)
-    existing = decode_cells(current[1:-1]) if current is not None else None
-    if existing is not None:
-        incoming = existing.merge([incoming])
-    table[key] = _native_block(incoming)
+class _Table(dict[Key, list[float]]):
+    """Cells merged by key (``merge_into``); native blocks merged once per key at ``finish``.
+
+    A series' native blocks (one per process) are decoded as they come and merged together at
+    the lowest schema among them by :meth:`finish`, in one pass: merging them one at a time would
+    decode and encode the growing result again for every process.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._natives: dict[Key, list[NativeHistogram]] = {}
+
+    def add(self, key: Key, cells: list[float]) -> None:
+        if key[1] != NATIVE:
+            merge_into(self, key, cells)
+            return
+        histogram = decode_cells(cells[1:-1])
+        if histogram is not None:
+            self._natives.setdefault(key, []).append(histogram)
+
+    def finish(self) -> None:
+        """Put the merged native blocks in the table; call once, after the last ``add``."""
+        for key, (first, *others) in self._natives.items():
+            self[key] = _native_block(first.merge(others) if others else first)
+        self._natives.clear()
 
 
 def _native_block(histogram: Any) -> list[float]:
@@ -447,6 +464,22 @@ def _native_since(cells: list[float], baseline: list[float]) -> list[float] | No
         return None
     rest = now if before is None else subtract(now, before)
     return _native_block(rest) if rest.count > 0 else None
+
+
+def _used_part(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """The native block at ``index`` without the room its histogram does not use.
+
+    A process's block has room for hundreds of buckets and uses a few: the head version, the
+    encoded histogram up to its last bucket, the restarts and the tail version are copied, which
+    is what readers need (cells after the last bucket are ignored by ``decode_cells``).
+    """
+    used = cells[index + CELLS_HEADER]
+    end = index + 1 + CELLS_HEADER + 2 * int(used) if 0 <= used < count else index + count
+    if end + 2 >= index + count:  # full, or the archive's blocks, which have no spare room
+        return cells[index : index + count].tolist()  # type: ignore[return-value]
+    block: list[float] = cells[index:end].tolist()  # type: ignore[assignment]
+    block += (cells[index + count - 2], cells[index + count - 1])
+    return block
 
 
 def _steady_block(fd: int, index: int, count: int) -> list[float]:
