@@ -24,6 +24,8 @@ from pytheus.native import (
     bounds_table,
     bucket_index,
     bucket_upper_bound,
+    decode_cells,
+    encode_cells,
     reduce_index,
     schema_for_factor,
     spans_and_deltas,
@@ -496,3 +498,18 @@ def test_reset_seconds_on_every_backend(registry: CollectorRegistry, backend: st
     got = samples(registry)
     assert got[("restarting_count", frozenset())] == 1
     assert got[("restarting_bucket", frozenset({("le", "+Inf")}))] == 1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 2.0**70, -1.0])
+def test_decode_cells_never_raises_on_damaged_cells(bad: float) -> None:
+    """A damaged block (a foreign or corrupt file) decodes to None or a histogram, never raises."""
+    histogram = NativeHistogram(3)
+    for value in (0.5, -2.0, 0.0, 7.0):
+        histogram.observe(value)
+    cells = encode_cells(histogram)
+    for at in range(len(cells)):
+        damaged = list(cells)
+        damaged[at] = bad
+        decoded = decode_cells(damaged)
+        assert decoded is None or isinstance(decoded, NativeHistogram)
+

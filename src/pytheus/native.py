@@ -366,32 +366,19 @@ def decode_cells(cells: Sequence[float]) -> NativeHistogram | None:
         or CELLS_HEADER + 2 * n > len(cells)
     ):
         return None
-    end = CELLS_HEADER + 2 * n
-    codes = [int(code) for code in _checked(cells[CELLS_HEADER:end:2], 2.0**53)]
-    counts = [int(number) for number in _checked(cells[CELLS_HEADER + 1 : end : 2], 2.0**62)]
-    if len(codes) != n or len(counts) != n:
-        return None
     positive: dict[int, int] = {}
     negative: dict[int, int] = {}
-    for key, bucket_count in zip(codes, counts):
+    for at in range(CELLS_HEADER, CELLS_HEADER + 2 * n, 2):
+        code, bucket_count = cells[at], cells[at + 1]
+        if not (abs(code) < 2**53 and abs(bucket_count) < 2**62):  # also false for NaN
+            return None
+        key = int(code)
         buckets = negative if key & 1 else positive
         index = key >> 1
-        buckets[index] = buckets.get(index, 0) + bucket_count
+        buckets[index] = buckets.get(index, 0) + int(bucket_count)
     return NativeHistogram(
         int(schema), threshold, int(zero_count), int(count), total, positive, negative
     )
-
-
-def _checked(numbers: Sequence[float], limit: float) -> Sequence[float]:
-    """``numbers`` when none is NaN and all are of magnitude below ``limit``, else ``()``.
-
-    ``min`` and ``max`` pass over a NaN (comparisons with it are false) unless it comes first,
-    when both are NaN and the check fails; the sum then finds any NaN left.
-    """
-    if numbers and not (-limit < min(numbers) and max(numbers) < limit):
-        return ()
-    total = sum(numbers)
-    return numbers if total == total else ()
 
 
 def subtract(histogram: NativeHistogram, baseline: NativeHistogram) -> NativeHistogram:
