@@ -512,4 +512,3 @@ def test_decode_cells_never_raises_on_damaged_cells(bad: float) -> None:
         damaged[at] = bad
         decoded = decode_cells(damaged)
         assert decoded is None or isinstance(decoded, NativeHistogram)
-

@@ -425,6 +425,27 @@ def test_scrapes_never_see_a_half_restarted_histogram(
     assert child.exitcode == 0
 
 
+def test_decoded_blocks_are_reused_by_content_only() -> None:
+    """A scrape decodes a block again only when its content changed; unused ones are dropped."""
+    from pytheus.backends.file._directory import _DecodedBlocks
+
+    histogram = NativeHistogram(3)
+    histogram.observe(0.5)
+    block = [1.0, *encode_cells(histogram), 0.0, 1.0]
+    decoded = _DecodedBlocks()
+    first = decoded.decode(block)
+    assert first == histogram and decoded.decode(list(block)) is first
+    decoded.next_scrape()
+    assert decoded.decode(block) is first  # the next scrape reuses it
+    histogram.observe(2.0)
+    changed = decoded.decode([2.0, *encode_cells(histogram), 0.0, 2.0])
+    assert changed == histogram and changed is not first
+    decoded.next_scrape()
+    decoded.next_scrape()  # a scrape that did not read the block: it is forgotten
+    assert decoded.decode(block) is not first
+    assert decoded.decode([1.0, 99.0, 0.0, 1.0]) is None  # not a histogram
+
+
 def test_a_block_torn_for_good_is_taken_repaired() -> None:
     """The last resort of a scrape that never finds a writer's native block whole (a process
     killed mid-write, or one that observes without pause): the count is what the buckets hold,

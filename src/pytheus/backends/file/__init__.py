@@ -29,7 +29,13 @@ from typing import Any
 
 from pytheus.backends.aggregation import LabelSets
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
-from pytheus.backends.file._directory import EXEMPLAR, NATIVE, Exemplars, SharedDirectory
+from pytheus.backends.file._directory import (
+    EXEMPLAR,
+    NATIVE,
+    Exemplars,
+    SharedDirectory,
+    native_histogram,
+)
 from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key
 from pytheus.backends.file._process_file import ProcessFile
 from pytheus.backends.file._values import (
@@ -45,7 +51,7 @@ from pytheus.backends.file._values import (
 )
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import InvalidBackendConfigException
-from pytheus.native import NativeHistogram, decode_cells
+from pytheus.native import NativeHistogram
 from pytheus.samples import (
     CounterData,
     Exemplar,
@@ -197,7 +203,7 @@ class FileStore:
             data = _series_value(desc.type, desc.upper_bounds, cells)
             if natives is not None and isinstance(data, HistogramData):
                 block = natives.get(key[4])
-                data.native = (decode_cells(block[1:-1]) if block else None) or NativeHistogram(
+                data.native = (native_histogram(block) if block else None) or NativeHistogram(
                     desc.option("native_schema"),  # type: ignore[arg-type]
                     desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                 )

@@ -75,6 +75,7 @@ class SharedDirectory:
         self._parsed: dict[Path, _ParsedSegment] = {}
         self._warned: set[str] = set()
         self._keys: dict[bytes, Key] = {}
+        self._decoded = _DecodedBlocks()
         self._tombstones: tuple[object, Tombstones] = (None, {})
 
     @contextmanager
@@ -310,7 +311,7 @@ class SharedDirectory:
         dead = {t: paths for t, paths in groups.items() if t not in living}
         if dead:
             self._compact(dead, groups)
-        table = _Table()
+        table = _Table(self._decoded)
         _, archived = self.read_segment(self.path / ARCHIVE)
         for key, cells in archived:
             table.add(key, cells)
@@ -322,6 +323,7 @@ class SharedDirectory:
                     continue
                 table.add(merge_key(key, pid), cells)
         table.finish()
+        self._decoded.next_scrape()
         if tombstones:
             self._apply_tombstones(table)
         return table
@@ -375,7 +377,7 @@ class SharedDirectory:
         absorbed = self.absorbed()
         to_merge = {t: paths for t, paths in dead.items() if t not in absorbed}
         if to_merge:
-            table = _Table()
+            table = _Table(self._decoded)
             _, archived = self.read_segment(self.path / ARCHIVE)
             for key, cells in archived:
                 table.add(key, cells)
@@ -424,6 +426,33 @@ class SharedDirectory:
             logger.warning(message, what)
 
 
+class _DecodedBlocks:
+    """Native blocks decoded by this and the last scrape, by their content.
+
+    Most blocks are as the last scrape read them (the archive's always, between compactions;
+    many series of living processes too): those are not decoded again. A block's versions change
+    with every write, so content is a safe key. Kept: what the last scrape used. The histograms
+    are shared, so their users must not change them (``NativeHistogram.merge`` copies).
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[float, ...], NativeHistogram] = {}
+        self._now: dict[tuple[float, ...], NativeHistogram] = {}
+
+    def decode(self, block: list[float]) -> NativeHistogram | None:
+        content = tuple(block)
+        found = self._now.get(content) or self._last.get(content)
+        if found is None:
+            found = decode_cells(block[1:-1])
+            if found is None:
+                return None
+        self._now[content] = found
+        return found
+
+    def next_scrape(self) -> None:
+        self._last, self._now = self._now, {}
+
+
 class _Table(dict[Key, list[float]]):
     """Cells merged by key (``merge_into``); native blocks merged once per key at ``finish``.
 
@@ -432,28 +461,44 @@ class _Table(dict[Key, list[float]]):
     decode and encode the growing result again for every process.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, decoded: _DecodedBlocks) -> None:
         super().__init__()
+        self._decoded = decoded
         self._natives: dict[Key, list[NativeHistogram]] = {}
 
     def add(self, key: Key, cells: list[float]) -> None:
         if key[1] != NATIVE:
             merge_into(self, key, cells)
             return
-        histogram = decode_cells(cells[1:-1])
+        histogram = self._decoded.decode(cells)
         if histogram is not None:
             self._natives.setdefault(key, []).append(histogram)
 
     def finish(self) -> None:
         """Put the merged native blocks in the table; call once, after the last ``add``."""
         for key, (first, *others) in self._natives.items():
-            self[key] = _native_block(first.merge(others) if others else first)
+            self[key] = _native_block(first.merge(others) if others else first.copy())
         self._natives.clear()
 
 
-def _native_block(histogram: Any) -> list[float]:
+class NativeBlock(list[float]):
+    """A merged native block, holding the histogram it encodes, so readers need not decode it."""
+
+    histogram: NativeHistogram
+
+
+def _native_block(histogram: NativeHistogram) -> NativeBlock:
     """A block as merged tables and the archive hold it: versions 1, no spare room."""
-    return [1.0, *encode_cells(histogram), 1.0]
+    block = NativeBlock([1.0, *encode_cells(histogram), 1.0])
+    block.histogram = histogram
+    return block
+
+
+def native_histogram(block: list[float]) -> NativeHistogram | None:
+    """The histogram of a merged native block (None when it holds none)."""
+    if isinstance(block, NativeBlock):
+        return block.histogram
+    return decode_cells(block[1:-1])
 
 
 def _native_since(cells: list[float], baseline: list[float]) -> list[float] | None:
