@@ -77,9 +77,16 @@ def boundary_values(schema: int) -> list[float]:
 
 
 def fast_path_edges(schema: int) -> list[float]:
-    """The bounds where the memory backend's fast path starts and ends, and their neighbours."""
-    table, _ = bounds_table(schema)
-    edges = [*table[:4], *table[-4:]]
+    """The bounds where the memory backend's fast path starts and ends, every bound of the
+    octaves around 1 and of two far ones, and their neighbours."""
+    table, first = bounds_table(schema)
+    n = 1 << max(schema, 0)
+    around = [*range(-4 * n, 4 * n), *range(-50 * n, -48 * n), *range(40 * n, 42 * n)]
+    edges = [
+        *table[:4],
+        *table[-4:],
+        *(table[k - first] for k in around if 0 <= k - first < len(table)),
+    ]
     return [v for bound in edges for v in (math.nextafter(bound, 0.0), bound,
                                            math.nextafter(bound, math.inf))]  # fmt: skip
 

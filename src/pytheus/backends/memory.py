@@ -123,14 +123,15 @@ class MemoryNativeHistogram(MemoryHistogram):
 
     ``observe`` is the hot path, so it does the common case inline, with the same result as
     ``NativeHistogram.observe``: for a positive value above the zero threshold, between about
-    ``2**-64`` and ``2**64``, ``ceil(log2(value) * 2**schema)`` is the bucket's index or one off
-    (``log2`` is within an ulp), and one or two comparisons with the schema's table of bucket
-    bounds (``pytheus.native.bounds_table``, the bounds :func:`~pytheus.native.bucket_index`
-    decides with; cached here and refreshed whenever the schema changes) make it exact. That is
-    cheaper than bisecting the table. Other values take :meth:`_observe_native`. The native count
-    and sum are not kept twice: they are the classic ones (NaN counts in ``+Inf`` and in the
-    native count alike), filled in by :meth:`snapshot`. A native-only histogram (the single
-    classic bucket ``+Inf``) skips the classic bisection: every value, NaN included, is in it.
+    ``2**-64`` and ``2**64``, ``ceil(log2(value) * 2**schema - 1e-9)`` is the bucket's index or
+    the one below (``log2`` is off by far less than ``1e-9`` there), and one comparison with the
+    schema's table of bucket bounds (``pytheus.native.bounds_table``, the bounds
+    :func:`~pytheus.native.bucket_index` decides with; cached here and refreshed whenever the
+    schema changes) makes it exact. That is cheaper than bisecting the table. Other values take
+    :meth:`_observe_native`. The native count and sum are not kept twice: they are the classic
+    ones (NaN counts in ``+Inf`` and in the native count alike), filled in by :meth:`snapshot`.
+    A native-only histogram (the single classic bucket ``+Inf``) skips the classic bisection:
+    every value, NaN included, is in it.
     """
 
     __slots__ = (
@@ -175,7 +176,7 @@ class MemoryNativeHistogram(MemoryHistogram):
         table, self._first_key = native_bounds_table(native.schema)
         self._table = table
         self._scale = 2.0**native.schema
-        # The fast path's values: its estimate, one off at most, stays inside the table.
+        # The fast path's values: its estimate, one below at most, stays inside the table.
         self._low = max(native.zero_threshold, table[2])
         self._high = table[-3]
 
@@ -190,13 +191,9 @@ class MemoryNativeHistogram(MemoryHistogram):
             self._counts[index] += 1
             self._sum += value
             if self._low < value <= self._high:
-                key = ceil(log2(value) * self._scale)
-                table = self._table
-                at = key - self._first_key
-                if value > table[at]:
+                key = ceil(log2(value) * self._scale - 1e-9)  # the index, or one below it
+                if value > self._table[key - self._first_key]:
                     key += 1
-                elif value <= table[at - 1]:
-                    key -= 1
                 buckets = self._positive
                 try:
                     buckets[key] += 1
