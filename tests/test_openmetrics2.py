@@ -704,6 +704,32 @@ def test_info_and_stateset() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("validation", "prefix", "name", "escaping", "written"),
+    [
+        ("legacy", "", "task:state", "underscores", "task_state"),
+        ("legacy", "app", "task_state", "underscores", "app_task_state"),
+        ("utf8", "", "a.b:c", "underscores", "a_b_c"),
+        ("utf8", "", "a.b:c", "dots", "a_dot_b__c"),
+        ("utf8", "my.app", "task:state", "allow-utf-8", "my.app_task:state"),
+    ],
+)
+def test_a_stateset_is_labelled_with_its_own_name(
+    validation: str, prefix: str, name: str, escaping: str, written: str
+) -> None:
+    """The spec labels each state with the family's name, so both are escaped alike."""
+    set_validation_scheme(validation)
+    try:
+        registry = CollectorRegistry(prefix=prefix) if prefix else CollectorRegistry()
+        Enum(name, "S.", states=["idle", "busy"], registry=registry).state("busy")
+        families = scrape(registry, escaping)
+    finally:
+        set_validation_scheme("legacy")
+    assert list(families) == [written] and families[written].type == "stateset"
+    samples = families[written].samples
+    assert {s.labels[written]: s.number for s in samples} == {"idle": 0, "busy": 1}
+
+
 def test_prefixed_registry() -> None:
     registry = CollectorRegistry(prefix="shop")
     Counter("orders_total", "Orders.", registry=registry).inc()

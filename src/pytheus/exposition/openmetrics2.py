@@ -47,6 +47,7 @@ from pytheus.exposition.escaping import (
     needs_quotes,
     quote,
     series_name,
+    stateset_name,
 )
 from pytheus.exposition.text import format_value, render_pairs
 from pytheus.native import NativeHistogram, spans_and_counts
@@ -132,7 +133,10 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
     out: list[str] = []
     append = out.append
     for family in families:
-        name = metric_name(family_name(family), escaping)
+        if family.type is MetricType.STATESET:  # its name is its state label's name too
+            name = stateset_name(family.name, escaping)
+        else:
+            name = metric_name(family_name(family), escaping)
         quoted = needs_quotes(name, escaping)
         head = quote(name) if quoted else name
         type_name = family.type.value
