@@ -9,6 +9,7 @@ import pytest
 
 from pytheus.backends import load_backend
 from pytheus.backends.memory import SingleProcessBackend
+from pytheus.naming import set_validation_scheme
 from pytheus.registry import CollectorRegistry
 from tests.backends_under_test import BACKENDS
 
@@ -22,6 +23,16 @@ def backend(
     load_backend(backend_class, config)
     yield request.param
     load_backend(SingleProcessBackend, {})
+
+
+@pytest.fixture
+def utf8() -> Iterator[None]:
+    """UTF-8 name validation for the test (``set_validation_scheme("utf8")``), then legacy."""
+    set_validation_scheme("utf8")
+    try:
+        yield
+    finally:
+        set_validation_scheme("legacy")
 
 
 @pytest.fixture

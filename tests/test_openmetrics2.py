@@ -467,15 +467,6 @@ def only(family: Family) -> Sample:
     return sample
 
 
-@pytest.fixture
-def utf8() -> Iterator[None]:
-    set_validation_scheme("utf8")
-    try:
-        yield
-    finally:
-        set_validation_scheme("legacy")
-
-
 # --- the oracles themselves ----------------------------------------------------------------------
 
 SPEC_EXAMPLE = """\

@@ -58,15 +58,6 @@ PROTOBUF = (
 )
 
 
-@pytest.fixture
-def utf8() -> Iterator[None]:
-    set_validation_scheme("utf8")
-    try:
-        yield
-    finally:
-        set_validation_scheme("legacy")
-
-
 def utf8_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     Counter("http.server.requests_total", "Requests.", ["http.method"], registry=registry).labels(
