@@ -94,6 +94,8 @@ class Flusher:
             if removed is not None:
                 self._ids.pop(id(removed[1]), None)
             self._removals.append(sid)
+        if self._thread is None:  # a process may remove series it never recorded into
+            self._start()
 
     def value_of(self, sid: str) -> FlushedValue | None:
         found = self._series.get(sid)
