@@ -6,16 +6,44 @@ through a pipe and waits until it has recorded (and, on Redis, flushed) them.
 
 from __future__ import annotations
 
+import json
+import math
 import multiprocessing
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from pytheus.metrics import Counter, Histogram
+import pytest
+
+from pytheus.backends import SingleProcessBackend, load_backend
+from pytheus.backends.base import current_store
+from pytheus.collection import collect_registry
+from pytheus.metrics import Counter, Gauge, Histogram
+from pytheus.native import NativeHistogram
 from pytheus.registry import CollectorRegistry
+from pytheus.samples import HistogramData
 from tests import helpers
-from tests.test_native_multiprocess import flush, multiprocess_backend
+from tests.helpers import samples
+from tests.test_native_multiprocess import flush, multiprocess_backend, run_forked
 
 __all__ = ["multiprocess_backend"]  # the fixture, for pytest
+
+MAX_BUCKETS = 8
+SHIFT = [0.0]
+"""Seconds added to the clock of native histograms; a forked child moves its own copy."""
+
+
+def shifted_clock() -> float:
+    return time.monotonic() + SHIFT[0]
+
+
+def define(registry: CollectorRegistry | None) -> Histogram:
+    return Histogram(
+        "removed_seconds", "Removed.", required_labels=["route"], registry=registry,
+        buckets=[0, 1, 10], native=True, native_max_buckets=MAX_BUCKETS,
+        native_reset_seconds=0.05,
+    )  # fmt: skip
 
 
 def serve(connection: Any, metrics: tuple[Any, ...]) -> None:
@@ -47,6 +75,140 @@ class Worker:
         self.connection.send(None)
         self.process.join(timeout=60)
         assert self.process.exitcode == 0
+
+
+def observe(histogram: Histogram, values: list[float], advance: float = 0.0) -> None:
+    """Observe ``values`` after moving this process's clock by ``advance`` seconds."""
+    SHIFT[0] += advance
+    for value in values:
+        histogram.labels(route="/a").observe(value)
+
+
+def histogram_of(values: list[float]) -> NativeHistogram:
+    histogram = NativeHistogram(3)
+    for value in values:
+        histogram.observe(value)
+    return histogram
+
+
+def shows_exactly(registry: CollectorRegistry, values: list[float]) -> None:
+    """The one series of ``registry`` holds ``values``: classic buckets, count, sum, native."""
+    want = histogram_of(values)
+    [family] = collect_registry(registry)
+    [(_, data)] = family.series
+    assert isinstance(data, HistogramData) and data.native is not None
+    got = data.native
+    assert (got.schema, got.count, got.zero_count) == (want.schema, want.count, want.zero_count)
+    assert (got.positive, got.negative) == (want.positive, want.negative)
+    assert math.isclose(got.sum, math.fsum(values), rel_tol=1e-12, abs_tol=1e-12)
+    assert list(data.bucket_counts) == [
+        sum(1 for v in values if v <= 0),
+        sum(1 for v in values if 0 < v <= 1),
+        sum(1 for v in values if 1 < v <= 10),
+        sum(1 for v in values if v > 10),
+    ]
+    assert math.isclose(data.sum, math.fsum(values), rel_tol=1e-12, abs_tol=1e-12)
+    exposed = samples(registry)
+    route = ("route", "/a")
+    assert exposed[("removed_seconds_count", frozenset({route}))] == len(values)
+    assert exposed[("removed_seconds_bucket", frozenset({route, ("le", "+Inf")}))] == len(values)
+
+
+FILL = [1.5**k for k in range(MAX_BUCKETS - 1)] + [-2.0, 0.0, 1.0]  # 8 buckets: full
+MORE = FILL[::-1]  # the same buckets: no overflow
+OVERFLOW = [1000.0, 3.0, -0.25, 0.0]  # 1000.0 is a 9th bucket: it restarts from it
+OTHER_BEFORE = [0.5, 2.0, -3.0]
+OTHER_AFTER = [0.5, 20.0, 0.0]
+OWN_BEFORE = [4.0, 4.0]
+OWN_AFTER = [-3.0, 0.5]
+
+
+@pytest.mark.parametrize("multiprocess_backend", ["file"], indirect=True)
+@pytest.mark.parametrize("restart", ["after_more", "with_more", "first"])
+def test_a_restart_after_a_removal_takes_back_only_what_is_left(
+    multiprocess_backend: tuple[type[Any], dict[str, Any]], restart: str
+) -> None:
+    """The series is removed while two children keep recording it; later one restarts.
+
+    From first principles, a removal empties the series for everyone, and a restart empties
+    the restarting process's own part. So, after both, the series holds:
+
+    - the restarting child: what it observed since its restart (``OVERFLOW``: the restart
+      starts again from the observation that overflowed); ``FILL`` went with the removal,
+      ``MORE`` (after the removal, before the restart) with the restart;
+    - the other child: what it observed since the removal (``OTHER_AFTER``);
+    - this process, which removed it: what it observed since (``OWN_AFTER``).
+
+    The restarting child observes ``MORE`` and flushes it before the restart, or observes it
+    in the batch of the restart, or observes none and restarts at its first observation after
+    the removal. ``MORE`` falls in ``FILL``'s buckets, so the child overflows at 1000.0
+    whether its histogram holds ``FILL`` too (shared files: the removal is subtracted at
+    scrapes) or counts from the removal (Redis). Every process has flushed before the next
+    step, so "since the removal" is exact on Redis too. The other processes' histograms stay
+    within ``MAX_BUCKETS`` at schema 3, and the restart starts again at schema 3.
+    """
+    current_store().clock = shifted_clock  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    histogram = define(registry)
+    restarting, other = Worker(histogram), Worker(histogram)
+    try:
+        restarting.run(observe, FILL)
+        other.run(observe, OTHER_BEFORE)
+        observe(histogram, OWN_BEFORE)
+        flush()
+        shows_exactly(registry, FILL + OTHER_BEFORE + OWN_BEFORE)
+        histogram.remove(route="/a")
+        flush()
+        assert collect_registry(registry)[0].series == []
+        other.run(observe, OTHER_AFTER)
+        observe(histogram, OWN_AFTER)
+        flush()
+        shows_exactly(registry, OTHER_AFTER + OWN_AFTER)
+        if restart == "after_more":
+            restarting.run(observe, MORE)
+            shows_exactly(registry, MORE + OTHER_AFTER + OWN_AFTER)
+            restarting.run(observe, OVERFLOW, 1.0)
+        elif restart == "with_more":
+            restarting.run(observe, MORE + OVERFLOW, 1.0)
+        else:
+            restarting.run(observe, OVERFLOW, 1.0)
+        shows_exactly(registry, OVERFLOW + OTHER_AFTER + OWN_AFTER)
+    finally:
+        restarting.exit()
+        other.exit()
+    for _ in range(2):  # the children are archived (file) or folded (Redis) now
+        shows_exactly(registry, OVERFLOW + OTHER_AFTER + OWN_AFTER)
+
+
+@pytest.mark.parametrize("multiprocess_backend", ["file"], indirect=True)
+def test_removed_again_after_a_restart(
+    multiprocess_backend: tuple[type[Any], dict[str, Any]],
+) -> None:
+    """Removed, one child restarts, removed again: the second removal starts from what each
+    process holds then (the restarted child's part since its restart, the other's part)."""
+    current_store().clock = shifted_clock  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    histogram = define(registry)
+    restarting, other = Worker(histogram), Worker(histogram)
+    again = [3.0, 1000.0]  # buckets the restarted child has: no overflow
+    try:
+        restarting.run(observe, FILL)
+        other.run(observe, OTHER_BEFORE)
+        histogram.remove(route="/a")
+        flush()
+        restarting.run(observe, OVERFLOW, 1.0)
+        shows_exactly(registry, OVERFLOW)
+        histogram.remove(route="/a")
+        flush()
+        assert collect_registry(registry)[0].series == []
+        restarting.run(observe, again)
+        other.run(observe, OTHER_AFTER)
+        shows_exactly(registry, again + OTHER_AFTER)
+    finally:
+        restarting.exit()
+        other.exit()
+    for _ in range(2):
+        shows_exactly(registry, again + OTHER_AFTER)
 
 
 def record(counter: Counter, classic: Histogram, times: int) -> None:
@@ -111,3 +273,59 @@ def test_without_native_histograms_others_count_on_from_zero(
             worker.exit()
     for _ in range(2):
         shows_recorded(registry, 3)
+
+
+# --- shared files: tombstones per process --------------------------------------------------
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Path]:
+    from pytheus.backends.file import MultiProcessFileBackend
+
+    load_backend(MultiProcessFileBackend, {"path": str(tmp_path)})
+    yield tmp_path
+    load_backend(SingleProcessBackend, {})
+
+
+def set_gauge(gauge: Gauge, value: float) -> None:
+    gauge.labels(route="/a").set(value)
+
+
+def test_a_gauge_value_set_before_the_removal_no_longer_counts(directory: Path) -> None:
+    """A ``sum`` gauge: the value one living process set before the removal is left out, also
+    when another process sets it after."""
+    registry = CollectorRegistry()
+    gauge = Gauge(
+        "removed_gauge", "G.", required_labels=["route"], multiprocess_mode="sum",
+        registry=registry,
+    )  # fmt: skip
+    before, after = Worker(gauge), Worker(gauge)
+    try:
+        before.run(set_gauge, 5.0)
+        assert helpers.value(registry, "removed_gauge", route="/a") == 5
+        gauge.remove(route="/a")
+        assert helpers.value(registry, "removed_gauge", route="/a") is None
+        after.run(set_gauge, 3.0)
+        assert helpers.value(registry, "removed_gauge", route="/a") == 3
+    finally:
+        before.exit()
+        after.exit()
+    assert helpers.value(registry, "removed_gauge", route="/a") == 3
+
+
+def count(counter: Counter, times: int) -> None:
+    counter.labels(route="/a").inc(times)
+
+
+def test_a_tombstone_file_of_an_earlier_version_still_applies(directory: Path) -> None:
+    """Earlier versions kept the merged totals of a removed series: they apply to the archive,
+    which holds every process of that run once they have exited."""
+    registry = CollectorRegistry()
+    counter = Counter("removed_total", "R.", required_labels=["route"], registry=registry)
+    run_forked(count, counter, 5)
+    assert helpers.value(registry, "removed_total", route="/a") == 5
+    key = ["removed_total", "counter", "", ["route"], ["/a"], []]
+    (directory / "removed.json").write_text(json.dumps([[key, [5.0], time.time()]]))
+    assert helpers.value(registry, "removed_total", route="/a") is None
+    run_forked(count, counter, 2)
+    assert helpers.value(registry, "removed_total", route="/a") == 2
