@@ -12,7 +12,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,7 +25,10 @@ from pytheus.registry import CollectorRegistry
 from pytheus.samples import HistogramData
 from tests import helpers
 from tests.helpers import samples
-from tests.test_native_multiprocess import flush, multiprocess_backend, run_forked
+from tests.test_native_multiprocess import flush, multiprocess_backend, redis_config, run_forked
+
+if TYPE_CHECKING:
+    from pytheus.backends.redis import RedisStore
 
 __all__ = ["multiprocess_backend"]  # the fixture, for pytest
 
@@ -123,7 +126,6 @@ OWN_BEFORE = [4.0, 4.0]
 OWN_AFTER = [-3.0, 0.5]
 
 
-@pytest.mark.parametrize("multiprocess_backend", ["file"], indirect=True)
 @pytest.mark.parametrize("restart", ["after_more", "with_more", "first"])
 def test_a_restart_after_a_removal_takes_back_only_what_is_left(
     multiprocess_backend: tuple[type[Any], dict[str, Any]], restart: str
@@ -180,7 +182,6 @@ def test_a_restart_after_a_removal_takes_back_only_what_is_left(
         shows_exactly(registry, OVERFLOW + OTHER_AFTER + OWN_AFTER)
 
 
-@pytest.mark.parametrize("multiprocess_backend", ["file"], indirect=True)
 def test_removed_again_after_a_restart(
     multiprocess_backend: tuple[type[Any], dict[str, Any]],
 ) -> None:
@@ -329,3 +330,76 @@ def test_a_tombstone_file_of_an_earlier_version_still_applies(directory: Path) -
     assert helpers.value(registry, "removed_total", route="/a") is None
     run_forked(count, counter, 2)
     assert helpers.value(registry, "removed_total", route="/a") == 2
+
+
+# --- Redis: how a process learns that a series it holds was removed ----------------------------
+
+
+@pytest.fixture
+def redis_backend() -> Iterator[RedisStore]:
+    from pytheus.backends.redis import MultiProcessRedisBackend, RedisStore
+
+    load_backend(MultiProcessRedisBackend, redis_config())
+    store = current_store()
+    assert isinstance(store, RedisStore)
+    yield store
+    load_backend(SingleProcessBackend, {})
+
+
+def refresh_everything(histogram: Histogram) -> None:
+    """In a child: its next flush refreshes every series it holds (as every 20 minutes)."""
+    flusher = current_store().flusher  # type: ignore[attr-defined]
+    flusher._last_refresh = -math.inf
+
+
+def test_a_refresh_does_not_bring_back_a_removed_native_part(redis_backend: RedisStore) -> None:
+    """A child that holds the series without observing: its refresh, which writes its native
+    part again, finds the series removed and writes nothing, so later scrapes show only what
+    was observed after the removal."""
+    registry = CollectorRegistry()
+    histogram = define(registry)
+    holder = Worker(histogram)
+    try:
+        holder.run(observe, OTHER_BEFORE)
+        histogram.labels(route="/a")
+        histogram.remove(route="/a")
+        flush()
+        holder.run(refresh_everything)
+        assert collect_registry(registry)[0].series == []
+        observe(histogram, OWN_AFTER)
+        flush()
+        shows_exactly(registry, OWN_AFTER)
+        holder.run(observe, OTHER_AFTER)
+        shows_exactly(registry, OWN_AFTER + OTHER_AFTER)
+    finally:
+        holder.exit()
+
+
+def remove_it(histogram: Histogram) -> None:
+    histogram.labels(route="/a")
+    histogram.remove(route="/a")
+
+
+def test_a_batch_sent_again_still_reports_its_removed_series(redis_backend: RedisStore) -> None:
+    """The reply to the batch Redis skipped for a removed series is lost; sent again, the batch
+    is a duplicate, and Redis still says which series it skipped."""
+    registry = CollectorRegistry()
+    histogram = define(registry)
+    observe(histogram, OWN_BEFORE)
+    flush()
+    run_forked(remove_it, histogram)
+    observe(histogram, OWN_AFTER)
+    flusher = redis_backend.flusher
+    with flusher._flush_lock:
+        batch = flusher._take_batch()
+        assert batch is not None
+        status, _, skipped = flusher._send(batch.seq, flusher._acked, batch.arguments())
+        assert status == "ok" and len(skipped) == 1
+        flusher._unacked = batch  # as if the reply had been lost
+    assert flusher._send(batch.seq, flusher._acked, batch.arguments()) == (
+        "dup",
+        batch.seq,
+        skipped,
+    )
+    assert flusher.flush()
+    shows_exactly(registry, OWN_AFTER)
