@@ -279,14 +279,16 @@ def test_scrapes_never_see_a_torn_native_block(tmp_path: Path) -> None:
         started, stop = context.Event(), context.Event()
         child = context.Process(target=observe_until, args=(histogram, started, stop))
         child.start()
-        assert started.wait(30)
-        for _ in range(300):
-            native = scraped(registry).native
-            assert native is not None
-            buckets = sum(native.positive.values()) + sum(native.negative.values())
-            assert native.count == native.zero_count + buckets
-        stop.set()
-        child.join(timeout=30)
+        try:  # a failure must stop the child too, or pytest waits for it at exit
+            assert started.wait(30)
+            for _ in range(300):
+                native = scraped(registry).native
+                assert native is not None
+                buckets = sum(native.positive.values()) + sum(native.negative.values())
+                assert native.count == native.zero_count + buckets
+        finally:
+            stop.set()
+            child.join(timeout=30)
         assert child.exitcode == 0
     finally:
         load_backend(SingleProcessBackend, {})

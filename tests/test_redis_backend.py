@@ -406,6 +406,24 @@ def test_removed_series_disappear_for_every_process(loaded: dict[str, Any]) -> N
     assert value(registry, "jobs_total", queue="a") == 3
 
 
+def remove_queue_a(counter: Counter) -> None:
+    counter.remove(queue="a")
+
+
+def test_a_process_that_only_removes_sends_the_removal(loaded: dict[str, Any]) -> None:
+    """A forked child that records nothing: its removal still reaches Redis when it exits."""
+    registry, onlooker = CollectorRegistry(), CollectorRegistry()
+    counter = Counter("jobs_total", "J.", required_labels=["queue"], registry=registry)
+    Counter("jobs_total", "J.", required_labels=["queue"], registry=onlooker)  # holds no series
+    counter.labels(queue="a").inc()
+    assert value(onlooker, "jobs_total", queue="a") == 1
+    child = multiprocessing.get_context("fork").Process(target=remove_queue_a, args=(counter,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert value(onlooker, "jobs_total", queue="a") is None
+
+
 def test_scrape_after_redis_lost_data_is_unavailable_not_partial(server: RedisServer) -> None:
     try:
         load_backend(MultiProcessRedisBackend, config(server, flush_interval=0.2))

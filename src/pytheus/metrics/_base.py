@@ -159,6 +159,9 @@ class _Metric:
         if view._key is None:
             view._require_observable()  # names the labels still missing
             return
+        # a view cached before an earlier removal is no longer the family's child, but other
+        # processes may have recorded the series again since: remove it all the same
+        self._family.child(view._key, self)
         self._family.remove(view._key)
 
     def clear(self) -> None:

@@ -158,9 +158,10 @@ class FileStore:
     def forget(self, metric: BoundSeries) -> None:
         """``remove()``: a tombstone hides what the series counted so far, in every process."""
         key = self._key(metric)
-        self.directory.remove_series(key)
-        if metric._desc.option("native"):
-            self.directory.remove_series((key[0], NATIVE, "", key[3], key[4], key[5], None))
+        if metric._desc.option("native"):  # both parts from one reading: they stay in step
+            self.directory.remove_series(key, (key[0], NATIVE, "", key[3], key[4], key[5], None))
+        else:
+            self.directory.remove_series(key)
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         for family in families:  # every local series exists in our file, zero if never used

@@ -51,7 +51,10 @@ EXEMPLAR = "exemplar"  # the type of exemplar slot entries
 NATIVE = "native"  # the type of native histogram blocks (see _values.FileNativeHistogram)
 # series (a key without the pid) -> bucket -> the newest exemplar
 Exemplars = dict[tuple[Any, ...], dict[int, Exemplar]]
-Tombstones = dict[tuple[Any, ...], tuple[list[float], float]]  # series -> (baseline, removed at)
+# (pid, key, cells) of one source (a living process, or the archive: pid None)
+Entries = list[tuple["int | None", Key, list[float]]]
+# a removed series -> (source -> (its restarts then, or None; its cells then), removed at)
+Tombstones = dict[tuple[Any, ...], tuple[dict[str, tuple["float | None", list[float]]], float]]
 KNOWN_FILES = frozenset({ARCHIVE, TOMBSTONES, ".lock", "run.lock"})
 
 
@@ -233,23 +236,39 @@ class SharedDirectory:
         """
         exemplars: Exemplars = {}
         with self.locked():
-            return self._read_locked(exemplars=exemplars), exemplars
+            return self._read_locked(exemplars), exemplars
 
-    def remove_series(self, key: Key) -> None:
-        """Record that a series was removed: what it had counted until now stops showing.
+    def remove_series(self, *keys: Key) -> None:
+        """Record that series were removed: what they had counted until now stops showing.
 
-        No process can change another's files, so a removal is a *tombstone*: the series'
-        totals at this moment (and, for gauges, the moment itself), subtracted at every scrape.
+        No process can change another's files, so a removal is a *tombstone*: each source's
+        cells of the series at this moment (each living process's, and the archive's), which
+        later scrapes subtract from that source (for gauges: the moment, before which every
+        write is ignored). A process that restarts a native histogram afterwards has dropped
+        what it had counted then, so its cells are no longer reduced (see ``_since_removals``).
+        Several keys (a histogram's classic and native parts) are taken from one reading.
         """
         with self.locked():
-            table = self._read_locked(tombstones=False)  # the raw totals: the new baseline
-            baseline = table.get((*key[:6], None), [])
-            tombstones = self._load_tombstones()
-            tombstones[key[:6]] = (baseline, time.time())
+            removed = self._load_tombstones()
+            archived, living = self._read_sources(removed)
+            sources = {ARCHIVE: archived, **living}
+            tombstones: Tombstones = {
+                series: ({s: b for s, b in baselines.items() if s in sources}, at)
+                for series, (baselines, at) in removed.items()
+            }  # sources gone were compacted, already reduced: their baselines are done with
+            now = time.time()
+            for key in keys:
+                tombstones[key[:6]] = ({}, now)
+            new = {key[:6] for key in keys if key[1] != "gauge"}
+            for source, entries in sources.items():
+                restarts = _restarts(entries) if source != ARCHIVE else {}
+                for _, key, cells in entries:
+                    if key[:6] in new:
+                        tombstones[key[:6]][0][source] = (restarts.get(_series(key)), cells)
             temporary = self.path / f"removed.{os.getpid()}.tmp"
             rows = [
-                [[*k[:3], list(k[3]), list(k[4]), list(k[5])], b, t]
-                for k, (b, t) in tombstones.items()
+                [[*k[:3], list(k[3]), list(k[4]), list(k[5])], baselines, at]
+                for k, (baselines, at) in tombstones.items()
             ]
             temporary.write_text(json.dumps(rows))
             os.replace(temporary, self.path / TOMBSTONES)
@@ -263,60 +282,26 @@ class SharedDirectory:
         signature = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         if self._tombstones[0] != signature:
             entries = json.loads(path.read_text())
-            loaded = {
-                (k[0], k[1], k[2], tuple(k[3]), tuple(k[4]), tuple(k[5])): (list(b), float(t))
-                for k, b, t in entries
+            loaded: Tombstones = {
+                (k[0], k[1], k[2], tuple(k[3]), tuple(k[4]), tuple(k[5])): (
+                    {source: (restarts, list(cells)) for source, (restarts, cells) in b.items()}
+                    if isinstance(b, dict)
+                    else {ARCHIVE: (None, list(b))},  # an earlier version's merged totals
+                    float(at),
+                )
+                for k, b, at in entries
             }
             self._tombstones = (signature, loaded)
-        return dict(self._tombstones[1])
+        return self._tombstones[1]
 
-    def _apply_tombstones(self, table: dict[Key, list[float]]) -> None:
-        tombstones = self._load_tombstones()
-        if not tombstones:
-            return
-        for key in list(table):
-            found = tombstones.get(key[:6])
-            if found is None:
-                continue
-            baseline, removed_at = found
-            cells = table[key]
-            if key[1] == NATIVE:
-                rest = _native_since(cells, baseline)
-                if rest is None:
-                    del table[key]
-                else:
-                    table[key] = rest
-                continue
-            if key[1] == "gauge":
-                if cells[LAST_WRITE] <= removed_at:
-                    del table[key]
-                continue
-            if len(baseline) == len(cells):
-                cells = [
-                    0.0 if abs(c - b) <= 1e-9 * abs(b) else c - b for c, b in zip(cells, baseline)
-                ]
-            counted = cells[:-1] if key[1] in ("histogram", "summary") else cells
-            if key[1] == "summary":
-                counted = cells[:1]
-            if not any(counted):
-                del table[key]
-            else:
-                table[key] = cells
-
-    def _read_locked(
-        self, tombstones: bool = True, exemplars: Exemplars | None = None
-    ) -> dict[Key, list[float]]:
-        groups = self.groups()
-        living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
-        dead = {t: paths for t, paths in groups.items() if t not in living}
-        if dead:
-            self._compact(dead, groups)
+    def _read_locked(self, exemplars: Exemplars | None = None) -> dict[Key, list[float]]:
+        """Every source, each less its tombstones, merged; removed series with nothing since
+        are left out."""
+        removed = self._load_tombstones()
+        archived, living = self._read_sources(removed)
         table = _Table(self._decoded)
-        _, archived = self.read_segment(self.path / ARCHIVE)
-        for key, cells in archived:
-            table.add(key, cells)
-        for paths in living.values():
-            for pid, key, cells in self._read_process(paths):
+        for source, entries in [(ARCHIVE, archived), *living.items()]:
+            for pid, key, cells in _since_removals(source, entries, removed):
                 if key[1] == EXEMPLAR:
                     if exemplars is not None:
                         _keep_newest(exemplars, key, cells)
@@ -324,11 +309,24 @@ class SharedDirectory:
                 table.add(merge_key(key, pid), cells)
         table.finish()
         self._decoded.next_scrape()
-        if tombstones:
-            self._apply_tombstones(table)
+        if removed:
+            _drop_emptied(table, removed)
         return table
 
-    def _read_process(self, paths: list[Path]) -> list[tuple[int, Key, list[float]]]:
+    def _read_sources(self, removed: Tombstones) -> tuple[Entries, dict[str, Entries]]:
+        """Compact the dead, then read the archive and each living process (by its token)."""
+        groups = self.groups()
+        living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
+        dead = {t: paths for t, paths in groups.items() if t not in living}
+        if dead:
+            self._compact(dead, groups, removed)
+        _, archived = self.read_segment(self.path / ARCHIVE)
+        return (
+            [(None, key, cells) for key, cells in archived],
+            {token: self._read_process(paths) for token, paths in living.items()},
+        )
+
+    def _read_process(self, paths: list[Path]) -> Entries:
         """``(pid, key, cells)`` of every entry of a living process's segments.
 
         A native block and its histogram's classic cells are two entries, copied at two
@@ -338,7 +336,7 @@ class SharedDirectory:
         together (:func:`_settle`), so that a scrape never pairs the classic counts of before a
         restart with the native part of after it, or takes half an observation.
         """
-        read: list[tuple[int, Key, list[float]]] = []
+        read: Entries = []
         # histograms and native blocks: (position in read, path, first cell, cells)
         located: dict[Key, tuple[int, Path, int, int]] = {}
         unsettled: list[Key] = []
@@ -361,18 +359,21 @@ class SharedDirectory:
                 continue
             settled = _settle((path, index, count), classic[1:])
             if settled is not None:
-                pid = read[at][0]
-                read[at] = (pid, key, settled[0])
-                read[classic[0]] = (pid, classic_key, settled[1])
+                owner = read[at][0]
+                read[at] = (owner, key, settled[0])
+                read[classic[0]] = (owner, classic_key, settled[1])
         return read
 
     # --- compaction ---------------------------------------------------------------------------
 
-    def _compact(self, dead: dict[str, list[Path]], groups: dict[str, list[Path]]) -> None:
+    def _compact(
+        self, dead: dict[str, list[Path]], groups: dict[str, list[Path]], removed: Tombstones
+    ) -> None:
         """Merge dead processes into a new archive, rename it in place, then delete them.
 
         The archive lists the processes it absorbed, so a crash between the rename and the
-        deletions cannot count a process twice.
+        deletions cannot count a process twice. A process goes in less its tombstones, as a
+        scrape would have read it: the archive's own baselines stay as they were taken.
         """
         absorbed = self.absorbed()
         to_merge = {t: paths for t, paths in dead.items() if t not in absorbed}
@@ -381,12 +382,13 @@ class SharedDirectory:
             _, archived = self.read_segment(self.path / ARCHIVE)
             for key, cells in archived:
                 table.add(key, cells)
-            for paths in to_merge.values():
+            for token, paths in to_merge.items():
+                entries: Entries = []
                 for path in paths:
-                    pid, entries = self.read_segment(path)
-                    for key, cells in entries:
-                        if kept_after_death(key):
-                            table.add(merge_key(key, pid), cells)
+                    pid, read = self.read_segment(path)
+                    entries += [(pid, key, cells) for key, cells in read if kept_after_death(key)]
+                for owner, key, cells in _since_removals(token, entries, removed):
+                    table.add(merge_key(key, owner), cells)
             table.finish()
             still_on_disk = (absorbed | to_merge.keys()) & groups.keys()
             self._write_archive(table, still_on_disk)
@@ -470,7 +472,9 @@ class _Table(dict[Key, list[float]]):
         if key[1] != NATIVE:
             merge_into(self, key, cells)
             return
-        histogram = self._decoded.decode(cells)
+        histogram = (
+            cells.histogram if isinstance(cells, NativeBlock) else self._decoded.decode(cells)
+        )
         if histogram is not None:
             self._natives.setdefault(key, []).append(histogram)
 
@@ -509,6 +513,75 @@ def _native_since(cells: list[float], baseline: list[float]) -> list[float] | No
         return None
     rest = now if before is None else subtract(now, before)
     return _native_block(rest) if rest.count > 0 else None
+
+
+def _series(key: Key) -> tuple[Any, ...]:
+    """The histogram a classic or native key belongs to (both parts share its restarts)."""
+    return (key[0], "histogram", "", key[3], key[4], key[5])
+
+
+def _restarts(entries: Entries) -> dict[tuple[Any, ...], float]:
+    """How often a living or dead process restarted each of its native histograms."""
+    return {_series(key): native_restarts(cells) for _, key, cells in entries if key[1] == NATIVE}
+
+
+def _since_removals(source: str, entries: Entries, removed: Tombstones) -> Entries:
+    """``entries`` of one source less what it had counted when their series were removed.
+
+    A gauge written before its removal is left out. Other cells lose the source's baseline,
+    unless the source restarted the histogram since (its restarts differ from the tombstone's):
+    a restart dropped everything counted before it, the baseline with it, so the cells hold
+    only what came after. A native block with nothing left is left out.
+    """
+    if not removed:
+        return entries
+    names = {series[0] for series in removed}
+    restarts: dict[tuple[Any, ...], float] | None = None
+    kept: Entries = []
+    for pid, key, cells in entries:
+        found = removed.get(key[:6]) if key[0] in names else None
+        if found is None:
+            kept.append((pid, key, cells))
+            continue
+        baselines, removed_at = found
+        if key[1] == "gauge":
+            if cells[LAST_WRITE] > removed_at:
+                kept.append((pid, key, cells))
+            continue
+        baseline = baselines.get(source)
+        if baseline is not None:
+            restarts_then, before = baseline
+            if restarts_then is not None and restarts is None:
+                restarts = _restarts(entries)
+            if restarts_then is None or restarts_then == (restarts or {}).get(_series(key)):
+                if key[1] == NATIVE:
+                    since = _native_since(cells, before)
+                    if since is None:
+                        continue
+                    cells = since
+                elif len(before) == len(cells):
+                    cells = [
+                        0.0 if abs(c - b) <= 1e-9 * abs(b) else c - b for c, b in zip(cells, before)
+                    ]
+        kept.append((pid, key, cells))
+    return kept
+
+
+def _drop_emptied(table: dict[Key, list[float]], removed: Tombstones) -> None:
+    """Leave out the removed series that counted nothing since (they stay out of scrapes)."""
+    for key in [k for k in table if k[:6] in removed and k[1] != "gauge"]:
+        cells = table[key]
+        if key[1] == NATIVE:
+            histogram = native_histogram(cells)
+            empty = histogram is None or histogram.count == 0
+        elif key[1] == "summary":
+            empty = not cells[0]
+        elif key[1] == "histogram":
+            empty = not any(cells[:-1])
+        else:
+            empty = not any(cells)
+        if empty:
+            del table[key]
 
 
 def _used_part(cells: memoryview[float], index: int, count: int) -> list[float]:

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._scripts import FLUSH
-from pytheus.backends.redis._values import Op
+from pytheus.backends.redis._values import Op, RedisNativeHistogram
 
 logger = logging.getLogger("pytheus.backends.redis")
 
@@ -94,6 +94,8 @@ class Flusher:
             if removed is not None:
                 self._ids.pop(id(removed[1]), None)
             self._removals.append(sid)
+        if self._thread is None:  # a process may remove series it never recorded into
+            self._start()
 
     def value_of(self, sid: str) -> FlushedValue | None:
         found = self._series.get(sid)
@@ -151,23 +153,9 @@ class Flusher:
         with self._flush_lock:
             if self._said_goodbye:
                 return False
-            if self._unacked is None:
-                self._unacked = self._take_batch()
-            batch = self._unacked
             try:
-                if batch is None:  # nothing new: a heartbeat, which also reveals lost data
-                    status, last = self._send(self._acked, self._acked, ["0"])
-                else:
-                    status, last = self._send(batch.seq, self._acked, batch.arguments())
-                if self._uncertain is not None and last == self._uncertain:
-                    # the batch dropped during the outage had reached Redis after all
-                    self._acked, self._uncertain = last, None
-                    if batch is not None and status == "gap":
-                        status, last = self._send(batch.seq, self._acked, batch.arguments())
-                if status == "gap" or (batch is None and last < self._acked):
-                    self._recover(last)
-                elif batch is not None:
-                    self._acknowledge(batch)
+                if self._send_pending():  # series were removed: send at once what they count
+                    self._send_pending()
             except Exception as error:
                 if _is_refusal(error):  # Redis refused the batch: retrying won't help
                     self._refused(error)
@@ -178,6 +166,26 @@ class Flusher:
             logger.warning("pytheus: Redis at %s is reachable again", self.options.address)
         self.healthy = True
         return True
+
+    def _send_pending(self) -> bool:
+        """Send the batch in flight, or a new one; True if Redis skipped removed series."""
+        if self._unacked is None:
+            self._unacked = self._take_batch()
+        batch = self._unacked
+        if batch is None:  # nothing new: a heartbeat, which also reveals lost data
+            status, last, skipped = self._send(self._acked, self._acked, ["0"])
+        else:
+            status, last, skipped = self._send(batch.seq, self._acked, batch.arguments())
+        if self._uncertain is not None and last == self._uncertain:
+            # the batch dropped during the outage had reached Redis after all
+            self._acked, self._uncertain = last, None
+            if batch is not None and status == "gap":
+                status, last, skipped = self._send(batch.seq, self._acked, batch.arguments())
+        if status == "gap" or (batch is None and last < self._acked):
+            return self._recover(last)
+        if batch is not None:
+            self._acknowledge(batch)
+        return self._rebase(skipped)
 
     def _take_batch(self) -> Batch | None:
         queue = self.queue
@@ -208,7 +216,9 @@ class Flusher:
 
     def _send(
         self, seq: int, expected: int, arguments: list[str], resync: bool = False, bye: bool = False
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int, list[str]]:
+        """Run the flush script: its status, the last batch Redis has from this process, and
+        the series whose entries it skipped because they were removed (see ``_rebase``)."""
         reply = self._script(
             args=[
                 self.options.base, self.process, seq, expected, self.options.expire_key_time,
@@ -217,16 +227,27 @@ class Flusher:
                 *arguments,
             ]
         )  # fmt: skip
-        status = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        return status, int(reply[1])
+        status, last, *skipped = (p.decode() if isinstance(p, bytes) else str(p) for p in reply)
+        return status, int(last), skipped[0].split() if skipped else []
 
     def _acknowledge(self, batch: Batch) -> None:
         self._history.append(batch)
         self._acked = batch.seq
         self._unacked = None
 
-    def _recover(self, last: int) -> None:
-        """Redis has our batches only up to ``last``: send the missing ones again."""
+    def _rebase(self, skipped: list[str]) -> bool:
+        """Series removed since our last write of them: they count again from the removal."""
+        for sid in skipped:
+            found = self._series.get(sid)
+            if found is not None and isinstance(found[1], RedisNativeHistogram):
+                found[1].rebase()
+        return bool(skipped)
+
+    def _recover(self, last: int) -> bool:
+        """Redis has our batches only up to ``last``: send the missing ones again.
+
+        True if Redis skipped removed series in the batch in flight (see ``_rebase``).
+        """
         missing = [b for b in self._history if b.seq > last]
         contiguous = bool(missing) and missing[0].seq == last + 1
         if last >= 0 and contiguous:
@@ -240,9 +261,11 @@ class Flusher:
                 self._send(batch.seq, expected, batch.arguments())
                 expected = batch.seq
             if self._unacked is not None:
-                self._send(self._unacked.seq, expected, self._unacked.arguments())
-                self._acknowledge(self._unacked)
-            return
+                batch = self._unacked
+                _, _, skipped = self._send(batch.seq, expected, batch.arguments())
+                self._acknowledge(batch)
+                return self._rebase(skipped)
+            return False
         logger.warning(
             "pytheus: Redis at %s lost this process's metrics (it restarted empty); "
             "re-sending its totals",
@@ -258,6 +281,7 @@ class Flusher:
         self._send(batch.seq, last, batch.arguments(), resync=True)
         self._history.clear()
         self._acknowledge(batch)
+        return False
 
     def _failed(self, error: Exception) -> None:
         self.healthy = False

@@ -22,6 +22,9 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
   out of ``_a`` at its next flush, so it is never counted twice. A process that exits says so
   (``bye``) and leaves nothing of the kind.
 - ``<base>:seq:<process>``: the last batch sequence number applied for a process.
+- ``<base>:skipped:<process>``: ``"<seq> <series id>..."``, the series whose entries the batch
+  ``seq`` of that process skipped (see the ``c`` op), so that a batch sent again after its
+  reply was lost reports them too.
 - ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing, or that
   the process deletes with its last flush, at exit.
 - ``<base>:recovering``: set for a few seconds when a process finds that Redis lost its data.
@@ -109,10 +112,11 @@ local seq_ttl = math.max(ttl, 2 * heartbeat)  -- outlives any retry of a living 
 local now, resync = ARGV[7], ARGV[8]
 local seqkey, heartbeat_key = base .. ':seq:' .. proc, base .. ':proc:' .. proc
 local last = tonumber(redis.call('GET', seqkey) or '-1')
+local skipped_key = base .. ':skipped:' .. proc
 if ARGV[10] == '1' then
   -- bye: the process flushed for the last time (all acknowledged): dead from now on, and never
   -- back, so a scrape folds its native fields at once and keeps nothing to take back
-  if last == seq then redis.call('DEL', heartbeat_key, seqkey) end
+  if last == seq then redis.call('DEL', heartbeat_key, seqkey, skipped_key) end
   return {'bye', tostring(last)}
 end
 local folded_key = base .. ':nb:' .. proc
@@ -138,7 +142,14 @@ if redis.call('EXISTS', folded_key) == 1 then
 end
 redis.call('SET', heartbeat_key, '1', 'EX', heartbeat)
 if last >= 0 then redis.call('EXPIRE', seqkey, seq_ttl) end
-if last >= seq then return {'dup', tostring(last)} end
+if last >= seq then
+  local noted = redis.call('GET', skipped_key)
+  local prefix = tostring(seq) .. ' '
+  if noted and string.sub(noted, 1, #prefix) == prefix then
+    return {'dup', tostring(last), string.sub(noted, #prefix + 1)}
+  end
+  return {'dup', tostring(last)}
+end
 if resync ~= '1' and last ~= expected then
   -- Redis lost what this process wrote: scrapes answer 503 until every process re-sent its
   -- totals (each does within a flush interval), rather than show numbers that look like resets
@@ -171,10 +182,20 @@ end
 local removals = tonumber(ARGV[11])
 for r = 1, removals do forget(ARGV[11 + r]) end
 local i = 12 + removals
+local skipped = {}
 while i <= #ARGV do
   local sid, meta, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   i = i + 3
-  redis.call('HSET', base .. ':index', sid, meta)
+  if n > 0 and ARGV[i] == 'c' and resync ~= '1'
+      and redis.call('HEXISTS', base .. ':n:' .. sid, ARGV[i + 1]) == 0 then
+    -- the process wrote its native field of the series before, and it is gone: the series was
+    -- removed since. None of the entry applies (its retraction would take back what Redis no
+    -- longer holds); the process counts again from its last batch before the removal.
+    table.insert(skipped, sid)
+    i, n = i + 3 * n, 0
+  else
+    redis.call('HSET', base .. ':index', sid, meta)
+  end
   for _ = 1, n do
     local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     i = i + 3
@@ -188,6 +209,7 @@ while i <= #ARGV do
       end
     elseif op == 'x' then  -- the latest exemplar of a bucket
       redis.call('HSET', base .. ':e', sid .. ':' .. field, value)
+    elseif op == 'c' then  -- checked above
     elseif op == 'n' then  -- this process's whole native histogram
       local key = base .. ':n:' .. sid
       redis.call('HSET', key, field, value)
@@ -201,7 +223,9 @@ while i <= #ARGV do
   end
 end
 redis.call('SET', seqkey, seq, 'EX', seq_ttl)
-return {'ok', tostring(seq)}
+if #skipped == 0 then return {'ok', tostring(seq)} end
+redis.call('SET', skipped_key, seq .. ' ' .. table.concat(skipped, ' '), 'EX', seq_ttl)
+return {'ok', tostring(seq), table.concat(skipped, ' ')}
 """
 )
 

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
-from pytheus.native import NativeHistogram, encode_cells
+from pytheus.native import NativeHistogram, decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
-# from expiring | "n" set this process's native histogram, field, value)
+# from expiring | "n" set this process's native histogram | "c" skip the entry unless this
+# process's native histogram is still there, field, value)
 Op = tuple[str, str, str]
 
 
@@ -242,7 +243,7 @@ class RedisHistogram:
     def take(self) -> list[Op]:
         with self._lock:
             self._queued = False
-            ops = self._retraction_ops()
+            ops = self._check_ops() + self._retraction_ops()
             pending, self._pending = self._pending, [0] * len(self._bounds)
             pending_sum, self._pending_sum = self._pending_sum, 0.0
             for i, count in enumerate(pending):
@@ -269,6 +270,10 @@ class RedisHistogram:
             exemplar_ops = self._exemplar_ops(range(len(self._bounds))) + self._native_ops(True)
             return [("p", "", _packed(self._total, self._total_sum)), *exemplar_ops]
 
+    def _check_ops(self) -> list[Op]:
+        """Ops opening an entry, which Redis skips if the series was removed (none here)."""
+        return []
+
     def _retraction_ops(self) -> list[Op]:
         """Ops taking back what a restarted histogram had counted before (none here)."""
         return []
@@ -292,11 +297,19 @@ class RedisNativeHistogram(RedisHistogram):
     in the same batch as the new native histogram, so a scrape sees both or neither), and only
     the observation that overflowed is counted. Exemplars stay: the series' exemplars in Redis
     are the latest of every process.
+
+    Another process may remove the series meanwhile, which deletes it from Redis, this
+    process's native field with it. So once that field is in Redis, each entry of this value
+    starts with a check (``"c"``): if the field is gone, the flush script skips the entry and
+    reports it, and :meth:`rebase` makes this value count again from the entry before, which
+    Redis had applied before the removal. So a retraction never takes back more than Redis
+    holds, and the native part never brings back what the removal took away.
     """
 
     __slots__ = (
         "_native", "_max_buckets", "_native_dirty", "_native_taken", "field", "_initial_schema",
-        "_reset_seconds", "_reset_at", "_clock", "_retract", "_retract_sum",
+        "_reset_seconds", "_reset_at", "_clock", "_retract", "_retract_sum", "_restarts",
+        "_restarts_taken", "_checked",
     )  # fmt: skip
 
     def __init__(
@@ -321,6 +334,11 @@ class RedisNativeHistogram(RedisHistogram):
         self._native_taken: str | None = None  # the native histogram as the last batch has it
         self._retract = [0] * len(upper_bounds)  # counted by earlier batches, to take back
         self._retract_sum = 0.0
+        self._restarts = 0
+        self._restarts_taken = 0  # _restarts when a batch last took the native part
+        # before the last checked entry: _total, _total_sum, the native part Redis had,
+        # _restarts, the exemplars the entry took (see rebase)
+        self._checked: tuple[list[int], float, str | None, int, set[int]] | None = None
         self.field = field
 
     def observe(self, value: float) -> None:
@@ -350,6 +368,7 @@ class RedisNativeHistogram(RedisHistogram):
         self._native.limit_buckets(self._max_buckets)
 
     def _restart(self, bucket: int, value: float) -> None:
+        self._restarts += 1
         for i, count in enumerate(self._total):
             self._retract[i] += count
         self._retract_sum += self._total_sum
@@ -368,6 +387,47 @@ class RedisNativeHistogram(RedisHistogram):
             data.native = self._native.copy()
             return data
 
+    def _check_ops(self) -> list[Op]:
+        if self._native_taken is None:
+            return []  # Redis has nothing of this value yet: no removal can take it away
+        native = self._native_taken if self._restarts == self._restarts_taken else None
+        self._checked = (
+            list(self._total), self._total_sum, native, self._restarts, set(self._exemplars_dirty)
+        )  # fmt: skip
+        return [("c", self.field, "")]
+
+    def rebase(self) -> None:
+        """Redis skipped the last checked entry: the series was removed (or expired) before.
+
+        Redis holds nothing this process counted before that entry; what the entry carried,
+        and what came after, is counted again: the classic part goes back to pending, the
+        native part drops what the batches before had sent. After a restart since the entry,
+        everything this value holds came after it. Nothing is left to take back.
+        """
+        with self._lock:
+            checked, self._checked = self._checked, None
+            if checked is None:
+                return
+            total, total_sum, native, restarts, exemplars = checked
+            if restarts == self._restarts:
+                for i, count in enumerate(self._total):
+                    self._pending[i] += count - total[i]
+                self._pending_sum += self._total_sum - total_sum
+                before = decode_cells([float(x) for x in native.split()]) if native else None
+                if before is not None:
+                    self._native = subtract(self._native, before)
+                self._exemplars_dirty |= exemplars
+            self._total = [0] * len(self._bounds)
+            self._total_sum = 0.0
+            self._retract = [0] * len(self._bounds)
+            self._retract_sum = 0.0
+            self._native_taken = None
+            if self._native.count or any(self._pending) or self._pending_sum:
+                self._native_dirty = True
+                if not self._queued:
+                    self._queued = True
+                    self._queue.append(self)
+
     def _retraction_ops(self) -> list[Op]:
         if not any(self._retract) and not self._retract_sum:
             return []
@@ -379,6 +439,7 @@ class RedisNativeHistogram(RedisHistogram):
         if not (always or self._native_dirty):
             return []
         self._native_dirty = False
+        self._restarts_taken = self._restarts
         self._native_taken = " ".join(map(_num, encode_cells(self._native)))
         return [("n", self.field, self._native_taken)]
 
@@ -387,7 +448,9 @@ class RedisNativeHistogram(RedisHistogram):
         with self._lock:
             if self._native_taken is None:
                 return [("t", "", "")]
-            return [("t", "", ""), ("n", self.field, self._native_taken)]
+            native = self._native_taken if self._restarts == self._restarts_taken else None
+            self._checked = (list(self._total), self._total_sum, native, self._restarts, set())
+            return [("c", self.field, ""), ("t", "", ""), ("n", self.field, self._native_taken)]
 
 
 class RedisSummary:
