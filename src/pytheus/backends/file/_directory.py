@@ -208,14 +208,22 @@ class SharedDirectory:
                 parsed.parsed_until = end
             cells: memoryview[float] = memoryview(data).cast("d")
             entries: list[tuple[Key, list[float]]] = []
+            natives: list[tuple[int, int, int]] = []  # (position in entries, first cell, cells)
             for key, index, count in parsed.entries:
-                if key[1] != NATIVE:
+                if key[1] == NATIVE:  # read below, from the mapped file
+                    natives.append((len(entries), index, count))
+                    entries.append((key, []))
+                else:
                     entries.append((key, cells[index : index + count].tolist()))  # type: ignore[arg-type]
-                    continue
-                block = _used_part(cells, index, count)
-                if block[0] != block[-1]:
-                    block = _steady_block(fd, index, count)
-                entries.append((key, block))
+            if natives:
+                with _mapped(path) as mapped:
+                    for at, index, count in natives:
+                        block = (
+                            _whole_block(mapped, index, count)
+                            if index + count <= len(mapped)
+                            else _used_part(cells, index, count)
+                        )
+                        entries[at] = (entries[at][0], block)
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
             self._parsed.pop(path, None)
@@ -589,30 +597,35 @@ def _used_part(cells: memoryview[float], index: int, count: int) -> list[float]:
 
     A process's block has room for hundreds of buckets and uses a few: the head version, the
     encoded histogram up to its last bucket, the restarts and the tail version are copied, which
-    is what readers need (cells after the last bucket are ignored by ``decode_cells``).
+    is what readers need (cells after the last bucket are ignored by ``decode_cells``). The head
+    is read first and the tail last, one cell at a time in order, as the versions require of a
+    reader of a block being written (see :func:`_whole_block`).
     """
+    head = cells[index]
     used = cells[index + CELLS_HEADER]
     end = index + 1 + CELLS_HEADER + 2 * int(used) if 0 <= used < count else index + count
     if end + 2 >= index + count:  # full, or the archive's blocks, which have no spare room
-        return cells[index : index + count].tolist()  # type: ignore[return-value]
-    block: list[float] = cells[index:end].tolist()  # type: ignore[assignment]
-    block += (cells[index + count - 2], cells[index + count - 1])
-    return block
+        block: list[float] = cells[index : index + count].tolist()  # type: ignore[assignment]
+        return block
+    payload: list[float] = cells[index + 1 : end].tolist()  # type: ignore[assignment]
+    return [head, *payload, cells[index + count - 2], cells[index + count - 1]]
 
 
-def _steady_block(fd: int, index: int, count: int) -> list[float]:
-    """Re-read a native block its writer was changing until both versions match.
+def _whole_block(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """A native block of a living process, read while its writer may be changing it.
 
-    The writer holds a block for microseconds; a block that stays torn belongs to a process
-    killed while writing it, or to one observing without pause: it is taken repaired
-    (:func:`_repaired`), off by at most the observation in flight.
+    ``cells`` must be the mapped file, read in order (a copy made by ``pread`` is not: the kernel
+    may copy a range out of order, so the versions of a copy cannot tell it is torn). The writer
+    holds a block for microseconds; a block that stays torn belongs to a process killed while
+    writing it, or to one observing without pause: it is taken repaired (:func:`_repaired`),
+    off by at most the observation in flight.
     """
     block: list[float] = []
-    for attempt in range(200):
-        block = array.array("d", os.pread(fd, 8 * count, 8 * index)).tolist()
+    for attempt in range(2000):
+        block = _used_part(cells, index, count)
         if block[0] == block[-1]:
             return block
-        time.sleep(0 if attempt < 100 else 0.0001)
+        time.sleep(0 if attempt < 1000 else 0.0001)
     return _repaired(block)
 
 
