@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -272,6 +272,37 @@ class NativeHistogram:
         if merged.zero_threshold != threshold:
             merged.widen_zero_bucket(merged.zero_threshold)
         return merged
+
+
+class ResetTimer:
+    """When a native histogram past its bucket limit may restart rather than lower its schema.
+
+    ``native_reset_seconds`` (client_golang's ``NativeHistogramMinResetDuration``): a restart
+    may happen once ``seconds`` (> 0; 0 never) have passed by ``clock`` since the last one, or
+    since the timer was made. Every backend's native histogram asks it when it overflows.
+
+    Example::
+
+        timer = ResetTimer(60.0, time.monotonic)
+        timer.due()  # False for the first minute; then True once, and the minute starts again
+    """
+
+    __slots__ = ("_seconds", "_clock", "_since")
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._since = clock()
+
+    def due(self) -> bool:
+        """Whether a restart may happen now; if so, the next period starts now."""
+        if self._seconds <= 0:
+            return False
+        now = self._clock()
+        if now - self._since < self._seconds:
+            return False
+        self._since = now
+        return True
 
 
 def spans_and_counts(buckets: dict[int, int]) -> tuple[list[tuple[int, int]], list[int]]:

@@ -15,7 +15,7 @@ from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
-from pytheus.native import NativeHistogram
+from pytheus.native import NativeHistogram, ResetTimer
 from pytheus.native import bounds_table as native_bounds_table
 from pytheus.native import bucket_index as native_bucket_index
 from pytheus.quantiles import SlidingQuantiles
@@ -138,9 +138,7 @@ class MemoryNativeHistogram(MemoryHistogram):
         "_native",
         "_initial_schema",
         "_max_buckets",
-        "_reset_seconds",
-        "_reset_at",
-        "_clock",
+        "_reset",
         "_only_inf",
         "_low",
         "_high",
@@ -163,9 +161,7 @@ class MemoryNativeHistogram(MemoryHistogram):
         self._native = NativeHistogram(schema, zero_threshold)
         self._initial_schema = schema
         self._max_buckets = max_buckets
-        self._reset_seconds = reset_seconds
-        self._clock = clock or time.monotonic
-        self._reset_at = self._clock()
+        self._reset = ResetTimer(reset_seconds, clock or time.monotonic)
         self._only_inf = self._last == 0
         self._refresh()
 
@@ -222,9 +218,7 @@ class MemoryNativeHistogram(MemoryHistogram):
             self._shrink(index, value)
 
     def _shrink(self, index: int, value: float) -> None:
-        now = self._clock()
-        if self._reset_seconds > 0 and now - self._reset_at >= self._reset_seconds:
-            self._reset_at = now  # start again, keeping only the latest observation
+        if self._reset.due():  # start again, keeping only the latest observation
             self._counts = [0] * len(self._bounds)
             self._counts[index] = 1
             self._sum = value

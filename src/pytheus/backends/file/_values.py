@@ -18,6 +18,7 @@ from pytheus.native import (
     CELLS_HEADER,
     FULL_RANGE_BUCKETS,
     NativeHistogram,
+    ResetTimer,
     bucket_index,
     decode_cells,
     encode_cells,
@@ -185,7 +186,7 @@ class FileNativeHistogram(FileHistogram):
 
     __slots__ = (
         "_block", "_at", "_tail", "_slots", "_schema", "_threshold", "_limit", "_initial",
-        "_reset_seconds", "_reset_at", "_clock",
+        "_reset",
     )  # fmt: skip
 
     def __init__(
@@ -211,9 +212,8 @@ class FileNativeHistogram(FileHistogram):
         self._schema = schema
         self._threshold = zero_threshold
         self._initial = (schema, zero_threshold)
-        self._reset_seconds = reset_seconds if max_buckets else 0.0  # no limit: never restarts
-        self._clock = clock
-        self._reset_at = clock()
+        # with no bucket limit the histogram never overflows, so it never restarts
+        self._reset = ResetTimer(reset_seconds if max_buckets else 0.0, clock)
         existing = decode_cells(block[at + 1 : self._tail].tolist()) if block[at] else None
         with self._lock:
             self._write(existing or NativeHistogram(schema, zero_threshold))
@@ -257,12 +257,9 @@ class FileNativeHistogram(FileHistogram):
             self._slots[code] = pair + 1
             self._block[self._at + CELLS_HEADER] = used + 1
             return
-        if self._reset_seconds > 0:
-            now = self._clock()
-            if now - self._reset_at >= self._reset_seconds:
-                self._reset_at = now
-                self._restart(bucket, value)
-                return
+        if self._reset.due():
+            self._restart(bucket, value)
+            return
         histogram = self._decode()  # count and sum already include this observation
         buckets = histogram.negative if code & 1 else histogram.positive
         buckets[code >> 1] = buckets.get(code >> 1, 0) + 1

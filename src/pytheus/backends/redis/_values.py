@@ -15,7 +15,7 @@ from collections.abc import Callable
 from threading import Lock
 from typing import Any
 
-from pytheus.native import NativeHistogram, decode_cells, encode_cells, subtract
+from pytheus.native import NativeHistogram, ResetTimer, decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
@@ -308,7 +308,7 @@ class RedisNativeHistogram(RedisHistogram):
 
     __slots__ = (
         "_native", "_max_buckets", "_native_dirty", "_native_taken", "field", "_initial_schema",
-        "_reset_seconds", "_reset_at", "_clock", "_retract", "_retract_sum", "_restarts",
+        "_reset", "_retract", "_retract_sum", "_restarts",
         "_restarts_taken", "_checked",
     )  # fmt: skip
 
@@ -327,9 +327,7 @@ class RedisNativeHistogram(RedisHistogram):
         self._native = NativeHistogram(schema, zero_threshold)
         self._initial_schema = schema
         self._max_buckets = max_buckets
-        self._reset_seconds = reset_seconds
-        self._clock = clock
-        self._reset_at = clock()
+        self._reset = ResetTimer(reset_seconds, clock)
         self._native_dirty = False
         self._native_taken: str | None = None  # the native histogram as the last batch has it
         self._retract = [0] * len(upper_bounds)  # counted by earlier batches, to take back
@@ -359,12 +357,9 @@ class RedisNativeHistogram(RedisHistogram):
 
     def _shrink(self, bucket: int, value: float) -> None:
         """Restart from ``value``, or lower the schema (the lock is held)."""
-        if self._reset_seconds > 0:
-            now = self._clock()
-            if now - self._reset_at >= self._reset_seconds:
-                self._reset_at = now
-                self._restart(bucket, value)
-                return
+        if self._reset.due():
+            self._restart(bucket, value)
+            return
         self._native.limit_buckets(self._max_buckets)
 
     def _restart(self, bucket: int, value: float) -> None:
