@@ -450,6 +450,8 @@ class _DecodedBlocks:
         self._now: dict[tuple[float, ...], NativeHistogram] = {}
 
     def decode(self, block: list[float]) -> NativeHistogram | None:
+        if isinstance(block, NativeBlock):  # merged here already
+            return block.histogram
         content = tuple(block)
         found = self._now.get(content) or self._last.get(content)
         if found is None:
@@ -480,9 +482,7 @@ class _Table(dict[Key, list[float]]):
         if key[1] != NATIVE:
             merge_into(self, key, cells)
             return
-        histogram = (
-            cells.histogram if isinstance(cells, NativeBlock) else self._decoded.decode(cells)
-        )
+        histogram = self._decoded.decode(cells)
         if histogram is not None:
             self._natives.setdefault(key, []).append(histogram)
 
