@@ -385,11 +385,13 @@ class RedisNativeHistogram(RedisHistogram):
     def _check_ops(self) -> list[Op]:
         if self._native_taken is None:
             return []  # Redis has nothing of this value yet: no removal can take it away
+        return [self._check(set(self._exemplars_dirty))]
+
+    def _check(self, exemplars: set[int]) -> Op:
+        """The op opening a checked entry; remembers what Redis holds before it (see rebase)."""
         native = self._native_taken if self._restarts == self._restarts_taken else None
-        self._checked = (
-            list(self._total), self._total_sum, native, self._restarts, set(self._exemplars_dirty)
-        )  # fmt: skip
-        return [("c", self.field, "")]
+        self._checked = (list(self._total), self._total_sum, native, self._restarts, exemplars)
+        return ("c", self.field, "")
 
     def rebase(self) -> None:
         """Redis skipped the last checked entry: the series was removed (or expired) before.
@@ -443,9 +445,7 @@ class RedisNativeHistogram(RedisHistogram):
         with self._lock:
             if self._native_taken is None:
                 return [("t", "", "")]
-            native = self._native_taken if self._restarts == self._restarts_taken else None
-            self._checked = (list(self._total), self._total_sum, native, self._restarts, set())
-            return [("c", self.field, ""), ("t", "", ""), ("n", self.field, self._native_taken)]
+            return [self._check(set()), ("t", "", ""), ("n", self.field, self._native_taken)]
 
 
 class RedisSummary:
