@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
@@ -212,12 +212,7 @@ class RedisStore:
             data = _series_data(key, cells, exemplars.get(sid))
             found.setdefault(signature, []).append((labels, data))
         gauges: dict[Key, list[float]] = {}
-        for row in gauge_rows.split("\x1e") if gauge_rows else ():
-            sid, *fields = row.split("\x1f")
-            meta = metas.get(sid)
-            if meta is None:
-                continue
-            key, _ = self._describe(meta)
+        for (key, _), fields in self._described_rows(gauge_rows, metas):
             for field, raw in zip(fields[0::2], fields[1::2]):
                 pid = None if field == "_a" else field.rsplit(":", 1)[0]
                 merge_into(gauges, merge_key(key, pid), [float(x) for x in raw.split(",")])
@@ -226,17 +221,23 @@ class RedisStore:
             data = _series_value(MetricType.GAUGE, (), gauge_cells)
             found.setdefault(signature, []).append((self._label_sets.get(key), data))
         natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram] = {}
-        for row in native_rows.split("\x1e") if native_rows else ():
-            sid, *fields = row.split("\x1f")
-            meta = metas.get(sid)
-            if meta is None:
-                continue
-            key, signature = self._describe(meta)
+        for (key, signature), fields in self._described_rows(native_rows, metas):
             parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
             kept = [part for part in parts if part is not None]
             if kept:
                 natives[(signature, key[4])] = kept[0].merge(kept[1:])
         return [self._series(family, found, natives) for family in families]
+
+    def _described_rows(
+        self, rows: str, metas: dict[str, str]
+    ) -> Iterator[tuple[tuple[Key, Signature], list[str]]]:
+        """The rows of a scrape reply part (a series id, then fields), each with its series'
+        description; rows of series the index does not describe are left out."""
+        for row in rows.split("\x1e") if rows else ():
+            sid, *fields = row.split("\x1f")
+            meta = metas.get(sid)
+            if meta is not None:
+                yield self._describe(meta), fields
 
     def _describe(self, meta: str) -> tuple[Key, Signature]:
         known = self._descriptions.get(meta)
