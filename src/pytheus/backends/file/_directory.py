@@ -680,7 +680,7 @@ def _settle(
                 cells: list[float] = cells_of_classic[  # type: ignore[assignment]
                     classic_index : classic_index + classic_count
                 ].tolist()
-                block: list[float] = cells_of_native[index : index + count].tolist()  # type: ignore[assignment]
+                block = _used_part(cells_of_native, index, count)
                 if head == block[0] == block[-1]:
                     return block, cells
                 if time.monotonic() > deadline:
