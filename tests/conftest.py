@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -42,7 +42,7 @@ def registry(backend: str) -> CollectorRegistry:
 
 
 def require_program(name: str) -> str:
-    """The path of a system program; a missing one skips the test, except under CI=true."""
+    """The path of a system program; a missing one skips the test (a failure under CI)."""
     path = shutil.which(name)
     if path is None:
         missing(f"{name} is not installed (bash scripts/test.sh installs it)")
@@ -50,7 +50,29 @@ def require_program(name: str) -> str:
 
 
 def missing(message: str) -> NoReturn:
-    """Skip the test for a program that is not there; under CI=true, fail it instead."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
+    """Skip the test for something this machine lacks; under CI the skip is a failure (see
+    :func:`pytest_runtest_makereport`)."""
     pytest.skip(message)
+
+
+def under_ci() -> bool:
+    """Whether ``CI`` is set to a true value (``true``, ``1``, ``yes``, ``on``, any case)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes", "on")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Under CI, a skipped test fails: the test command installs everything the tests need,
+    so a skip there means something is missing that must not be."""
+    report = yield
+    if under_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI={os.environ['CI']}, which allows no skip: {reason}"
+    return report
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """Under CI, a module skipped as a whole fails too."""
+    if under_ci() and report.skipped:
+        report.outcome = "failed"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -32,3 +35,28 @@ def samples(registry: Registry) -> dict[tuple[str, frozenset[tuple[str, str]]], 
 def value(registry: Registry, name: str, **labels: str) -> float | None:
     """The value of one series, or None when it is not exposed."""
     return samples(registry).get((name, frozenset(labels.items())))
+
+
+def flat_samples(text: str, prefix: str = "") -> dict[str, float]:
+    """``{'name{k="v",...}': value}`` of the samples whose name starts with ``prefix``, parsed
+    by prometheus_client from text format 0.0.4 (labels in the order the text gives them)."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(prefix):
+                labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+                found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found
+
+
+def backend_environment(kind: str, scratch: Path, redis_url: str) -> dict[str, str]:
+    """The environment variables that select a multi-process backend (``file`` or ``redis``)
+    in a program and in every process it starts; ``scratch`` is an empty directory of the test."""
+    if kind == "file":
+        return {"PYTHEUS_MULTIPROC_DIR": str(scratch)}
+    config = scratch.parent / f"{scratch.name}-redis.json"
+    config.write_text(json.dumps({"url": redis_url, "namespace": f"t{scratch.name}"}))
+    return {
+        "PYTHEUS_BACKEND_CLASS": "pytheus.backends.redis.MultiProcessRedisBackend",
+        "PYTHEUS_BACKEND_CONFIG": str(config),
+    }

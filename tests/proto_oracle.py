@@ -32,9 +32,7 @@ CONTENT_TYPE = (
 
 
 def _unavailable(message: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    pytest.skip(message)  # a failure under CI (tests/conftest.py)
 
 
 def proto_path() -> Path | None:

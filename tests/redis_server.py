@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import atexit
-import os
-import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-import pytest
+from tests.conftest import require_program
 
 
 def free_port() -> int:
@@ -23,13 +21,7 @@ def free_port() -> int:
 
 class RedisServer:
     def __init__(self, *extra: str) -> None:
-        path = shutil.which("redis-server")
-        if path is None:
-            message = "redis-server is not installed (bash scripts/test.sh installs it)"
-            if os.environ.get("CI") == "true":
-                pytest.fail(message)
-            pytest.skip(message)
-        self.binary = path
+        self.binary = require_program("redis-server")
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="pytheus-redis-"))
         self.extra = extra

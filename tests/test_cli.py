@@ -22,7 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from pytheus.cli import (
 )
 from pytheus.samples import MetricType
 from tests import proto_oracle
+from tests.conftest import require_program
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,12 +167,15 @@ def serve_command(*args: str) -> list[str]:
 
 
 @contextmanager
-def exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[Exporter]:
-    """Start ``pytheus serve ARGS --port 0`` (unless a port is given); stop it afterwards."""
+def exporter(
+    *args: str, env: dict[str, str] | None = None, prefix: Sequence[str] = ()
+) -> Iterator[Exporter]:
+    """Start ``pytheus serve ARGS --port 0`` (unless a port is given), after the ``prefix``
+    command if any; stop it afterwards."""
     if "--port" not in args:
         args = (*args, "--port", "0")
     process = subprocess.Popen(
-        serve_command(*args), cwd=ROOT, env=env if env is not None else clean_env(),
+        [*prefix, *serve_command(*args)], cwd=ROOT, env=env if env is not None else clean_env(),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     running = Exporter(process)
@@ -608,13 +612,12 @@ def assert_utf8_served(url: str, workers: int, exemplars: bool) -> None:
     assert sample(found, "build_meta_info", service_version="1.2") == 1
     assert sample(found, "build_info", git_commit="abc") == 1
     assert sample(found, "task_state", task_state="busy") == 1
-    promtool = shutil.which("promtool")
-    if promtool is not None:
-        checked = subprocess.run(
-            [promtool, "check", "metrics"], input=body, capture_output=True, text=True
-        )
-        assert "parsing error" not in checked.stdout + checked.stderr
-        assert checked.returncode in (0, 3), checked.stderr  # 3: naming-style lint only
+    checked = subprocess.run(
+        [require_program("promtool"), "check", "metrics"], input=body, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert "parsing error" not in checked.stdout + checked.stderr
+    assert checked.returncode in (0, 3), checked.stderr  # 3: naming-style lint only
 
     request = urllib.request.Request(url, headers={"Accept": PROTOBUF_UTF8})
     with urllib.request.urlopen(request, timeout=10) as response:

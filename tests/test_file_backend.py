@@ -232,9 +232,9 @@ def test_bad_directory_is_an_error_at_load_backend(tmp_path: Path) -> None:
 
 
 def run_python(code: str, env: dict[str, str], new_parent: bool = False) -> str:
-    """Run ``code`` in a child process (under a shell of its own with ``new_parent``)."""
+    """Run ``code`` in a child process (in a session of its own with ``new_parent``)."""
     command = [sys.executable, "-c", textwrap.dedent(code)]
-    if new_parent:  # a new process tree, as a redeployment would start
+    if new_parent:  # a new process tree, as a redeployment (a container, a service) starts
         command = ["sh", "-c", 'exec "$0" "$@" & wait', *command]
     result = subprocess.run(
         command,
@@ -242,6 +242,7 @@ def run_python(code: str, env: dict[str, str], new_parent: bool = False) -> str:
         capture_output=True,
         text=True,
         timeout=60,
+        start_new_session=new_parent,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout + result.stderr

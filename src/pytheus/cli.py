@@ -17,10 +17,11 @@ a scrape inside a worker would combine them. What the stores do not keep cannot 
 help texts (a fixed text is served instead), units, and an ``Enum``'s states that were never
 set (only states seen in the store are exposed).
 
-With the shared-file backend the exporter takes part in the directory's *run*, as every
-process using the directory does (it holds ``run.lock`` shared): while it runs, workers that
-start after all others stopped join the current run instead of clearing what earlier processes
-left. It never clears anything itself, so it can serve what batch workers left behind.
+With the shared-file backend the exporter only reads: it takes no part in the directory's
+*run* (it does not hold ``run.lock``, so a redeployment of the application still starts from
+zero), never clears anything, and so serves what batch workers left behind. On a directory it
+cannot write (a read-only mount in a sidecar) it reads the files of ended processes as they are,
+without merging them into the archive; any writing process merges them.
 
 Names that are not classic (``http.server.duration``, an ``Info`` key ``service.version``),
 which workers define under ``PYTHEUS_NAME_VALIDATION=utf8``, are served only when the exporter

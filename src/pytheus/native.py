@@ -36,6 +36,7 @@ DEFAULT_ZERO_THRESHOLD = 2.0**-128
 """client_golang's ``DefNativeHistogramZeroThreshold``."""
 
 
+@cache
 def _frac_bounds() -> tuple[float, ...]:
     """For schema 8: bound ``j`` is the largest float <= ``2 ** (j/256 - 1)``, j in 0..255.
 
@@ -61,10 +62,11 @@ def _fits(frac: float, n: int, limit: int) -> bool:
     return power <= limit
 
 
-_SCHEMA8_BOUNDS = _frac_bounds()
-_BOUNDS: dict[int, tuple[float, ...]] = {
-    s: _SCHEMA8_BOUNDS[:: 1 << (MAX_SCHEMA - s)] for s in range(1, MAX_SCHEMA + 1)
-}
+@cache
+def _bounds(schema: int) -> tuple[float, ...]:
+    """The fractions bounding the buckets of one octave at ``schema`` (1..8), computed on first
+    use rather than at import (the exact search takes tens of milliseconds)."""
+    return _frac_bounds()[:: 1 << (MAX_SCHEMA - schema)]
 
 
 TABLE_OCTAVES = 64
@@ -82,7 +84,7 @@ def bounds_table(schema: int) -> tuple[tuple[float, ...], int]:
     :func:`bucket_index`.
     """
     if schema > 0:
-        bounds = _BOUNDS[schema]
+        bounds = _bounds(schema)
         n = len(bounds)
         first = -TABLE_OCTAVES * n
         keys = range(first, TABLE_OCTAVES * n + 1)
@@ -117,7 +119,7 @@ def bucket_index(value: float, schema: int) -> int:
         magnitude = 1.7976931348623157e308
     frac, exp = math.frexp(magnitude)  # magnitude = frac * 2**exp, 0.5 <= frac < 1
     if schema > 0:
-        bounds = _BOUNDS[schema]
+        bounds = _bounds(schema)
         key = bisect_left(bounds, frac) + (exp - 1) * len(bounds)
     else:
         key = exp - 1 if frac == 0.5 else exp

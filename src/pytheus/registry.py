@@ -121,8 +121,12 @@ class CollectorRegistry:
                 )
 
     def _check_custom_collector(self, collector: Any) -> None:
+        """Refuse a collector that yields an already registered name. It is asked through
+        ``describe()`` when it has one (which reads nothing), otherwise through ``collect()``."""
+        describe = getattr(collector, "describe", None)
         try:
-            yielded = [_target(item).name for item in collector.collect()]
+            described = describe() if callable(describe) else collector.collect()
+            yielded = [_target(item).name for item in described]
         except Exception:  # the collector may only work at scrape time; check then
             logger.debug("custom collector %r failed when registered", collector, exc_info=True)
             return

@@ -83,6 +83,12 @@ class ProcessCollector:
     def name(self) -> str:
         return "process_collector"
 
+    def describe(self) -> Iterator[MetricFamily]:
+        """The families it exposes, without samples: registration checks names with this, so
+        registering reads nothing and chooses no backend."""
+        for name, metric_type, help_text in _PROCESS_METRICS:
+            yield MetricFamily(name, metric_type, help_text, [])
+
     def collect(self) -> Iterator[MetricFamily]:
         source = self._pids
         if source is None:  # the shared-file backend knows every living process of the machine
@@ -150,6 +156,14 @@ def _max_open_files(path: str) -> float | None:
     return None
 
 
+_GC_METRICS = (
+    ("python_gc_objects_collected_total", "collected", "Objects collected by the GC."),
+    ("python_gc_objects_uncollectable_total", "uncollectable",
+     "Uncollectable objects the GC found."),
+    ("python_gc_collections_total", "collections", "Runs of the GC on this generation."),
+)  # fmt: skip
+
+
 class GCCollector:
     """Objects collected, uncollectable objects and collections, per GC generation (CPython).
 
@@ -162,18 +176,18 @@ class GCCollector:
     def name(self) -> str:
         return "gc_collector"
 
+    def describe(self) -> Iterator[MetricFamily]:
+        """The families it exposes, without samples (see :meth:`ProcessCollector.describe`)."""
+        for name, _, help_text in _GC_METRICS:
+            yield MetricFamily(name, MetricType.COUNTER, help_text, [])
+
     def collect(self) -> Iterator[MetricFamily]:
         get_stats = getattr(gc, "get_stats", None)
         if get_stats is None:  # not CPython
             return
         stats = get_stats()
         by_generation = [LabelSet(("generation",), (str(index),)) for index in range(len(stats))]
-        for name, key, help_text in (
-            ("python_gc_objects_collected_total", "collected", "Objects collected by the GC."),
-            ("python_gc_objects_uncollectable_total", "uncollectable",
-             "Uncollectable objects the GC found."),
-            ("python_gc_collections_total", "collections", "Runs of the GC on this generation."),
-        ):  # fmt: skip
+        for name, key, help_text in _GC_METRICS:
             series: list[Series] = [
                 (labels, float(generation[key])) for labels, generation in zip(by_generation, stats)
             ]
@@ -201,6 +215,10 @@ class PlatformCollector:
     @property
     def name(self) -> str:
         return "platform_collector"
+
+    def describe(self) -> Iterator[MetricFamily]:
+        """The family it exposes, without samples (see :meth:`ProcessCollector.describe`)."""
+        yield MetricFamily("python_info", MetricType.GAUGE, "Python platform information.", [])
 
     def collect(self) -> Iterator[MetricFamily]:
         yield MetricFamily(

@@ -151,8 +151,7 @@ class Family:
                 return
             self.attached = True
             moving = self.bound
-        store = current_store()
-        if moving and not isinstance(store, MemoryStore):
+        if moving and not isinstance(current_store(), MemoryStore):  # else: choose nothing yet
             self._move_scalars()
 
     def _move_scalars(self) -> None:

@@ -273,6 +273,8 @@ class MultiProcessFileBackend:
 
 
 def _directory_from(config: BackendConfig) -> Path:
+    """The directory of ``config``: writable for a process that records (``join_run``), and
+    at least readable for one that only reads (an exporter on a read-only mount)."""
     raw = config.get("path")
     if not raw:
         raise InvalidBackendConfigException(
@@ -283,6 +285,12 @@ def _directory_from(config: BackendConfig) -> Path:
         raise InvalidBackendConfigException(
             f"MultiProcessFileBackend: {str(path)!r} is not an existing directory"
         )
+    if not config.get("join_run", True):
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InvalidBackendConfigException(
+                f"MultiProcessFileBackend: cannot read the directory {str(path)!r}"
+            )
+        return path.resolve()
     try:
         with tempfile.TemporaryFile(dir=path):
             pass

@@ -39,6 +39,7 @@ from pytheus.backends.file._format import (
     read_header,
 )
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
+from pytheus.backends.file._run import RUN_LOCK, claim_run
 from pytheus.backends.file._values import native_restarts
 from pytheus.native import CELLS_HEADER, NativeHistogram, decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar
@@ -55,7 +56,7 @@ Exemplars = dict[tuple[Any, ...], dict[int, Exemplar]]
 Entries = list[tuple["int | None", Key, list[float]]]
 # a removed series -> (source -> (its restarts then, or None; its cells then), removed at)
 Tombstones = dict[tuple[Any, ...], tuple[dict[str, tuple["float | None", list[float]]], float]]
-KNOWN_FILES = frozenset({ARCHIVE, TOMBSTONES, ".lock", "run.lock"})
+KNOWN_FILES = frozenset({ARCHIVE, TOMBSTONES, ".lock", RUN_LOCK})
 
 
 class _ParsedSegment:
@@ -74,17 +75,35 @@ class SharedDirectory:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._thread_lock = threading.Lock()
-        self._lock_fd = os.open(path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        self.writable = True
+        self._lock_fd = self._open_lock()
         self._parsed: dict[Path, _ParsedSegment] = {}
         self._warned: set[str] = set()
         self._keys: dict[bytes, Key] = {}
         self._decoded = _DecodedBlocks()
         self._tombstones: tuple[object, Tombstones] = (None, {})
 
+    def _open_lock(self) -> int | None:
+        """The descriptor of ``.lock``. In a directory this process cannot write (a read-only
+        mount beside the writers), ``writable`` turns false: scrapes read without compacting."""
+        try:
+            return os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            if error.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+        self.writable = False
+        try:
+            return os.open(self.path / ".lock", os.O_RDONLY)  # flock needs no write access
+        except FileNotFoundError:
+            return None
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive use of the directory among scrapers and compactors, in any process."""
         with self._thread_lock:
+            if self._lock_fd is None:
+                yield
+                return
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
             try:
                 yield
@@ -94,35 +113,15 @@ class SharedDirectory:
     def after_fork(self) -> None:
         """In a forked child: a lock of its own (an inherited descriptor shares the parent's)."""
         self._thread_lock = threading.Lock()
-        os.close(self._lock_fd)
-        self._lock_fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+        self._lock_fd = self._open_lock()
 
     def claim_run(self, clear_stale: bool) -> int:
-        """Join the current run, or start a new one; return the descriptor holding ``run.lock``.
-
-        Every process using the directory holds ``run.lock`` shared. A process that finds no
-        holder starts a new run unless its parent is the living process that started the
-        current one (gunicorn's master, a multiprocessing parent): workers often restart before
-        any sibling has recorded anything. A new run removes what earlier runs left, with a
-        warning, because adding it to this run's numbers would be wrong.
-        """
-        fd = os.open(self.path / "run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        """Join the current run, or start a new one (see ``_run``); return the descriptor
+        holding ``run.lock``."""
         with self.locked():
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                nobody_else = True
-            except BlockingIOError:
-                nobody_else = False
-            if nobody_else:
-                parent = _process_identity(os.getppid())
-                recorded = os.pread(fd, 256, 0).decode("ascii", "replace").strip()
-                if recorded != parent:
-                    if clear_stale:
-                        self._remove_stale_files()
-                    os.ftruncate(fd, 0)
-                    os.pwrite(fd, parent.encode("ascii") + b"\n", 0)
-            fcntl.flock(fd, fcntl.LOCK_SH)
-        return fd
+            return claim_run(self.path / RUN_LOCK, clear_stale, self._remove_stale_files)
 
     def _remove_stale_files(self) -> None:
         stale = [p for p in self.path.iterdir() if p.name.startswith(SEGMENT_PREFIX)]
@@ -326,13 +325,26 @@ class SharedDirectory:
         groups = self.groups()
         living = {t: paths for t, paths in groups.items() if self.is_alive(paths[0])}
         dead = {t: paths for t, paths in groups.items() if t not in living}
-        if dead:
+        if dead and self.writable:
             self._compact(dead, groups, removed)
+        sources = {token: self._read_process(paths) for token, paths in living.items()}
+        if dead and not self.writable:  # the dead are read as they are, as compaction would
+            absorbed = self.absorbed()
+            sources.update(
+                (token, self._read_dead(paths))
+                for token, paths in dead.items()
+                if token not in absorbed
+            )
         _, archived = self.read_segment(self.path / ARCHIVE)
-        return (
-            [(None, key, cells) for key, cells in archived],
-            {token: self._read_process(paths) for token, paths in living.items()},
-        )
+        return [(None, key, cells) for key, cells in archived], sources
+
+    def _read_dead(self, paths: list[Path]) -> Entries:
+        """``(pid, key, cells)`` of what an ended process leaves (see ``kept_after_death``)."""
+        entries: Entries = []
+        for path in paths:
+            pid, read = self.read_segment(path)
+            entries += [(pid, key, cells) for key, cells in read if kept_after_death(key)]
+        return entries
 
     def _read_process(self, paths: list[Path]) -> Entries:
         """``(pid, key, cells)`` of every entry of a living process's segments.
@@ -391,10 +403,7 @@ class SharedDirectory:
             for key, cells in archived:
                 table.add(key, cells)
             for token, paths in to_merge.items():
-                entries: Entries = []
-                for path in paths:
-                    pid, read = self.read_segment(path)
-                    entries += [(pid, key, cells) for key, cells in read if kept_after_death(key)]
+                entries = self._read_dead(paths)
                 for owner, key, cells in _since_removals(token, entries, removed):
                     table.add(merge_key(key, owner), cells)
             table.finish()
@@ -715,16 +724,6 @@ def _keep_newest(exemplars: Exemplars, key: Key, cells: list[float]) -> None:
     current = buckets.get(bucket)
     if current is None or (current.timestamp or 0) < timestamp:
         buckets[bucket] = Exemplar(labels, value, timestamp)
-
-
-def _process_identity(pid: int) -> str:
-    """``pid:start time``: a pid alone is reused (containers restart with the same pids)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return f"{pid}:{int(fields[19])}"
-    except (OSError, IndexError, ValueError):
-        return f"{pid}:?"
 
 
 def _doubles(cells: list[float]) -> bytes:

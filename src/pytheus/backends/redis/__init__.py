@@ -16,7 +16,8 @@ Example::
 Options: ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``db``/
 ``username``/``password`` and any other redis-py connection option; ``namespace``;
 ``expire_key_time`` (seconds, default 3600); ``flush_interval`` (seconds, default 1; 0 writes
-through on every operation); ``max_pending_series`` (default 100000).
+through on every operation); ``max_pending_series`` (default 100000); ``exit_timeout``
+(seconds, default 5: how long a process that ends waits for Redis to take its last values).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
+from pytheus.backends.process_end import at_process_end
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._flusher import Flusher
 from pytheus.backends.redis._scripts import SCRAPE
@@ -96,6 +98,7 @@ class RedisStore:
         self._series_ids: dict[str, tuple[Key, Signature, LabelSet]] = {}
         self._lock = threading.Lock()
         _stores.add(self)
+        at_process_end(_flush_at_process_end)
 
     def check_connection(self) -> None:
         """Fail now on a wrong password or unknown host; only warn when Redis is just down."""
@@ -365,6 +368,13 @@ class _WriteThrough:
                 self._flusher.flush()
 
         return write_through
+
+
+def _flush_at_process_end(deadline: float) -> None:
+    """However this process ends, what it recorded reaches Redis (see ``process_end``)."""
+    for store in list(_stores):
+        timeout = store.options.exit_timeout
+        store.flusher.close(min(deadline, time.monotonic() + timeout))
 
 
 def _after_fork_in_child() -> None:

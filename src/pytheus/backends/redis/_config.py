@@ -11,6 +11,7 @@ from pytheus.exceptions import InvalidBackendConfigException
 
 _OWN_OPTIONS = {
     "namespace", "key_prefix", "expire_key_time", "flush_interval", "max_pending_series", "url",
+    "exit_timeout",
 }  # fmt: skip
 
 
@@ -20,6 +21,7 @@ class RedisOptions:
     expire_key_time: int = 3600
     flush_interval: float = 1.0
     max_pending_series: int = 100_000
+    exit_timeout: float = 5.0
     url: str | None = None
     connection: dict[str, Any] = field(default_factory=dict)
 
@@ -61,14 +63,15 @@ class RedisOptions:
                 expire_key_time=int(config.get("expire_key_time", 3600)),
                 flush_interval=float(config.get("flush_interval", 1.0)),
                 max_pending_series=int(config.get("max_pending_series", 100_000)),
+                exit_timeout=float(config.get("exit_timeout", 5.0)),
                 url=None if url is None else str(url),
                 connection=connection,
             )
         except (TypeError, ValueError) as error:
             raise InvalidBackendConfigException(f"Redis backend: bad option: {error}") from None
-        if options.expire_key_time <= 0 or options.flush_interval < 0:
+        if options.expire_key_time <= 0 or options.flush_interval < 0 or options.exit_timeout < 0:
             raise InvalidBackendConfigException(
-                "Redis backend: expire_key_time must be > 0 and flush_interval >= 0"
+                "Redis backend: expire_key_time must be > 0, flush_interval and exit_timeout >= 0"
             )
         if ":" in namespace or "{" in namespace:
             raise InvalidBackendConfigException(

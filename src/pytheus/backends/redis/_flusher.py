@@ -10,10 +10,8 @@ threads never wait for it.
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
-import multiprocessing.util
 import os
 import socket
 import threading
@@ -70,11 +68,12 @@ class Flusher:
         self._history: collections.deque[Batch] = collections.deque(maxlen=64)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._close_lock = threading.Lock()
         self.healthy = True
         self.dropped_updates = 0
         self._last_error_log = 0.0
         self._last_refresh = time.monotonic()
-        self._pid = os.getpid()  # a forked child inherits this object (and the atexit hook)
+        self._pid = os.getpid()  # a forked child inherits this object (and the exit hooks)
         self._said_goodbye = False
 
     # --- registration and the background thread -------------------------------------------
@@ -109,10 +108,6 @@ class Flusher:
                 target=self._run, name="pytheus-redis-flush", daemon=True
             )
             self._thread.start()
-        atexit.register(self.close)
-        # multiprocessing's fork children leave through os._exit and skip atexit, but they do
-        # run the finalizers registered with multiprocessing.util.
-        multiprocessing.util.Finalize(None, self.close, exitpriority=100)
 
     def _run(self) -> None:
         interval = self.options.flush_interval or 1.0
@@ -122,22 +117,42 @@ class Flusher:
             except Exception:  # never let the thread die
                 logger.exception("pytheus: unexpected error while flushing to Redis")
 
-    def close(self) -> None:
-        """Stop the thread and flush once more (at exit, or when the backend is replaced).
+    def close(self, deadline: float | None = None) -> None:
+        """Stop the thread and flush what is pending, retrying until ``deadline`` (a
+        ``time.monotonic()`` value; default: one try). Called when the process ends (see
+        :mod:`pytheus.backends.process_end`) or the backend is replaced.
 
         Once everything is acknowledged, the process also says goodbye: from then on it counts
         as dead for every scrape (its native histograms are folded at once) and flushes no more.
-        Only in the process that created the flusher: a forked child, which inherits it, has a
-        flusher of its own.
+        Only in the process that created the flusher, and only once it has recorded: a forked
+        child, which inherits it, has a flusher of its own. A second caller waits for the first.
         """
-        if self._stop.is_set() or os.getpid() != self._pid:
+        if os.getpid() != self._pid or self._thread is None:
             return
-        self._stop.set()
-        try:
-            if self.flush():
+        with self._close_lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            try:
+                while not self.flush():
+                    if deadline is None or time.monotonic() > deadline:
+                        self._lost_at_exit()
+                        return
+                    time.sleep(0.05)
                 self._say_goodbye()
-        except Exception:
-            logger.exception("pytheus: could not flush metrics to Redis at exit")
+            except Exception:
+                logger.exception("pytheus: could not flush metrics to Redis at exit")
+
+    def _lost_at_exit(self) -> None:
+        with self._series_lock:
+            pending = len(self.queue) + (len(self._unacked.entries) if self._unacked else 0)
+        if pending:
+            logger.error(
+                "pytheus: Redis at %s did not take this process's last metrics before it ended; "
+                "%d series update(s) are lost",
+                self.options.address,
+                pending,
+            )
 
     def _say_goodbye(self) -> None:
         with self._flush_lock:

@@ -1,0 +1,71 @@
+"""Exact totals in the multiprocessing code users write, on both multi-process backends.
+
+Each case runs ``tests/multiprocessing_patterns.py`` as a program of its own (so that the parent
+may load the backend only after its children, as a batch job does), then scrapes again from a
+fresh process. Both scrapes are parsed with prometheus_client's parser.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import backend_environment, flat_samples
+from tests.multiprocessing_patterns import PATTERNS, expected
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRAPE = """
+import sys
+from pytheus.exposition import generate_metrics
+from tests.multiprocessing_patterns import registry
+sys.stdout.write(generate_metrics(registry))
+"""
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["file", "redis"])
+def environment(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+) -> dict[str, str]:
+    """The environment that selects the backend in the program and in all its children."""
+    return backend_environment(request.param, tmp_path, redis_server.url)
+
+
+def run(arguments: list[str], environment: dict[str, str]) -> str:
+    result = subprocess.run(
+        [sys.executable, *arguments],
+        env={**os.environ, "PYTHONPATH": str(ROOT), **environment},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def samples(text: str) -> dict[str, float]:
+    """The task metrics' samples, parsed by prometheus_client."""
+    return flat_samples(text, "task")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize("pattern", sorted(PATTERNS))
+def test_every_pattern_keeps_exact_totals(
+    pattern: str, when: str, environment: dict[str, str]
+) -> None:
+    parent = samples(run(["-m", "tests.multiprocessing_patterns", pattern, when], environment))
+    assert parent == expected()
+    assert samples(run(["-c", SCRAPE], environment)) == expected()  # a fresh process

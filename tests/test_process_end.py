@@ -1,0 +1,164 @@
+"""However a process ends, what it recorded reaches Redis; its own signal handling stays its own.
+
+Real processes and a real redis-server. The flush interval is long (60 s), so a total is exact
+only if the end of the process flushed it. How pools, executors, ``os._exit`` and
+``Process.terminate()`` end their children is in ``test_multiprocessing_patterns.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Arguments: how the program treats SIGTERM ("default", "own-before" / "own-after": a handler of
+# its own installed before / after the backend is loaded, "ignored"), then how it ends.
+PROGRAM = """
+import json, os, signal, sys
+treatment, ending = sys.argv[1], sys.argv[2]
+
+
+def own_handler(signum, frame):
+    print("own handler ran", flush=True)
+    sys.exit(0)
+
+
+if treatment == "own-before":
+    signal.signal(signal.SIGTERM, own_handler)
+if treatment == "ignored":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+from pytheus.backends import load_backend
+from pytheus.backends.redis import MultiProcessRedisBackend
+from pytheus.metrics import Counter
+
+load_backend(MultiProcessRedisBackend, json.loads(os.environ["REDIS_CONFIG"]))
+if treatment == "own-after":
+    signal.signal(signal.SIGTERM, own_handler)
+ends = Counter("ends_total", "Ends.", required_labels=["how"])
+ends.labels(how=ending).inc(5)
+if treatment == "ignored":
+    os.kill(os.getpid(), signal.SIGTERM)  # delivered before kill() returns, and ignored
+    ends.labels(how=ending).inc(2)
+    print("survived", flush=True)
+if ending == "sys.exit":
+    sys.exit(3)
+elif ending == "exception":
+    raise RuntimeError("the program fails")
+elif ending == "os._exit":
+    os._exit(4)
+elif ending == "wait":
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+SCRAPE = """
+import json, os, sys
+from pytheus.backends import load_backend
+from pytheus.backends.redis import MultiProcessRedisBackend
+from pytheus.exposition import generate_metrics
+from pytheus.metrics import Counter
+from pytheus.registry import CollectorRegistry
+
+load_backend(MultiProcessRedisBackend, json.loads(os.environ["REDIS_CONFIG"]))
+registry = CollectorRegistry()
+Counter("ends_total", "Ends.", required_labels=["how"], registry=registry)
+sys.stdout.write(generate_metrics(registry))
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    running = RedisServer()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def env(server: RedisServer, tmp_path: Path) -> dict[str, str]:
+    config = {"url": server.url, "namespace": tmp_path.name, "flush_interval": 60}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_CONFIG": json.dumps(config)}
+
+
+def start(env: dict[str, str], treatment: str, ending: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", PROGRAM, treatment, ending], env=env, cwd=ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def totals(env: dict[str, str]) -> dict[str, float]:
+    text = subprocess.run(
+        [sys.executable, "-c", SCRAPE], env=env, cwd=ROOT, capture_output=True, text=True,
+        check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return {
+        sample.labels["how"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "ends_total"
+    }
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"), [("return", 0), ("sys.exit", 3), ("exception", 1), ("os._exit", 4)]
+)
+def test_every_ending_flushes(env: dict[str, str], ending: str, status: int) -> None:
+    process = start(env, "default", ending)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == status, errors
+    assert totals(env) == {ending: 5.0}
+
+
+def terminate_when_ready(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM once the program has recorded; its output and its log."""
+    assert process.stdout is not None
+    lines = []
+    while (line := process.stdout.readline()) and line.strip() != "ready":
+        lines.append(line)
+    process.send_signal(signal.SIGTERM)
+    out, errors = process.communicate(timeout=60)
+    return "".join(lines) + out, errors
+
+
+def test_sigterm_flushes_and_still_kills(env: dict[str, str]) -> None:
+    process = start(env, "default", "wait")
+    terminate_when_ready(process)
+    assert process.returncode == -signal.SIGTERM  # died of the signal, as without pytheus
+    assert totals(env) == {"wait": 5.0}
+
+
+@pytest.mark.parametrize("treatment", ["own-before", "own-after"])
+def test_the_application_handler_still_runs(env: dict[str, str], treatment: str) -> None:
+    process = start(env, treatment, "wait")
+    out, _ = terminate_when_ready(process)
+    assert "own handler ran" in out
+    assert process.returncode == 0  # the application's handler decided how to end
+    assert totals(env) == {"wait": 5.0}
+
+
+def test_an_ignored_sigterm_stays_ignored(env: dict[str, str]) -> None:
+    process = start(env, "ignored", "return")
+    out, errors = process.communicate(timeout=60)
+    assert "survived" in out, errors
+    assert process.returncode == 0
+    assert totals(env) == {"return": 7.0}
+
+
+def test_sigterm_while_redis_is_down_still_ends_the_process(tmp_path: Path) -> None:
+    dead_port = {"url": "redis://127.0.0.1:1/0", "namespace": tmp_path.name, "exit_timeout": 0.5}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_CONFIG": json.dumps(dead_port)}
+    process = start(env, "default", "wait")
+    _, errors = terminate_when_ready(process)
+    assert process.returncode == -signal.SIGTERM
+    assert "did not take this process's last metrics" in errors  # and the loss is logged
