@@ -13,7 +13,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess

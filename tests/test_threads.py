@@ -38,26 +38,60 @@ def test_eight_threads_inc_exactly(registry: CollectorRegistry) -> None:
     assert value(registry, "hits_total", kind="shared") == 160_000
 
 
-def test_scrape_during_observe_sees_consistent_histograms(registry: CollectorRegistry) -> None:
-    histogram = Histogram("h", "H.", buckets=[1, 2, 3], registry=registry)
+# One value per bucket of BUCKETS (the last above them all): from the cumulative buckets of a
+# scrape, the count of each value follows, and so does the sum those observations make. A scrape
+# that pairs buckets and a sum of different moments shows it.
+BUCKETS = [1, 2, 3]
+VALUES = (1.0, 2.0, 3.0, 4.0)
+
+
+def torn(samples: dict[str, float]) -> str | None:
+    """What disagrees in one scrape of histogram ``h``, or None when it is one moment."""
+    cumulative = [samples[f"h_bucket{le}"] for le in ("1.0", "2.0", "3.0", "+Inf")]
+    per_value = [b - a for a, b in zip([0.0, *cumulative], cumulative)]
+    expected_sum = sum(v * c for v, c in zip(VALUES, per_value))
+    if samples["h_count"] != cumulative[-1] or samples["h_sum"] != expected_sum:
+        return f"buckets {cumulative}, count {samples['h_count']}, sum {samples['h_sum']}"
+    return None
+
+
+def test_scrape_during_observe_sees_one_moment(registry: CollectorRegistry) -> None:
+    histogram = Histogram("h", "H.", buckets=BUCKETS, registry=registry)
+    writers = 4
     stop = threading.Event()
     problems: list[str] = []
+    partial: set[float] = set()  # counts seen while the writers were writing
+    observed = [0] * writers
 
-    def observe() -> None:
-        for i in range(20_000):
-            histogram.observe(i % 5)
+    def observe(number: int) -> None:
+        # at least 20,000 each; then on until the scrapes have seen 4 moments (3 before the end)
+        i = 0
+        while i < 20_000 or (len(partial) < 4 and i < 2_000_000):
+            histogram.observe(VALUES[i % 4])
+            i += 1
+        observed[number] = i
 
     def scrape() -> None:
         while not stop.is_set():
             for family in text_string_to_metric_families(generate_metrics(registry)):
                 got = {s.name + s.labels.get("le", ""): s.value for s in family.samples}
-                if got["h_count"] != got["h_bucket+Inf"]:
-                    problems.append(f"count {got['h_count']} != +Inf {got['h_bucket+Inf']}")
+                problem = torn(got)
+                if problem is not None:
+                    problems.append(problem)
+                elif got["h_count"] > 0 and not stop.is_set():
+                    partial.add(got["h_count"])
 
     scraper = threading.Thread(target=scrape)
     scraper.start()
-    run_threads(observe, 4)
+    threads = [threading.Thread(target=observe, args=(n,)) for n in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     stop.set()
     scraper.join()
     assert problems == []
-    assert value(registry, "h_count") == 80_000
+    total = sum(observed)
+    assert len(partial - {float(total)}) >= 3, "no scrape overlapped the writes"
+    assert value(registry, "h_count") == total
+    assert value(registry, "h_sum") == sum(VALUES[i % 4] for n in observed for i in range(n))

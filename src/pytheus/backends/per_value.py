@@ -3,14 +3,17 @@
 This is the "bring your own backend" promise of pytheus 0.6: the backend class is created once
 per value, as ``backend_class(config, metric, histogram_bucket=...)``. A histogram gets one value
 per bucket (counting the observations in that bucket alone) and one for its sum; a summary one for
-its count and one for its sum. Such a backend cannot give a scrape one atomic moment of a
-histogram; ``_count`` is still derived from the buckets so it always equals ``+Inf``.
+its count and one for its sum. Within a process, a histogram's (or summary's) values are changed
+and read under one lock, so a scrape sees one moment of what this process observed; what other
+processes observe into a shared backend meanwhile may be half there (``_count`` is derived from
+the buckets, so it always equals ``+Inf``).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
+from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.memory import bucket_name
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class PerValueHistogram:
-    __slots__ = ("_bounds", "_buckets", "_sum", "_last")
+    __slots__ = ("_bounds", "_buckets", "_sum", "_last", "_lock")
 
     def __init__(self, backend_class: Any, config: BackendConfig, metric: BoundSeries) -> None:
         self._bounds = metric._desc.upper_bounds
@@ -31,31 +34,37 @@ class PerValueHistogram:
         ]
         self._sum: ScalarValue = backend_class(config, metric, histogram_bucket="sum")
         self._last = len(self._bounds) - 1
+        self._lock = Lock()
 
     def observe(self, value: float) -> None:
         index = bisect_left(self._bounds, value)
         if index == 0 and value != value:
             index = self._last
-        self._buckets[index].inc(1)
-        self._sum.inc(value)
+        with self._lock:
+            self._buckets[index].inc(1)
+            self._sum.inc(value)
 
     def snapshot(self) -> HistogramData:
-        return HistogramData(self._bounds, [b.get() for b in self._buckets], self._sum.get())
+        with self._lock:
+            return HistogramData(self._bounds, [b.get() for b in self._buckets], self._sum.get())
 
 
 class PerValueSummary:
-    __slots__ = ("_count", "_sum")
+    __slots__ = ("_count", "_sum", "_lock")
 
     def __init__(self, backend_class: Any, config: BackendConfig, metric: BoundSeries) -> None:
         self._count: ScalarValue = backend_class(config, metric, histogram_bucket="count")
         self._sum: ScalarValue = backend_class(config, metric, histogram_bucket="sum")
+        self._lock = Lock()
 
     def observe(self, value: float) -> None:
-        self._count.inc(1)
-        self._sum.inc(value)
+        with self._lock:
+            self._count.inc(1)
+            self._sum.inc(value)
 
     def snapshot(self) -> SummaryData:
-        return SummaryData(self._count.get(), self._sum.get())
+        with self._lock:
+            return SummaryData(self._count.get(), self._sum.get())
 
 
 class PerValueStore:

@@ -36,7 +36,7 @@ from pytheus.backends.file._directory import (
     SharedDirectory,
     native_histogram,
 )
-from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key
+from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key, versioned_size
 from pytheus.backends.file._process_file import ProcessFile
 from pytheus.backends.file._values import (
     GAUGE_CELLS,
@@ -108,15 +108,18 @@ class FileStore:
         desc = metric._desc
         key = self._key(metric)
         raw = encode_key(key)
+        size = versioned_size(key)
         if desc.type is MetricType.HISTOGRAM:
-            cells, index = self._process_file().allocate(raw, len(desc.upper_bounds) + 1)
+            assert size is not None
+            cells, index = self._process_file().allocate(raw, size)
             histogram = FileHistogram(cells, index, desc.upper_bounds)
             if desc.option("native"):
                 histogram = self._native(metric, key, cells, index)
             histogram.exemplars = self._exemplar_slots(key)
             return histogram
         if desc.type is MetricType.SUMMARY:
-            cells, index = self._process_file().allocate(raw, 2)
+            assert size is not None
+            cells, index = self._process_file().allocate(raw, size)
             return FileSummary(cells, index)
         if desc.type is MetricType.GAUGE:
             cells, index = self._process_file().allocate(raw, GAUGE_CELLS)

@@ -37,6 +37,8 @@ from pytheus.backends.file._format import (
     iter_entries,
     padded,
     read_header,
+    versioned_size,
+    with_versions,
 )
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._run import RUN_LOCK, claim_run
@@ -207,22 +209,21 @@ class SharedDirectory:
                 parsed.parsed_until = end
             cells: memoryview[float] = memoryview(data).cast("d")
             entries: list[tuple[Key, list[float]]] = []
-            natives: list[tuple[int, int, int]] = []  # (position in entries, first cell, cells)
+            # versioned values and native blocks, read below in order from the mapped file:
+            # (position in entries, native or not, first cell, cells)
+            versioned: list[tuple[int, bool, int, int]] = []
             for key, index, count in parsed.entries:
-                if key[1] == NATIVE:  # read below, from the mapped file
-                    natives.append((len(entries), index, count))
+                if key[1] == NATIVE or count == versioned_size(key):
+                    versioned.append((len(entries), key[1] == NATIVE, index, count))
                     entries.append((key, []))
                 else:
                     entries.append((key, cells[index : index + count].tolist()))  # type: ignore[arg-type]
-            if natives:
+            if versioned:
                 with _mapped(path) as mapped:
-                    for at, index, count in natives:
-                        block = (
-                            _whole_block(mapped, index, count)
-                            if index + count <= len(mapped)
-                            else _used_part(cells, index, count)
-                        )
-                        entries[at] = (entries[at][0], block)
+                    for at, native, index, count in versioned:
+                        source = mapped if index + count <= len(mapped) else cells
+                        read = _whole_block if native else _whole_value
+                        entries[at] = (entries[at][0], read(source, index, count))
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
             self._parsed.pop(path, None)
@@ -377,7 +378,7 @@ class SharedDirectory:
             classic = located.get(classic_key)
             if classic is None:
                 continue
-            settled = _settle((path, index, count), classic[1:])
+            settled = _settle((path, index, count), classic[1:], versioned_size(classic_key))
             if settled is not None:
                 owner = read[at][0]
                 read[at] = (owner, key, settled[0])
@@ -419,7 +420,7 @@ class SharedDirectory:
     ) -> None:
         chunks: list[bytes] = [b""]
         for raw, cells in [(json.dumps({"absorbed": sorted(absorbed)}).encode(), [])] + [
-            (encode_key(key), cells) for key, cells in table.items()
+            (encode_key(key), with_versions(key, cells)) for key, cells in table.items()
         ]:
             chunks.append(ENTRY_HEAD.pack(len(raw), len(cells)))
             chunks.append(raw + b"\0" * (padded(len(raw)) - len(raw)))
@@ -620,6 +621,23 @@ def _used_part(cells: memoryview[float], index: int, count: int) -> list[float]:
     return [head, *payload, cells[index + count - 2], cells[index + count - 1]]
 
 
+def _whole_value(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """The cells of a versioned value (a histogram, a summary), without its versions, as of one
+    moment: read head first and tail last, again until the two match (see ``_format``).
+
+    ``cells`` must be read in order, as for :func:`_whole_block`. A value whose versions stay
+    apart belongs to a process killed in the middle of an observation: it is taken as it is.
+    """
+    body: list[float] = []
+    for attempt in range(2000):
+        head = cells[index]
+        body = cells[index + 1 : index + count - 1].tolist()  # type: ignore[assignment]
+        if cells[index + count - 1] == head:
+            return body
+        time.sleep(0 if attempt < 1000 else 0.0001)
+    return body
+
+
 def _whole_block(cells: memoryview[float], index: int, count: int) -> list[float]:
     """A native block of a living process, read while its writer may be changing it.
 
@@ -663,9 +681,11 @@ SETTLE_SECONDS = 1.0
 
 
 def _settle(
-    native: tuple[Path, int, int], classic: tuple[Path, int, int]
+    native: tuple[Path, int, int], classic: tuple[Path, int, int], versioned: int | None
 ) -> tuple[list[float], list[float]] | None:
     """A native block and its classic cells, read as one moment (None: the files are gone).
+
+    ``versioned`` is the cell count of a classic value with versions (they are left out).
 
     The writer stores the block's tail version, then the classic cells and the block, then the
     head version; reading the head first, then the classic cells, then the block with its tail,
@@ -684,10 +704,11 @@ def _settle(
                 return None
             deadline = time.monotonic() + SETTLE_SECONDS
             attempt = 0
+            skip = 1 if classic_count == versioned else 0  # the classic value's versions
             while True:
                 head = cells_of_native[index]
                 cells: list[float] = cells_of_classic[  # type: ignore[assignment]
-                    classic_index : classic_index + classic_count
+                    classic_index + skip : classic_index + classic_count - skip
                 ].tolist()
                 block = _used_part(cells_of_native, index, count)
                 if head == block[0] == block[-1]:

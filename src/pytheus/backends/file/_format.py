@@ -12,6 +12,13 @@ stores the new ``used`` (an aligned 8-byte store, never torn), so a reader that 
 
 An entry's key is ``[name, type, gauge mode, label names, label values, bucket bounds]``, with a
 seventh element, the pid, for per-process gauge series in the archive of dead processes.
+
+Values of several cells that change together are *versioned*: a histogram's cells are
+``head version | a count per bucket | sum | tail version``, a summary's ``head | count | sum |
+tail``. The writer stores the tail version first and the head version last, so a reader that
+reads the head first and the tail last (in order, from the mapped file) has one moment of the
+value when the two match (a seqlock). Version 1 segments have no version cells; readers tell
+the two layouts apart by an entry's cell count.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from collections.abc import Iterator
 from typing import Any
 
 MAGIC = b"PYTHEUSF"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 HEADER = struct.Struct("<8sIIQQ")
 HEADER_SIZE = 32
 USED_OFFSET = 16
@@ -79,9 +87,23 @@ def read_header(data: bytes) -> tuple[int, int, int]:
     if len(data) < HEADER_SIZE:
         raise CorruptSegment("shorter than a header")
     magic, version, file_id, used, pid = HEADER.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in READABLE_VERSIONS:
         raise CorruptSegment(f"not a pytheus segment (magic {magic!r}, version {version})")
     return used, pid, file_id
+
+
+def versioned_size(key: Key) -> int | None:
+    """The cell count of ``key``'s value with its two version cells; None if not versioned."""
+    if key[1] == "histogram":
+        return len(key[5]) + 3
+    if key[1] == "summary":
+        return 4
+    return None
+
+
+def with_versions(key: Key, cells: list[float]) -> list[float]:
+    """``cells`` as an entry of ``key`` holds them: with versions (0) if the type has them."""
+    return [0.0, *cells, 0.0] if versioned_size(key) is not None else cells
 
 
 def iter_entries(

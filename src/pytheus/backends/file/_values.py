@@ -117,9 +117,16 @@ class FileGauge(FileCounter):
 
 
 class FileHistogram:
-    """Cells: one count per bucket, then the sum."""
+    """Cells (from ``index``): head version, one count per bucket, the sum, tail version.
 
-    __slots__ = ("_bounds", "_cells", "_index", "_sum_index", "_last", "_lock", "exemplars")
+    The versions make a seqlock for readers in other processes (see ``_format``); this
+    process's threads are kept apart by the lock.
+    """
+
+    __slots__ = (
+        "_bounds", "_cells", "_head", "_index", "_sum_index", "_tail", "_last", "_lock",
+        "exemplars",
+    )  # fmt: skip
 
     def __init__(
         self, cells: memoryview[float], index: int, upper_bounds: tuple[float, ...]
@@ -127,8 +134,10 @@ class FileHistogram:
         self.exemplars: ExemplarSlots | None = None
         self._bounds = upper_bounds
         self._cells = cells
-        self._index = index
-        self._sum_index = index + len(upper_bounds)
+        self._head = index
+        self._index = index + 1
+        self._sum_index = self._index + len(upper_bounds)
+        self._tail = self._sum_index + 1
         self._last = len(upper_bounds) - 1
         self._lock = Lock()
 
@@ -136,9 +145,13 @@ class FileHistogram:
         bucket = bisect_left(self._bounds, value)
         if bucket == 0 and value != value:
             bucket = self._last
+        cells = self._cells
         with self._lock:
-            self._cells[self._index + bucket] += 1
-            self._cells[self._sum_index] += value
+            version = cells[self._head] + 1
+            cells[self._tail] = version  # tail first, head last: a seqlock for readers
+            cells[self._index + bucket] += 1
+            cells[self._sum_index] += value
+            cells[self._head] = version
 
     def record_exemplar(self, exemplar: Exemplar) -> None:
         if self.exemplars is not None:
@@ -185,7 +198,7 @@ class FileNativeHistogram(FileHistogram):
     """
 
     __slots__ = (
-        "_block", "_at", "_tail", "_slots", "_schema", "_threshold", "_limit", "_initial",
+        "_block", "_at", "_block_tail", "_slots", "_schema", "_threshold", "_limit", "_initial",
         "_reset",
     )  # fmt: skip
 
@@ -206,7 +219,7 @@ class FileNativeHistogram(FileHistogram):
         room = native_room(max_buckets)
         self._block = block
         self._at = at
-        self._tail = at + native_block_cells(room) - 1
+        self._block_tail = at + native_block_cells(room) - 1
         self._limit = max_buckets or room
         self._slots: dict[int, int] = {}  # bucket code -> the cell of its count
         self._schema = schema
@@ -214,7 +227,7 @@ class FileNativeHistogram(FileHistogram):
         self._initial = (schema, zero_threshold)
         # with no bucket limit the histogram never overflows, so it never restarts
         self._reset = ResetTimer(reset_seconds if max_buckets else 0.0, clock)
-        existing = decode_cells(block[at + 1 : self._tail].tolist()) if block[at] else None
+        existing = decode_cells(block[at + 1 : self._block_tail].tolist()) if block[at] else None
         with self._lock:
             self._write(existing or NativeHistogram(schema, zero_threshold))
 
@@ -225,10 +238,13 @@ class FileNativeHistogram(FileHistogram):
         with self._lock:
             block, at = self._block, self._at
             version = block[at] + 1
-            block[self._tail] = version  # tail first: the classic cells are inside the window
+            block[self._block_tail] = version  # tail first: the classic cells are in the window
             cells = self._cells
+            classic = cells[self._head] + 1
+            cells[self._tail] = classic
             cells[self._index + bucket] += 1
             cells[self._sum_index] += value
+            cells[self._head] = classic
             block[at + 4] += 1
             block[at + 5] += value
             if value > self._threshold:
@@ -269,11 +285,14 @@ class FileNativeHistogram(FileHistogram):
     def _restart(self, bucket: int, value: float) -> None:
         """Start this process's histogram again from ``value`` alone (in ``observe``'s window)."""
         # before any head store: a scrape that sees restarts re-reads (_directory._read_process)
-        self._block[self._tail - 1] += 1
+        self._block[self._block_tail - 1] += 1
         cells, first = self._cells, self._index
+        classic = cells[self._head] + 1
+        cells[self._tail] = classic
         cells[first : self._sum_index] = array.array("d", bytes(8 * (self._sum_index - first)))
         cells[first + bucket] = 1
         cells[self._sum_index] = value
+        cells[self._head] = classic
         histogram = NativeHistogram(*self._initial)
         histogram.observe(value)
         self._write(histogram)
@@ -289,7 +308,7 @@ class FileNativeHistogram(FileHistogram):
         """Rewrite the whole block (under the lock) with ``histogram``."""
         block, at = self._block, self._at
         version = block[at] + 1
-        block[self._tail] = version
+        block[self._block_tail] = version
         payload = encode_cells(histogram)
         block[at + 1 : at + 1 + len(payload)] = array.array("d", payload)
         self._schema = histogram.schema
@@ -308,7 +327,7 @@ class FileNativeHistogram(FileHistogram):
 
 
 class FileSummary:
-    """Cells: count, sum."""
+    """Cells (from ``index``): head version, count, sum, tail version (see FileHistogram)."""
 
     __slots__ = ("_cells", "_index", "_lock")
 
@@ -319,10 +338,14 @@ class FileSummary:
 
     def observe(self, value: float) -> None:
         i = self._index
+        cells = self._cells
         with self._lock:
-            self._cells[i] += 1
-            self._cells[i + 1] += value
+            version = cells[i] + 1
+            cells[i + 3] = version
+            cells[i + 1] += 1
+            cells[i + 2] += value
+            cells[i] = version
 
     def snapshot(self) -> SummaryData:
         with self._lock:
-            return SummaryData(self._cells[self._index], self._cells[self._index + 1])
+            return SummaryData(self._cells[self._index + 1], self._cells[self._index + 2])
