@@ -52,5 +52,32 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy --strict
-echo "== pytest"
-.venv/bin/python -m pytest "$@"
+python_version() { "$1" -c 'import platform; print(platform.python_version())'; }
+# Every test two at a time, but those of tests/e2e (a real Prometheus scraping real servers,
+# timed against its scrape schedule), which run one at a time after them.
+echo "== pytest (Python $(python_version .venv/bin/python), all but tests/e2e)"
+.venv/bin/python -m pytest -n 2 --ignore=tests/e2e "$@"
+echo "== pytest (Python $(python_version .venv/bin/python), tests/e2e)"
+.venv/bin/python -m pytest tests/e2e "$@"
+
+# The other supported Pythons this machine has (python3.X on the PATH, or under pyenv): every
+# test but the end-to-end ones, two at a time. Set PYTHEUS_OTHER_PYTHONS="" to skip them.
+for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.12 3.13}; do
+    interpreter=""
+    for candidate in "$(command -v "python$version" || true)" \
+        "$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/"python$version" 2>/dev/null | tail -n 1)"; do
+        if [ -n "$candidate" ] && "$candidate" -c 'import sys' >/dev/null 2>&1; then
+            interpreter="$candidate"
+            break
+        fi
+    done
+    if [ -z "$interpreter" ]; then
+        echo "== Python $version: not on this machine, not tested"
+        continue
+    fi
+    venv=".venv-$version"
+    [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,redis]'
+    echo "== pytest (Python $(python_version "$venv/bin/python"), all but end to end)"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not e2e"
+done

@@ -3,36 +3,54 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import pytest
 
-from pytheus.backends import load_backend
-from pytheus.backends.memory import SingleProcessBackend
-from pytheus.naming import set_validation_scheme
+from pytheus.backends import base, load_backend
+from pytheus.naming import get_validation_scheme, set_validation_scheme
 from pytheus.registry import CollectorRegistry
 from tests.backends_under_test import BACKENDS
+
+
+@contextmanager
+def backend_restored() -> Iterator[None]:
+    """Whatever backend the block loads, the one in force before it is in force after it (or
+    none, to be resolved on first use, if none was)."""
+    previous = base._loaded
+    try:
+        yield
+    finally:
+        current = base._loaded
+        if current is not previous:
+            base._loaded = previous
+            base.rebind_all_values()
+            close = getattr(current.store, "close", None) if current is not None else None
+            if close is not None:
+                close()
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """Runs a test once per backend, with that backend loaded."""
+    """Runs a test once per backend, with that backend loaded (the earlier one restored)."""
     backend_class, config = BACKENDS[request.param](tmp_path_factory.mktemp("backend"))
-    load_backend(backend_class, config)
-    yield request.param
-    load_backend(SingleProcessBackend, {})
+    with backend_restored():
+        load_backend(backend_class, config)
+        yield request.param
 
 
 @pytest.fixture
 def utf8() -> Iterator[None]:
-    """UTF-8 name validation for the test (``set_validation_scheme("utf8")``), then legacy."""
+    """UTF-8 name validation for the test, then the validation that was in force before."""
+    previous = get_validation_scheme()
     set_validation_scheme("utf8")
     try:
         yield
     finally:
-        set_validation_scheme("legacy")
+        set_validation_scheme(previous)
 
 
 @pytest.fixture
@@ -70,6 +88,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"skipped under CI={os.environ['CI']}, which allows no skip: {reason}"
     return report
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under ``tests/e2e`` is end to end (``-m e2e``), as are modules marked so."""
+    for item in items:
+        if "e2e" in item.path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.e2e)
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:

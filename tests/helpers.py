@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from pytheus.exposition import generate_metrics
 from pytheus.registry import Registry
+
+T = TypeVar("T")
 
 
 def parse(text: str) -> dict[str, list[Sample]]:
@@ -60,3 +65,17 @@ def backend_environment(kind: str, scratch: Path, redis_url: str) -> dict[str, s
         "PYTHEUS_BACKEND_CLASS": "pytheus.backends.redis.MultiProcessRedisBackend",
         "PYTHEUS_BACKEND_CONFIG": str(config),
     }
+
+
+def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.05) -> T:
+    """``check()``'s result once it returns without an AssertionError, retrying until
+    ``timeout`` (then its last AssertionError is raised): a wait on a confirmed condition, with
+    a deadline, where a test would otherwise sleep for a time it hopes is long enough."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(interval)

@@ -11,6 +11,7 @@ from bench.workloads import WORKLOADS
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "bench" / "run.py"
+pytestmark = pytest.mark.e2e  # the benchmark program, on the main Python
 
 ISSUE_WORKLOADS = {
     "Counter.inc()",

@@ -16,6 +16,7 @@ from tests.helpers import parse
 from tests.test_example import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # real programs end to end: run on the main Python only
 REQUESTS = 400
 
 

@@ -428,3 +428,22 @@ def test_summary_quantiles(registry: CollectorRegistry, backend: str) -> None:
         assert abs(quantiles[repr(q)] - exact) <= 0.01 * exact
     with pytest.raises(MetricDefinitionException, match="'bad_seconds'"):
         Summary("bad_seconds", "B.", quantiles=(1.5,), registry=registry)
+
+
+def test_the_last_info_and_state_win_when_the_clock_steps_back(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytheus.metrics import Enum, Info
+
+    build = Info("build", "Build.", registry=registry)
+    phase = Enum("phase", "Phase.", states=["starting", "serving", "idle"], registry=registry)
+    build.info({"version": "1"})
+    phase.state("serving")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - 5.0)  # an NTP correction
+    phase.state("idle")
+    build.info({"version": "2"})
+    assert value(registry, "phase", phase="idle") == 1
+    assert value(registry, "phase", phase="serving") == 0
+    assert value(registry, "build_info", version="2") == 1
+    assert value(registry, "build_info", version="1") is None

@@ -20,6 +20,7 @@ from tests.multiprocessing_patterns import PATTERNS, expected
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # real programs end to end: run on the main Python only
 SCRAPE = """
 import sys
 from pytheus.exposition import generate_metrics

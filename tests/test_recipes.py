@@ -23,6 +23,7 @@ from tests.redis_server import RedisServer
 from tests.test_push import free_port, read_group, run_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # real programs end to end: run on the main Python only
 
 
 @pytest.fixture(scope="module")

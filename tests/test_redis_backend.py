@@ -25,7 +25,7 @@ from pytheus.exposition import generate_metrics
 from pytheus.metrics import Counter, Gauge
 from pytheus.registry import CollectorRegistry
 from tests import multiprocess_workers as workers
-from tests.helpers import samples, value
+from tests.helpers import eventually, samples, value
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -250,8 +250,12 @@ def test_series_expire_when_no_living_process_holds_them(server: RedisServer) ->
         info.set(42)  # set once, held by this living process
         counter.labels(user="here").inc()
         assert value(registry, "gone_total", user="departed") == 1
-        time.sleep(2.5)  # past expire_key_time: the departed series expires, ours do not
-        assert value(registry, "gone_total", user="departed") is None
+
+        def departed_expired() -> None:  # past expire_key_time: it expires, ours do not
+            assert value(registry, "gone_total", user="departed") is None
+
+        eventually(departed_expired)
+        time.sleep(1.5)  # more than expire_key_time later, what this process holds is still there
         assert value(registry, "gone_total", user="here") == 1
         assert value(registry, "started") == 42
     finally:
@@ -318,16 +322,19 @@ def test_gauge_modes_across_processes(loaded: dict[str, Any]) -> None:
         assert wait_for_flush(10)
         children.append(child)
         time.sleep(0.01)
-    time.sleep(1.5)  # every child has flushed at least once after setting its gauges
     registry = CollectorRegistry()
     for mode in modes:
         Gauge(f"gauge_{mode}", "G.", multiprocess_mode=mode, registry=registry)
     Gauge("gauge_default_set", "G.", registry=registry)
     Gauge("gauge_default_inc", "G.", registry=registry)
-    got = {m: value(registry, f"gauge_{m}") for m in modes if m != "all"}
-    assert got == {"sum": 6, "livesum": 6, "max": 3, "livemax": 3, "mostrecent": 2}
-    assert value(registry, "gauge_default_set") == 2
-    assert value(registry, "gauge_default_inc") == 6
+
+    def every_child_flushed() -> None:  # each child flushes its gauges on its own schedule
+        got = {m: value(registry, f"gauge_{m}") for m in modes if m != "all"}
+        assert got == {"sum": 6, "livesum": 6, "max": 3, "livemax": 3, "mostrecent": 2}
+        assert value(registry, "gauge_default_set") == 2
+        assert value(registry, "gauge_default_inc") == 6
+
+    eventually(every_child_flushed)
     own = f"{store().flusher.process.rsplit(':', 1)[0]}"
     per_process = [
         v for (n, labels), v in samples(registry).items()
@@ -435,8 +442,14 @@ def test_scrape_after_redis_lost_data_is_unavailable_not_partial(server: RedisSe
         counter.inc()
         with pytest.raises(BackendUnavailableException, match="lost data"):
             generate_metrics(registry)  # other processes may not have re-sent theirs yet
-        time.sleep(2.0)  # the recovery window (2 flush intervals + 1 s) ends
-        assert value(registry, "kept_total") == 6
+
+        def recovered() -> float | None:  # the recovery window (2 flush intervals + 1 s) ends
+            try:
+                return value(registry, "kept_total")
+            except BackendUnavailableException as error:
+                raise AssertionError(error) from None
+
+        assert eventually(recovered) == 6
     finally:
         load_backend(SingleProcessBackend, {})
 

@@ -68,6 +68,10 @@ def test_tls_and_acl_user(tls_server: int, certs: Certs, caplog: pytest.LogCaptu
         registry = CollectorRegistry()
         Counter("secure_total", "S.", registry=registry).inc(4)
         assert value(registry, "secure_total") == 4
+        # a Redis that cannot be reached makes the backend log its address: without the password
+        closed = f"rediss://metrics:{PASSWORD}@127.0.0.1:{free_port()}/0"
+        load_backend(MultiProcessRedisBackend, {"url": closed, "ssl_ca_certs": str(certs.ca)})
+    assert "cannot write metrics to Redis at rediss://127.0.0.1:" in caplog.text
     assert PASSWORD not in caplog.text
 
 

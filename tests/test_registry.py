@@ -152,17 +152,23 @@ def test_custom_collector_conflict_is_refused(registry: CollectorRegistry) -> No
 
 
 class BrokenCollector(CustomCollector):
-    calls = 0
+    """Works when registered (its first call), fails at every scrape after."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
 
     def collect(self) -> Iterator[Counter]:
-        BrokenCollector.calls += 1
-        if BrokenCollector.calls > 1:
+        self.calls += 1
+        if self.calls > 1:
             raise RuntimeError("broken at scrape time")
         yield Counter("broken_total", "Broken.", registry=None)
 
 
 def test_failing_custom_collector_is_left_out(registry: CollectorRegistry) -> None:
     Counter("healthy_total", "Healthy.", registry=registry).inc()
-    registry.register(BrokenCollector())
+    broken = BrokenCollector()
+    registry.register(broken)
     got = samples(registry)
     assert got == {("healthy_total", frozenset()): 1}
+    assert broken.calls == 2  # once registered, once scraped (and failing)

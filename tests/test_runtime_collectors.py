@@ -34,7 +34,7 @@ from pytheus.runtime import (
     unregister_runtime_collectors,
 )
 from tests.conftest import require_program
-from tests.helpers import family_types, parse, value
+from tests.helpers import eventually, family_types, parse, value
 
 # prometheus_client's strict OpenMetrics parser (its functions carry no annotations)
 parse_openmetrics: Callable[[str], Iterator[Any]] = (
@@ -137,8 +137,12 @@ def test_a_fresh_child_seen_from_outside(sleeper: subprocess.Popen[bytes]) -> No
     # btime has whole seconds, so the start time may read up to a second early
     start = process_value("process_start_time_seconds", collector, **labels)
     assert abs(start - spawned) < 2
-    assert process_value("process_open_fds", collector, **labels) >= 3
-    assert process_value("process_resident_memory_bytes", collector, **labels) > 0
+
+    def started() -> None:  # a child is counted from the moment it runs its program (exec)
+        assert process_value("process_open_fds", collector, **labels) >= 3
+        assert process_value("process_resident_memory_bytes", collector, **labels) > 0
+
+    eventually(started, timeout=10)
     assert process_value("process_cpu_seconds_total", collector, **labels) < 1
 
 

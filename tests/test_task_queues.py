@@ -24,6 +24,7 @@ from tests.recipes import write_recipes
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.e2e  # real programs end to end: run on the main Python only
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,12 @@ them lose the bound. Magnitudes below ``sys.float_info.min`` count as 0, infinit
 largest finite magnitude; NaN is ignored.
 
 Sketches are mergeable: merging two gives exactly the sketch of all their observations (when
-no buckets were merged). That is what :class:`SlidingQuantiles` does over its age buckets, and
-what a multi-process backend can do over processes, in one of two ways: store each process's
-window as a list of floats (``to_floats``, ``from_floats``, ``merge``), or count observations
-per ``(slot, bucket id)`` in shared counters that every process increments (``slot``,
-``bucket_id``) and rebuild the window from the summed counts (``add_bucket``).
+no buckets were merged). That is what :class:`SlidingQuantiles` does over its age buckets. Today
+only the memory backend keeps a Summary's quantiles (in each process, for its own
+observations); the shared-file and Redis backends keep ``_count`` and ``_sum`` only. The
+serialisation (``to_floats``, ``from_floats``, ``merge``) and the per-bucket counters (``slot``,
+``bucket_id``, ``add_bucket``) are here for a multi-process backend to merge windows across
+processes; none does yet.
 
 Example::
 

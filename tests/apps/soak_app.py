@@ -83,7 +83,13 @@ def hang_file(state_dir: str | os.PathLike[str], token: str) -> Path:
 
 
 def announce_hang(token: str) -> None:
-    """Write this worker's pid for ``/hang/<token>`` (through a rename: read whole or absent)."""
+    """Write this worker's pid for ``/hang/<token>`` (through a rename: read whole or absent),
+    once Redis has acknowledged everything it counted: the test kills it as soon as it reads
+    the file, and a SIGKILL may lose what was not flushed (the file backend loses nothing)."""
+    from pytheus.backends.redis import wait_for_flush
+
+    if not wait_for_flush(30):
+        raise RuntimeError("Redis did not acknowledge this worker's metrics")
     final = hang_file(os.environ[STATE_DIR_ENV], token)
     partial = final.with_suffix(".tmp")
     partial.write_text(str(os.getpid()))

@@ -1,14 +1,18 @@
 """What Info and Enum share: their values live in a gauge family of their own.
 
 Each ``info()`` or ``state()`` call sets a gauge series, labelled with the metric's labels and
-one more label holding the information (or the state), to the current time. Across processes
-the gauge keeps the latest time (``multiprocess_mode="max"``), so at scrape the newest
-information of each series wins, whichever process recorded it, in every backend.
+one more label holding the information (or the state), to a stamp: the current time, but
+never less than just above the process's previous stamp, so that within a process the call
+made last wins even when the wall clock steps back. Across processes the gauge keeps the
+highest stamp (``multiprocess_mode="max"``), so at scrape the newest information of each series
+wins, whichever process recorded it, in every backend.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -61,7 +65,7 @@ class _Shadowed(_Metric):
         storage = self._family.storage
         assert storage is not None
         child = storage.child((*self._key, hidden_value), self._storage_template())
-        child._value.set(time.time())
+        child._value.set(_stamp())
 
     def _storage_template(self) -> _Metric:
         storage = self._family.storage
@@ -70,6 +74,19 @@ class _Shadowed(_Metric):
         template._family = storage
         template._registry = None
         return template
+
+
+_last_stamp = 0.0
+_stamp_lock = threading.Lock()
+
+
+def _stamp() -> float:
+    """The wall-clock time, or just above the previous stamp if the clock is not past it."""
+    global _last_stamp
+    with _stamp_lock:
+        now = time.time()
+        _last_stamp = now if now > _last_stamp else math.nextafter(_last_stamp, math.inf)
+        return _last_stamp
 
 
 class _StorageView(_Metric):
