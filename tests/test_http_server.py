@@ -52,6 +52,7 @@ class Certs:
     client_key: Path
     stranger_cert: Path  # signed by a CA the server does not trust
     stranger_key: Path
+    other_ca: Path  # that CA, which did not sign the server's certificate
 
 
 def _name(common_name: str) -> x509.Name:
@@ -137,7 +138,8 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     )
     client = _write(directory, "client", _issue("prometheus", (ca_cert.subject, ca_key)))
     stranger = _write(directory, "stranger", _issue("mallory", (other_cert.subject, other_key)))
-    return Certs(ca_path, *server, *client, *stranger)
+    other_ca, _ = _write(directory, "other-ca", (other_cert, other_key))
+    return Certs(ca_path, *server, *client, *stranger, other_ca)
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -282,6 +282,19 @@ def test_bad_configuration_is_a_clear_error() -> None:
         load_backend(MultiProcessRedisBackend, {"host": "no-such-host.invalid", "port": 6379})
     with pytest.raises(InvalidBackendConfigException, match="namespace"):
         load_backend(MultiProcessRedisBackend, {"namespace": "a:b"})
+    for settings in ({"url": "redis://127.0.0.1:1/0"}, {"host": "127.0.0.1", "port": 1}):
+        with pytest.raises(InvalidBackendConfigException) as raised:  # a misspelt option
+            load_backend(MultiProcessRedisBackend, {**settings, "socket_timout": 2})
+        assert str(raised.value) == (
+            "Redis backend: unknown option 'socket_timout' (neither a pytheus option nor one "
+            "of redis-py's connection options)"
+        )
+    with pytest.raises(InvalidBackendConfigException) as raised:
+        load_backend(
+            MultiProcessRedisBackend, {"url": "redis://127.0.0.1:1/0", "flush_interval": "1s"}
+        )
+    assert "option 'flush_interval' must be a number" in str(raised.value)
+    assert "got '1s'" in str(raised.value)
 
 
 def test_wrong_password_names_the_address_not_the_password(

@@ -97,3 +97,21 @@ def test_plain_connection_to_tls_port_fails_cleanly(tls_server: int) -> None:
     counter.inc()  # never raises into the application
     with pytest.raises(BackendUnavailableException, match=f"127.0.0.1:{tls_server}"):
         generate_metrics(registry)
+
+
+def test_a_certificate_that_fails_verification_is_a_configuration_error(
+    tls_server: int,
+    certs: Certs,  # noqa: F811
+) -> None:
+    """Not an outage to ride out with 503s: the application is told at load_backend."""
+    url = f"rediss://metrics:{PASSWORD}@127.0.0.1:{tls_server}/0"
+    try:
+        with pytest.raises(InvalidBackendConfigException) as raised:
+            load_backend(
+                MultiProcessRedisBackend, {"url": url, "ssl_ca_certs": str(certs.other_ca)}
+            )
+        assert "its TLS certificate was refused" in str(raised.value)
+        assert "ssl_ca_certs" in str(raised.value)
+        assert PASSWORD not in str(raised.value)
+    finally:
+        load_backend(SingleProcessBackend, {})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from pytheus.backends.store import Store
 
 BackendConfig = dict[str, Any]
+logger = logging.getLogger("pytheus.backends")
 
 BACKEND_CLASS_ENV = "PYTHEUS_BACKEND_CLASS"
 BACKEND_CONFIG_ENV = "PYTHEUS_BACKEND_CONFIG"
@@ -115,11 +117,19 @@ def load_backend(
         cls = backend_class if backend_class is not None else _class_from_environment()
         config = backend_config if backend_config is not None else _config_from_environment()
         _check_backend_class(cls)
-        initialize = getattr(cls, "_initialize", None)
-        if initialize is not None:
-            initialize(config)
-        make_store = getattr(cls, "_make_store", None)
-        store: Store = make_store(config) if make_store is not None else PerValueStore(cls, config)
+        try:
+            initialize = getattr(cls, "_initialize", None)
+            if initialize is not None:
+                initialize(config)
+            make_store = getattr(cls, "_make_store", None)
+            store: Store = (
+                make_store(config) if make_store is not None else PerValueStore(cls, config)
+            )
+        except InvalidBackendConfigException as error:
+            source = _config_source() if backend_config is None else None
+            if source is None:
+                raise
+            raise InvalidBackendConfigException(f"{error} (configured by {source})") from error
         previous, _loaded = _loaded, _Loaded(cls, config, store)
     if previous is not None:
         rebind_all_values()
@@ -162,11 +172,27 @@ def _class_from_environment() -> type[Any]:
     path = os.environ.get(BACKEND_CLASS_ENV)
     if path:
         return import_backend_class(path)
-    if os.environ.get(MULTIPROC_DIR_ENV):
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if directory:
         from pytheus.backends.file import MultiProcessFileBackend
 
         return MultiProcessFileBackend
+    if directory is not None and not os.environ.get(BACKEND_CONFIG_ENV):
+        logger.warning(
+            "pytheus: %s is set but empty: this process keeps its metrics to itself "
+            "(the single-process backend); unset it, or name the shared directory",
+            MULTIPROC_DIR_ENV,
+        )
     return SingleProcessBackend
+
+
+def _config_source() -> str | None:
+    """The environment variable that configured the backend, for messages; None if none."""
+    path = os.environ.get(BACKEND_CONFIG_ENV)
+    if path:
+        return f"{BACKEND_CONFIG_ENV}={path}"
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    return f"{MULTIPROC_DIR_ENV}={directory}" if directory else None
 
 
 def import_backend_class(path: str) -> type[Any]:

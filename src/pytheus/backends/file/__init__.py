@@ -254,7 +254,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class MultiProcessFileBackend:
-    """Configuration: ``path`` (required: an existing, writable directory), ``clear_stale``
+    """Configuration: ``path`` (required: a writable directory, created if only its parent
+    exists), ``clear_stale``
     (default true: the first process of a run removes files an earlier run left behind) and
     ``join_run`` (default true; false for a process that only reads, such as an exporter).
     """
@@ -277,18 +278,28 @@ class MultiProcessFileBackend:
 
 def _directory_from(config: BackendConfig) -> Path:
     """The directory of ``config``: writable for a process that records (``join_run``), and
-    at least readable for one that only reads (an exporter on a read-only mount)."""
+    at least readable for one that only reads (an exporter on a read-only mount). A recording
+    process creates it (mode 0755, less the umask) when its parent directory exists."""
     raw = config.get("path")
     if not raw:
         raise InvalidBackendConfigException(
             "MultiProcessFileBackend needs 'path': the directory the processes share"
         )
     path = Path(raw)
+    writer = bool(config.get("join_run", True))
+    if writer and not path.exists() and path.parent.is_dir():
+        try:  # gunicorn's workers may all be first: exist_ok
+            path.mkdir(mode=0o755, exist_ok=True)
+        except OSError as error:
+            raise InvalidBackendConfigException(
+                f"MultiProcessFileBackend: cannot create the directory {str(path)!r}: {error}"
+            ) from error
     if not path.is_dir():
         raise InvalidBackendConfigException(
             f"MultiProcessFileBackend: {str(path)!r} is not an existing directory"
+            + ("" if path.parent.is_dir() else " (nor is its parent, so it is not created)")
         )
-    if not config.get("join_run", True):
+    if not writer:
         if not os.access(path, os.R_OK | os.X_OK):
             raise InvalidBackendConfigException(
                 f"MultiProcessFileBackend: cannot read the directory {str(path)!r}"

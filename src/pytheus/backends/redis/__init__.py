@@ -25,7 +25,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
+import ssl
 import threading
 import time
 import weakref
@@ -74,10 +76,37 @@ def _client(options: RedisOptions) -> Any:
         ) from None
     try:
         if options.url:
-            return redis.Redis.from_url(options.url, **options.connection)
-        return redis.Redis(**options.connection)
+            client = redis.Redis.from_url(options.url, **options.connection)
+        else:
+            client = redis.Redis(**options.connection)
+        # redis-py passes the options on to a connection only when it makes one: make one now
+        # (it connects on first use, not here), so that a misspelt option is refused at load
+        client.connection_pool.make_connection().disconnect()  # type: ignore[no-untyped-call]
     except (TypeError, ValueError) as error:
-        raise InvalidBackendConfigException(f"Redis backend: {error}") from None
+        raise InvalidBackendConfigException(f"Redis backend: {_option_error(error)}") from None
+    return client
+
+
+def _option_error(error: Exception) -> str:
+    """An option error as users can act on it: the option named, not redis-py's internals."""
+    found = re.search(r"unexpected keyword argument '([^']+)'", str(error))
+    if found:
+        return (
+            f"unknown option {found[1]!r} (neither a pytheus option nor one of redis-py's "
+            "connection options)"
+        )
+    return str(error)
+
+
+def _certificate_refused(error: Exception) -> bool:
+    """Whether a connection failed because this end refused the server's TLS certificate: a
+    configuration to fix, not an outage to ride out."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
 class RedisStore:
@@ -118,6 +147,11 @@ class RedisStore:
             if isinstance(error.__cause__, socket.gaierror) or "Name or service" in str(error):
                 raise InvalidBackendConfigException(
                     f"Redis host of {self.options.address} cannot be resolved: {error}"
+                ) from None
+            if _certificate_refused(error):
+                raise InvalidBackendConfigException(
+                    f"Redis at {self.options.address}: its TLS certificate was refused ({error});"
+                    " check ssl_ca_certs (the CA that signed it) and the host name"
                 ) from None
             self.flusher._failed(error)
 

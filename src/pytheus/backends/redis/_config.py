@@ -57,18 +57,15 @@ class RedisOptions:
                     f"Redis backend: url must start with redis://, rediss:// or unix://, "
                     f"got scheme {scheme!r}"
                 )
-        try:
-            options = cls(
-                namespace=namespace,
-                expire_key_time=int(config.get("expire_key_time", 3600)),
-                flush_interval=float(config.get("flush_interval", 1.0)),
-                max_pending_series=int(config.get("max_pending_series", 100_000)),
-                exit_timeout=float(config.get("exit_timeout", 5.0)),
-                url=None if url is None else str(url),
-                connection=connection,
-            )
-        except (TypeError, ValueError) as error:
-            raise InvalidBackendConfigException(f"Redis backend: bad option: {error}") from None
+        options = cls(
+            namespace=namespace,
+            expire_key_time=_number(config, "expire_key_time", 3600, int),
+            flush_interval=_number(config, "flush_interval", 1.0, float),
+            max_pending_series=_number(config, "max_pending_series", 100_000, int),
+            exit_timeout=_number(config, "exit_timeout", 5.0, float),
+            url=None if url is None else str(url),
+            connection=connection,
+        )
         if options.expire_key_time <= 0 or options.flush_interval < 0 or options.exit_timeout < 0:
             raise InvalidBackendConfigException(
                 "Redis backend: expire_key_time must be > 0, flush_interval and exit_timeout >= 0"
@@ -78,3 +75,18 @@ class RedisOptions:
                 f"Redis backend: namespace {namespace!r} must not contain ':' or '{{'"
             )
         return options
+
+
+def _number(config: BackendConfig, name: str, default: Any, kind: type[Any]) -> Any:
+    """Option ``name`` as an ``int`` or ``float``; a value that is not one names the option."""
+    raw = config.get(name, default)
+    try:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise TypeError
+        return kind(raw)
+    except (TypeError, ValueError):
+        unit = "seconds, " if name in ("flush_interval", "exit_timeout", "expire_key_time") else ""
+        raise InvalidBackendConfigException(
+            f"Redis backend: option {name!r} must be a number ({unit}such as {default!r}), "
+            f"got {raw!r}"
+        ) from None
