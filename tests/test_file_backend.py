@@ -222,7 +222,12 @@ def test_corrupt_and_foreign_files_are_skipped(
 def test_bad_directory_is_an_error_at_load_backend(tmp_path: Path) -> None:
     try:
         with pytest.raises(InvalidBackendConfigException, match="not an existing directory"):
-            load_backend(MultiProcessFileBackend, {"path": str(tmp_path / "missing")})
+            load_backend(MultiProcessFileBackend, {"path": str(tmp_path / "no" / "missing")})
+        with pytest.raises(InvalidBackendConfigException, match="not an existing directory"):
+            load_backend(
+                MultiProcessFileBackend, {"path": str(tmp_path / "missing"), "join_run": False}
+            )
+        assert not (tmp_path / "missing").exists()  # a reader creates nothing
         with pytest.raises(InvalidBackendConfigException, match="needs 'path'"):
             load_backend(MultiProcessFileBackend, {})
         with pytest.raises(InvalidBackendConfigException, match="cannot write"):

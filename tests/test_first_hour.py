@@ -83,3 +83,35 @@ def test_a_bad_environment_does_not_stop_an_app_that_loads_its_backend(tmp_path:
         result = run(code, **{variable: value})
         assert result.returncode == 0, (variable, result.stderr)
         assert result.stdout.strip() == "ok"
+
+
+def test_a_counter_has_one_name_in_every_format() -> None:
+    """``Counter("jobs")`` is ``jobs_total`` in text, OpenMetrics and protobuf alike, read back
+    with prometheus_client's parsers and the official protobuf schema."""
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_parse,
+    )
+    from prometheus_client.parser import text_string_to_metric_families as text_parse
+
+    from pytheus.exposition import render_for_request
+    from pytheus.metrics import Counter
+    from pytheus.registry import CollectorRegistry
+    from tests import proto_oracle
+
+    registry = CollectorRegistry()
+    Counter("jobs", "Jobs.", registry=registry).inc(3)
+    Counter("orders_total", "Orders.", registry=registry).inc(2)
+
+    def rendered(accept: str) -> bytes:
+        return render_for_request(registry, accept, None)[0]
+
+    text = rendered("text/plain;version=0.0.4").decode()
+    assert "# TYPE jobs_total counter" in text
+    samples = {s.name: s.value for f in text_parse(text) for s in f.samples}
+    assert samples == {"jobs_total": 3.0, "orders_total": 2.0}
+    openmetrics = rendered("application/openmetrics-text;version=1.0.0").decode()
+    families = list(openmetrics_parse(openmetrics))  # type: ignore[no-untyped-call]
+    assert {s.name: s.value for f in families for s in f.samples} == samples
+    protobuf = rendered(proto_oracle.CONTENT_TYPE)
+    decoded = {f.name: f.metric[0].counter.value for f in proto_oracle.decode_delimited(protobuf)}
+    assert decoded == samples

@@ -60,6 +60,19 @@ elif ending == "os._exit":
 elif ending == "wait":
     print("ready", flush=True)
     sys.stdin.read()
+elif ending == "blocked":
+    # The SIGTERM reaches a thread of the application while the main thread is blocked in C,
+    # on a lock nobody releases (a pool worker waiting for the lock of its task queue): the
+    # main thread never gets to run the handler by itself.
+    import multiprocessing, threading, time
+
+    def sigterm_to_this_thread():
+        time.sleep(0.5)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        time.sleep(60)
+
+    threading.Thread(target=sigterm_to_this_thread, daemon=True).start()
+    multiprocessing.Semaphore(0).acquire()
 """
 
 SCRAPE = """
@@ -162,3 +175,12 @@ def test_sigterm_while_redis_is_down_still_ends_the_process(tmp_path: Path) -> N
     _, errors = terminate_when_ready(process)
     assert process.returncode == -signal.SIGTERM
     assert "did not take this process's last metrics" in errors  # and the loss is logged
+
+
+def test_sigterm_taken_by_another_thread_still_ends_a_blocked_main_thread(
+    env: dict[str, str],
+) -> None:
+    process = start(env, "default", "blocked")
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM, errors
+    assert totals(env) == {"blocked": 5.0}

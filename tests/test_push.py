@@ -215,10 +215,10 @@ def test_gateway_given_as_url(gateway: str) -> None:
 @pytest.mark.system
 def test_refused_push_raises_with_the_gateways_reason(gateway: str) -> None:
     registry = CollectorRegistry()
-    Gauge("clash_value", "As a gauge.", registry=registry).set(1)
+    Gauge("clash_value_total", "As a gauge.", registry=registry).set(1)
     push_to_gateway(gateway, "clash-a", registry)
     other = CollectorRegistry()
-    Counter("clash_value", "As a counter.", registry=other).inc()
+    Counter("clash_value", "As a counter.", registry=other).inc()  # clash_value_total too
     with pytest.raises(OSError, match="400") as error:
         push_to_gateway(gateway, "clash-b", other)
     assert "inconsistent" in str(error.value)

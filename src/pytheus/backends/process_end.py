@@ -20,8 +20,16 @@ Kubernetes end processes with SIGTERM, whose default action kills without runnin
   signal, with the usual exit status, within the callbacks' deadline. An ignored SIGTERM stays
   ignored.
 
-SIGKILL cannot be caught: what was not flushed is lost. The handler runs when the main thread
-next executes Python code, as every Python signal handler does.
+SIGKILL cannot be caught: what was not flushed is lost.
+
+A Python signal handler runs in the main thread, at its next Python instruction. A SIGTERM that
+arrives just before the main thread blocks in C (a pool worker going idle, waiting on the lock
+of its task queue, which the terminating parent holds) would wait for that instruction forever,
+where the default action would have killed the process. So pytheus's own threads start with
+SIGTERM blocked, and a small watchdog thread reads the signal wakeup file descriptor
+(``signal.set_wakeup_fd``, when nobody else has set one): if the handler has not started 0.2 s
+after a SIGTERM arrived, it sends the main thread SIGTERM again, which interrupts the blocking
+call, and the handler runs.
 
 Example::
 
@@ -90,6 +98,79 @@ def install_sigterm_handler() -> None:
         return
     _previous_sigterm = previous
     _sigterm_installed = True
+    _watch_for_sigterm()
+
+
+class _Watchdog:
+    """The pipe whose write end is the signal wakeup fd, and the thread reading it."""
+
+    def __init__(self, read: int, write: int) -> None:
+        self.read, self.write = read, write
+        self.pid = os.getpid()
+
+
+_watchdog: _Watchdog | None = None
+_handling = False  # set first thing by _on_sigterm: the main thread got to the handler
+
+
+def _watch_for_sigterm() -> None:
+    """Set the signal wakeup fd to a pipe of ours and start the watchdog (main thread only);
+    nothing if a wakeup fd is already set (an event loop's: it must keep it)."""
+    global _watchdog
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        earlier = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        earlier = None
+    if earlier != -1:
+        if earlier is not None:
+            signal.set_wakeup_fd(earlier)
+        os.close(read)
+        os.close(write)
+        return
+    _watchdog = _Watchdog(read, write)
+    start_without_sigterm(
+        threading.Thread(target=_watch, args=(read,), name="pytheus-sigterm", daemon=True)
+    )
+
+
+def _watch(read: int) -> None:
+    while True:
+        try:
+            received = os.read(read, 64)
+        except OSError:
+            return
+        if not received:
+            return
+        if signal.SIGTERM.value not in received or _handling:
+            continue
+        time.sleep(0.2)  # a main thread running Python code gets to the handler before
+        if not _handling:
+            main = threading.main_thread().ident
+            if main is not None:
+                signal.pthread_kill(main, signal.SIGTERM)
+
+
+def start_without_sigterm(thread: threading.Thread) -> None:
+    """Start one of pytheus's own threads with SIGTERM blocked in it from its first instruction,
+    so that the kernel delivers SIGTERM to a thread that does not block it, such as the main
+    thread, which runs the handler.
+
+    Delivered to another thread, a signal with a Python handler interrupts nothing in the main
+    thread: blocked for good (a pool worker waiting on a queue lock that a terminated sibling
+    held), the main thread would never run the handler, and the process would never end. The
+    mask is set in the starting thread around ``start()`` (a new thread inherits it), not by
+    the new thread itself, which may wait for the GIL while a SIGTERM arrives.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        thread.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_callbacks(deadline: float | None = None) -> None:
@@ -113,6 +194,8 @@ def _exit(status: int) -> NoReturn:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _handling
+    _handling = True
     previous = _previous_sigterm
     if callable(previous):
         previous(signum, frame)  # the application ends its own way, through exit or os._exit
@@ -146,9 +229,28 @@ def _finish_then_die(signum: int) -> None:
 
 
 def _reset_after_fork() -> None:
-    """A forked child keeps the handler (dispositions are inherited); its thread state is new."""
-    global _lock
+    """A forked child keeps the handler (dispositions are inherited); its thread state is new.
+
+    It also inherits the wakeup fd, the parent's pipe: left so, the parent's watchdog would read
+    the child's signals. The child gets a pipe and a watchdog of its own.
+    """
+    global _lock, _watchdog, _handling
     _lock = threading.Lock()
+    _handling = False
+    inherited, _watchdog = _watchdog, None
+    if inherited is None:
+        return
+    try:
+        current = signal.set_wakeup_fd(-1)
+    except ValueError:
+        return
+    if current != inherited.write:  # someone else's since: put it back, leave our pipe alone
+        signal.set_wakeup_fd(current)
+        return
+    os.close(inherited.read)
+    os.close(inherited.write)
+    if _sigterm_installed and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        _watch_for_sigterm()
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)

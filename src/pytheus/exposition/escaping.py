@@ -30,6 +30,7 @@ from typing import Final
 
 from pytheus.desc import EXEMPLAR_MAX_CHARACTERS, exemplar_length
 from pytheus.naming import is_legacy_label_name, is_legacy_metric_name
+from pytheus.samples import MetricFamily, MetricType
 
 ALLOW_UTF8: Final = "allow-utf-8"
 UNDERSCORES: Final = "underscores"
@@ -193,3 +194,35 @@ def series_name(name: str, quoted: bool, label_text: str) -> str:
     if label_text:
         return f"{{{quote(name)},{label_text[1:]}"
     return f"{{{quote(name)}}}"
+
+
+# Types whose value samples carry a suffix the family's stem has not.
+SAMPLE_SUFFIXES = {MetricType.COUNTER: "_total", MetricType.INFO: "_info"}
+
+
+def family_name(family: MetricFamily) -> str:
+    """The stem of ``family``'s name: a counter's without ``_total``, an info's without ``_info``
+    (OpenMetrics 1.0 names the family so).
+
+    Example::
+
+        family_name(MetricFamily("orders_total", MetricType.COUNTER, "Orders."))  # "orders"
+    """
+    name = family.name
+    suffix = SAMPLE_SUFFIXES.get(family.type)
+    if suffix and name.endswith(suffix) and len(name) > len(suffix):
+        return name[: -len(suffix)]
+    return name
+
+
+def sample_name(family: MetricFamily, escaping: str = DEFAULT_SCHEME) -> str:
+    """The name of ``family``'s value samples, the same in every format, so that a series is
+    stored under one name whatever the scraper negotiates: a counter's ends in ``_total``
+    (``Counter("jobs")`` is ``jobs_total``), an info's in ``_info``; the stem is escaped as
+    ``escaping`` says, the suffix kept.
+
+    Example::
+
+        sample_name(MetricFamily("jobs", MetricType.COUNTER, "Jobs."))  # "jobs_total"
+    """
+    return metric_name(family_name(family), escaping) + SAMPLE_SUFFIXES.get(family.type, "")

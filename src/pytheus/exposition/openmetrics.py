@@ -37,7 +37,9 @@ from collections.abc import Iterable
 
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
+    SAMPLE_SUFFIXES,
     exemplar_pairs,
+    family_name,
     metric_name,
     needs_quotes,
     quote,
@@ -64,27 +66,11 @@ from pytheus.samples import (
 CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 _TYPE_NAMES = {"untyped": "unknown"}
-# Types whose samples carry a suffix the family name has not: keyed by the type's spelling.
-_SAMPLE_SUFFIXES = {"counter": "_total", "info": "_info"}
 
 
 def escape_help(text: str) -> str:
     """Help text escaped for OpenMetrics: backslash, newline and double quote."""
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def family_name(family: MetricFamily) -> str:
-    """The name OpenMetrics gives ``family``: a counter's without ``_total`` (info: ``_info``).
-
-    Example::
-
-        family_name(MetricFamily("orders_total", MetricType.COUNTER, "Orders."))  # "orders"
-    """
-    name = family.name
-    suffix = _SAMPLE_SUFFIXES.get(family.type.value)
-    if suffix and name.endswith(suffix) and len(name) > len(suffix):
-        return name[: -len(suffix)]
-    return name
 
 
 def render_exemplar(exemplar: Exemplar | None, escaping: str = DEFAULT_SCHEME) -> str:
@@ -128,21 +114,21 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
         if family.unit:
             append(f"# UNIT {head} {family.unit}\n")
         counter = family.type is MetricType.COUNTER
-        sample_name = name + _SAMPLE_SUFFIXES.get(type_name, "")
+        value_name = name + SAMPLE_SUFFIXES.get(family.type, "")  # as escaping.sample_name
         for labels, value in family.series:
             if isinstance(value, HistogramData):
                 _render_histogram(out, name, quoted, labels, value, escaping)
             elif isinstance(value, SummaryData):
                 _render_summary(out, name, quoted, labels, value, escaping)
             elif counter:
-                _render_counter(out, sample_name, quoted, labels, value, escaping)
+                _render_counter(out, value_name, quoted, labels, value, escaping)
             else:
                 number = value.value if isinstance(value, CounterData) else value
                 label_text = render_labels(labels, escaping)
                 start = (
-                    series_name(sample_name, True, label_text)
+                    series_name(value_name, True, label_text)
                     if quoted
-                    else (sample_name + label_text)
+                    else (value_name + label_text)
                 )
                 append(f"{start} {format_value(number)}\n")
     append("# EOF\n")

@@ -43,9 +43,9 @@ from collections.abc import Iterable, Sequence
 from pytheus.exposition import openmetrics
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
-    metric_name,
     needs_quotes,
     quote,
+    sample_name,
     series_name,
     stateset_name,
 )
@@ -65,21 +65,8 @@ from pytheus.samples import (
 CONTENT_TYPE = "application/openmetrics-text; version=2.0.0; charset=utf-8"
 
 _TYPE_NAMES = {"untyped": "unknown"}
-# Suffixes OpenMetrics 1.0.0 adds to samples, which 2.0.0 keeps as part of the family's name.
-_NAME_SUFFIXES = {"counter": "_total", "info": "_info"}
 _WITHOUT_UNIT = frozenset({MetricType.INFO, MetricType.STATESET})
 _INF = math.inf
-
-
-def family_name(family: MetricFamily) -> str:
-    """The name of ``family`` (and of its samples) in OpenMetrics 2.0, before any escaping.
-
-    Example::
-
-        family_name(MetricFamily("orders", MetricType.COUNTER, "Orders."))  # "orders_total"
-        family_name(MetricFamily("build", MetricType.INFO, "Build."))  # "build_info"
-    """
-    return openmetrics.family_name(family) + _NAME_SUFFIXES.get(family.type.value, "")
 
 
 def format_integer(value: float) -> str:
@@ -136,7 +123,7 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
         if family.type is MetricType.STATESET:  # its name is its state label's name too
             name = stateset_name(family.name, escaping)
         else:
-            name = metric_name(family_name(family), escaping)
+            name = sample_name(family, escaping)  # as OpenMetrics 1.0 names the samples
         quoted = needs_quotes(name, escaping)
         head = quote(name) if quoted else name
         type_name = family.type.value

@@ -8,8 +8,8 @@ pytheus needs no protobuf package at run time. The schema is ``metrics.proto`` o
 
 How families map:
 
-- counter, gauge, summary (with quantiles), untyped: their own message types; a counter keeps
-  its name as defined (``orders_total``), as client_golang does;
+- counter, gauge, summary (with quantiles), untyped: their own message types; a counter is named
+  with ``_total`` (``Counter("orders")`` is ``orders_total``), as in every format;
 - info (named ``<name>_info``) and stateset: gauges, as in the Prometheus text format;
 - histogram: the classic buckets with finite bounds (``+Inf`` is implied by the count, and is
   written only to carry an exemplar, as client_golang does), and the native part when there is
@@ -37,8 +37,8 @@ from collections.abc import Iterable
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
     exemplar_pairs,
-    metric_name,
     raw_label_name,
+    sample_name,
 )
 from pytheus.native import NativeHistogram, spans_and_deltas
 from pytheus.samples import (
@@ -260,10 +260,7 @@ def _metric(
 def family_message(family: MetricFamily, escaping: str = DEFAULT_SCHEME) -> bytes:
     """One ``MetricFamily`` message (not length-prefixed); names written as ``escaping`` says."""
     family_type = _FAMILY_TYPES[family.type]
-    name = metric_name(family.name, escaping)
-    if family.type is MetricType.INFO:
-        name += "_info"
-    parts = [_string(1, name)]
+    parts = [_string(1, sample_name(family, escaping))]
     if family.help:
         parts.append(_string(2, family.help))
     parts.append(_uint(3, family_type))

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
     label_name,
-    metric_name,
     needs_quotes,
     quote,
+    sample_name,
     series_name,
 )
 from pytheus.samples import (
@@ -114,10 +114,8 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
     out: list[str] = []
     append = out.append
     for family in families:
-        name = metric_name(family.name, escaping)
+        name = sample_name(family, escaping)  # counters end in _total, as in OpenMetrics
         type_name = _TEXT_TYPES.get(family.type, family.type.value)
-        if family.type is MetricType.INFO:
-            name += "_info"
         quoted = needs_quotes(name, escaping)
         head = quote(name) if quoted else name
         append(f"# HELP {head} {escape_help(family.help)}\n# TYPE {head} {type_name}\n")

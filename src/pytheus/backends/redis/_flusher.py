@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from pytheus.backends.process_end import start_without_sigterm
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._scripts import FLUSH
 from pytheus.backends.redis._values import Op, RedisNativeHistogram
@@ -107,7 +108,7 @@ class Flusher:
             self._thread = threading.Thread(
                 target=self._run, name="pytheus-redis-flush", daemon=True
             )
-            self._thread.start()
+            start_without_sigterm(self._thread)
 
     def _run(self) -> None:
         interval = self.options.flush_interval or 1.0
