@@ -2,7 +2,7 @@ import time
 
 from flask import Flask
 
-from pytheus.exposition import generate_metrics
+from pytheus.exposition import PROMETHEUS_CONTENT_TYPE, generate_metrics
 from pytheus.metrics import Histogram
 
 app = Flask(__name__)
@@ -12,10 +12,10 @@ page_visit_latency_seconds = Histogram(
 )
 
 
-# Prometheus scrapes this endpoint.
+# Prometheus scrapes this endpoint (Prometheus 3 needs the content type: Flask's default is HTML).
 @app.route("/metrics")
-def metrics() -> str:
-    return generate_metrics()
+def metrics() -> tuple[str, dict[str, str]]:
+    return generate_metrics(), {"Content-Type": PROMETHEUS_CONTENT_TYPE}
 
 
 # Time a block with the context manager...

@@ -224,7 +224,9 @@ def test_plain_http(registry_with_data: CollectorRegistry) -> None:
 
         head = get(f"{base}/metrics", method="HEAD")
         assert (head.status, head.body) == (200, b"")
-        assert get(f"{base}/metrics", method="POST").status == 501  # no do_POST: stdlib's answer
+        for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):  # as make_wsgi_app answers
+            refused = get(f"{base}/metrics", method=method)
+            assert (refused.status, refused.headers["Allow"]) == (405, "GET, HEAD"), method
 
 
 def test_close_stops_serving(registry_with_data: CollectorRegistry) -> None:

@@ -158,6 +158,10 @@ class _MetricsHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._respond(self._response())
 
+    # Other methods get 405 with "Allow: GET, HEAD", as from make_wsgi_app and make_asgi_app
+    # (BaseHTTPRequestHandler would answer 501, "not implemented", for a method it lacks).
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_GET
+
     def _response(self) -> Response:
         if not self.server.check_credentials(self.headers.get("Authorization")):
             return plain_response(
