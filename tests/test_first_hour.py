@@ -115,3 +115,25 @@ def test_a_counter_has_one_name_in_every_format() -> None:
     protobuf = rendered(proto_oracle.CONTENT_TYPE)
     decoded = {f.name: f.metric[0].counter.value for f in proto_oracle.decode_delimited(protobuf)}
     assert decoded == samples
+
+
+def test_the_readme_labels_example_exposes_the_series_it_says() -> None:
+    import re
+
+    from prometheus_client.parser import text_string_to_metric_families as text_parse
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("Labels are declared with the metric") :]
+    found = re.search(r"^```python\n(.*?)^```$", section, re.M | re.S)
+    assert found is not None
+    code = found.group(1) + "from pytheus.exposition import generate_metrics\n"
+    code += "print(generate_metrics())\n"
+    result = run(code)
+    assert result.returncode == 0, result.stderr
+    series = {
+        (s.labels["system"], s.labels["origin"]): s.value
+        for f in text_parse(result.stdout)
+        for s in f.samples
+        if s.name == "cache_hits_total"
+    }
+    assert series == {("a", "internal"): 1.0, ("b", "api"): 2.0, ("b", "internal"): 0.0}

@@ -335,6 +335,32 @@ def test_metrics_requests_are_skipped_by_default(registry: Registry, framework: 
     assert routes_recorded(registry) == set()
 
 
+@pytest.mark.parametrize("wrap", ["wrapped", "add_middleware"])
+def test_scrapes_of_the_documented_fastapi_mount_are_skipped(registry: Registry, wrap: str) -> None:
+    """``app.mount("/metrics", make_asgi_app())`` is reached as ``/metrics/``, and ``/metrics``
+    is redirected there (307): neither is recorded, however many scrapes there are."""
+    from fastapi import FastAPI
+
+    from pytheus.serving import make_asgi_app
+
+    app = FastAPI()
+
+    @app.get("/items/{item}")
+    def item(item: int) -> dict[str, int]:
+        return {"item": item}
+
+    app.mount("/metrics", make_asgi_app(registry))
+    served: ASGIApp = app
+    if wrap == "add_middleware":
+        app.add_middleware(PytheusMiddlewareASGI, registry=registry)
+    else:
+        served = PytheusMiddlewareASGI(app, registry=registry)
+    responses = get(served, "/metrics", "/metrics/", "/metrics/", "/metrics", "/items/3")
+    assert [r.status_code for r in responses] == [307, 200, 200, 307, 200]
+    assert responses[0].headers["location"].endswith("/metrics/")
+    assert routes_recorded(registry) == {"/items/{item}"}
+
+
 def test_skip_paths_and_a_skip_predicate(registry: Registry, framework: str) -> None:
     app = instrumented(
         framework,

@@ -71,7 +71,8 @@ class HTTPMetrics:
     * ``duration_buckets``, ``size_buckets``: the histograms' buckets;
     * ``unmatched_route``: the ``route`` of requests no route matched (default ``<unmatched>``);
     * ``skip_paths``: paths never recorded, compared with the path inside the application
-      (without the ``root_path`` or ``SCRIPT_NAME``); default ``("/metrics",)``;
+      (without the ``root_path`` or ``SCRIPT_NAME``), a trailing slash ignored; default
+      ``("/metrics",)``;
     * ``skip``: a predicate on that path; requests for which it returns true are not recorded.
 
     Example::
@@ -139,8 +140,11 @@ class HTTPMetrics:
         self._children: dict[tuple[str, str | None, object], _Children] = {}
 
     def skips(self, path: str) -> bool:
-        """Whether a request for ``path`` goes unrecorded."""
-        if path in self.skip_paths:
+        """Whether a request for ``path`` goes unrecorded; a trailing slash is ignored, so an
+        app mounted at a skipped path (``app.mount("/metrics", make_asgi_app())``, reached as
+        ``/metrics/``) is skipped too."""
+        skip_paths = self.skip_paths
+        if path in skip_paths or (len(path) > 1 and path.endswith("/") and path[:-1] in skip_paths):
             return True
         skip = self.skip
         return skip is not None and bool(skip(path))
