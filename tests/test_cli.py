@@ -419,10 +419,24 @@ def test_redis_namespace(tmp_path: Path, redis_server: RedisServer) -> None:
             found = scrape_text(running.url)
             assert_worker_totals(found, 4)
             assert sample(found, "late_total") == 7
+            assert sample(found, "workers_alive") == 1  # livesum: the living worker's
         # the URL may carry a password: it can come from the environment instead
         env = clean_env(PYTHEUS_REDIS_URL=redis_server.url)
         with exporter("--namespace", "other", env=env) as running:
             assert sample(scrape_text(running.url), "jobs_total", kind="a") == 6
+
+
+@pytest.mark.system
+def test_a_live_gauge_shows_0_once_its_writers_have_gone(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """What a process defining the gauge would show, not HELP and TYPE without a sample."""
+    run_worker(0, redis_env(tmp_path, redis_server.url, "ended"))  # it leaves and says goodbye
+    with exporter("--redis-url", redis_server.url, "--namespace", "ended") as running:
+        status, _, body = fetch(running.url)
+        assert status == 200
+        assert sample(samples(text_parse(body)), "workers_alive") == 0
+        assert sample(samples(text_parse(body)), "jobs_total", kind="a") == 1
 
 
 @pytest.mark.system

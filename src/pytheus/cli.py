@@ -69,7 +69,15 @@ from pytheus.naming import (
     set_validation_scheme,
     utf8_names,
 )
-from pytheus.samples import LabelSet, MetricType, Series
+from pytheus.samples import (
+    EMPTY_LABELS,
+    HistogramData,
+    LabelSet,
+    MetricType,
+    Series,
+    SeriesValue,
+    SummaryData,
+)
 
 logger = logging.getLogger("pytheus.cli")
 
@@ -252,7 +260,23 @@ class ExportedFamily:
         return iter(())
 
     def finish(self, series: list[Series]) -> list[Series]:
-        return self._transform(series) if self._transform is not None else series
+        if self._transform is not None:
+            return self._transform(series)
+        per_process = self.desc.option("multiprocess_mode") in ("all", "liveall")
+        if not series and not self.desc.label_names and not per_process:
+            # an unlabelled metric whose processes have all gone (a live gauge mode): 0, as
+            # every process that defines it shows its own series
+            return [(EMPTY_LABELS, zero_value(self.desc))]
+        return series
+
+
+def zero_value(desc: MetricDesc) -> SeriesValue:
+    """The value of a series that has recorded nothing."""
+    if desc.type is MetricType.HISTOGRAM:
+        return HistogramData(desc.upper_bounds, [0.0] * len(desc.upper_bounds), 0.0)
+    if desc.type is MetricType.SUMMARY:
+        return SummaryData(0.0, 0.0)
+    return 0.0
 
 
 def exported_family(definition: StoredDefinition) -> ExportedFamily:
