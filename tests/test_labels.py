@@ -209,3 +209,24 @@ def test_remove_and_clear(registry: CollectorRegistry) -> None:
         Counter("two_total", "T.", required_labels=["a", "b"], registry=registry).remove(a="1")
     with pytest.raises(LabelValidationException, match="no labels"):
         Counter("plain_total", "P.", registry=registry).remove()
+
+
+def test_positional_label_values_as_in_prometheus_client(registry: CollectorRegistry) -> None:
+    requests = Counter(
+        "requests_total", "Requests.", required_labels=["method", "code"], registry=registry
+    )
+    requests.labels("GET", "200").inc()
+    requests.labels("GET", "200").inc()  # the cached view
+    requests.labels({"method": "GET", "code": "200"}).inc()  # the same series
+    requests.labels(method="POST").labels("500").inc()  # the labels not set yet, in order
+    requests.labels("PUT", code="201").inc()  # values first, then names
+    assert value(registry, "requests_total", method="GET", code="200") == 3
+    assert value(registry, "requests_total", method="POST", code="500") == 1
+    assert value(registry, "requests_total", method="PUT", code="201") == 1
+    requests.remove("GET", "200")
+    assert value(registry, "requests_total", method="GET", code="200") is None
+    for wrong in (("GET",), ("GET", "200", "extra")):
+        with pytest.raises(LabelValidationException) as raised:
+            requests.labels(*wrong)
+        message = str(raised.value)
+        assert "'requests_total'" in message and "['method', 'code']" in message

@@ -86,8 +86,10 @@ class _Metric:
 
     # --- labels ------------------------------------------------------------------------------
 
-    def labels(self, pytheus_labels_: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        """A view of this metric with more label values set (a dict, keywords, or both).
+    def labels(self, *values: Any, **kwargs: Any) -> Any:
+        """A view of this metric with more label values set: a dict, keywords, or both; or, as
+        in prometheus_client, the values alone, in the order of ``required_labels`` (those this
+        view has not set yet).
 
         Example::
 
@@ -95,13 +97,21 @@ class _Metric:
             get = requests.labels(method="GET")   # partial: cannot record yet
             get.labels(code="200").inc()          # complete
             requests.labels({"method": "GET", "code": "200"}).inc()  # the same series
+            requests.labels("GET", "200").inc()   # the same series again
         """
-        if pytheus_labels_ is None:
+        if not values:
             given: Mapping[str, Any] = kwargs
-        elif kwargs:
-            given = {**pytheus_labels_, **kwargs}
+        elif len(values) == 1 and isinstance(values[0], Mapping):
+            given = {**values[0], **kwargs} if kwargs else values[0]
         else:
-            given = pytheus_labels_
+            cached = self._cache.get(values) if not kwargs else None
+            if cached is not None:
+                return cached
+            given = self._positional(values, kwargs)
+            view = self.labels(given)
+            if not kwargs and all(type(v) is str for v in values):
+                self._cache[values] = view
+            return view
         if not given:
             return self
         try:
@@ -111,6 +121,18 @@ class _Metric:
         if cached is not None:
             return cached
         return self._labels_slow(given)
+
+    def _positional(self, values: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Positional label values as a mapping: the labels this view has not set, in order."""
+        desc = self._family.desc
+        unset = [n for n in desc.label_names if n not in self._labels and n not in kwargs]
+        if len(values) != len(unset):
+            raise LabelValidationException(
+                f"metric {desc.name!r}: labels() got {len(values)} value(s) {list(values)} for "
+                f"{len(unset)} label(s) {unset}; give one value per label, in the order of "
+                f"required_labels {list(desc.label_names)}, or name them: labels(name=value)"
+            )
+        return {**dict(zip(unset, values)), **kwargs}
 
     def _labels_slow(self, given: Mapping[str, Any]) -> _Metric:
         desc = self._family.desc
@@ -142,20 +164,20 @@ class _Metric:
             self._cache[tuple(given.items())] = view
         return view
 
-    def remove(self, pytheus_labels_: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    def remove(self, *values: Any, **kwargs: Any) -> None:
         """Remove one labelled series from the exposition (same arguments as ``labels``).
 
         A later observation of those labels starts the series again from zero.
 
         Example::
 
-            requests.remove(method="GET", code="200")
+            requests.remove(method="GET", code="200")   # or remove("GET", "200")
         """
         if not self._family.desc.label_names:
             raise LabelValidationException(
                 f"metric {self.name!r} has no labels; remove() takes a labelled series"
             )
-        view = self.labels(pytheus_labels_, **kwargs)
+        view = self.labels(*values, **kwargs)
         if view._key is None:
             view._require_observable()  # names the labels still missing
             return
