@@ -4,7 +4,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
@@ -12,6 +12,9 @@ from pytheus.backends import base, load_backend
 from pytheus.naming import get_validation_scheme, set_validation_scheme
 from pytheus.registry import CollectorRegistry
 from tests.backends_under_test import BACKENDS
+
+if TYPE_CHECKING:
+    from tests.redis_server import RedisServer
 
 
 @contextmanager
@@ -40,6 +43,17 @@ def backend(
     with backend_restored():
         load_backend(backend_class, config)
         yield request.param
+
+
+@pytest.fixture(scope="module")
+def module_redis() -> Iterator[RedisServer]:
+    """A redis-server of the test module's own, on a free loopback port (namespaces keep the
+    tests apart); never the machine's own on 6379."""
+    from tests.redis_server import RedisServer
+
+    server = RedisServer()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

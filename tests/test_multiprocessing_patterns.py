@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,19 +28,12 @@ sys.stdout.write(generate_metrics(registry))
 """
 
 
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["file", "redis"])
 def environment(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisServer
+    request: pytest.FixtureRequest, tmp_path: Path, module_redis: RedisServer
 ) -> dict[str, str]:
     """The environment that selects the backend in the program and in all its children."""
-    return backend_environment(request.param, tmp_path, redis_server.url)
+    return backend_environment(request.param, tmp_path, module_redis.url)
 
 
 def run(arguments: list[str], environment: dict[str, str]) -> str:

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,16 +89,9 @@ sys.stdout.write(generate_metrics(registry))
 """
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    running = RedisServer()
-    yield running
-    running.stop()
-
-
 @pytest.fixture
-def env(server: RedisServer, tmp_path: Path) -> dict[str, str]:
-    config = {"url": server.url, "namespace": tmp_path.name, "flush_interval": 60}
+def env(module_redis: RedisServer, tmp_path: Path) -> dict[str, str]:
+    config = {"url": module_redis.url, "namespace": tmp_path.name, "flush_interval": 60}
     return {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_CONFIG": json.dumps(config)}
 
 

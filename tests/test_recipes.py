@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ from tests.test_push import free_port, read_group, run_gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e  # real programs end to end: run on the main Python only
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -63,10 +55,10 @@ def test_the_page_has_every_recipe() -> None:
 
 
 @pytest.mark.parametrize("backend", ["file", "redis"])
-def test_pool_recipe(here: Path, tmp_path: Path, redis_server: RedisServer, backend: str) -> None:
+def test_pool_recipe(here: Path, tmp_path: Path, module_redis: RedisServer, backend: str) -> None:
     metrics = tmp_path / "metrics"
     metrics.mkdir()
-    out = run_recipe(here, "pool_job.py", backend_environment(backend, metrics, redis_server.url))
+    out = run_recipe(here, "pool_job.py", backend_environment(backend, metrics, module_redis.url))
     assert flat_samples(out, "image") == {
         'images_resized_total{format="png"}': 50.0,
         'images_resized_total{format="jpeg"}': 50.0,
@@ -80,12 +72,12 @@ def test_pool_recipe(here: Path, tmp_path: Path, redis_server: RedisServer, back
 
 @pytest.mark.parametrize("backend", ["file", "redis"])
 def test_executor_recipe(
-    here: Path, tmp_path: Path, redis_server: RedisServer, backend: str
+    here: Path, tmp_path: Path, module_redis: RedisServer, backend: str
 ) -> None:
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     out = run_recipe(
-        here, "executor_job.py", backend_environment(backend, metrics, redis_server.url)
+        here, "executor_job.py", backend_environment(backend, metrics, module_redis.url)
     )
     assert flat_samples(out, "page") == {
         "pages_crawled_total": 100.0,
@@ -96,14 +88,14 @@ def test_executor_recipe(
 
 @pytest.mark.parametrize("backend", ["file", "redis"])
 def test_batch_job_recipe_pushes_exact_totals(
-    here: Path, tmp_path: Path, redis_server: RedisServer, backend: str
+    here: Path, tmp_path: Path, module_redis: RedisServer, backend: str
 ) -> None:
     metrics = tmp_path / "metrics"
     metrics.mkdir()
     with run_gateway(tmp_path) as gateway:
         run_recipe(
             here, "nightly_report.py",
-            {"PUSHGATEWAY": gateway, **backend_environment(backend, metrics, redis_server.url)},
+            {"PUSHGATEWAY": gateway, **backend_environment(backend, metrics, module_redis.url)},
         )  # fmt: skip
         pushed = read_group(gateway, "nightly-report")
     rows = {

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.e2e  # real programs end to end: run on the main Python only
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    running = RedisServer()
-    yield running
-    running.stop()
-
-
 @pytest.fixture(params=["file", "redis"])
-def env(request: pytest.FixtureRequest, server: RedisServer, tmp_path: Path) -> dict[str, str]:
+def env(
+    request: pytest.FixtureRequest, module_redis: RedisServer, tmp_path: Path
+) -> dict[str, str]:
     """The environment of the workers and of the reader: the backend and the recipes' path."""
     metrics = tmp_path / "metrics"
     metrics.mkdir()
@@ -46,8 +40,8 @@ def env(request: pytest.FixtureRequest, server: RedisServer, tmp_path: Path) -> 
     return {
         **env,
         "PYTHONPATH": os.pathsep.join([str(recipes), str(ROOT)]),
-        "CELERY_BROKER_URL": server.url,
-        **backend_environment(request.param, metrics, server.url),
+        "CELERY_BROKER_URL": module_redis.url,
+        **backend_environment(request.param, metrics, module_redis.url),
     }
 
 
@@ -84,10 +78,10 @@ def expected(
 
 @pytest.mark.parametrize("max_tasks_per_child", [None, 50])
 def test_celery_prefork_worker(
-    env: dict[str, str], server: RedisServer, max_tasks_per_child: int | None
+    env: dict[str, str], module_redis: RedisServer, max_tasks_per_child: int | None
 ) -> None:
     jobs = 2000
-    redis.Redis.from_url(server.url).flushdb()  # no task left from another test
+    redis.Redis.from_url(module_redis.url).flushdb()  # no task left from another test
     command = [
         sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool", "prefork",
         "--concurrency", "4", "--loglevel", "warning", "--without-gossip", "--without-mingle",
@@ -97,11 +91,11 @@ def test_celery_prefork_worker(
         command += ["--max-tasks-per-child", str(max_tasks_per_child)]
     # results only tell this test when every task has run; the recipe needs none
     worker = subprocess.Popen(
-        command, env={**env, "CELERY_RESULT_BACKEND": server.url},
+        command, env={**env, "CELERY_RESULT_BACKEND": module_redis.url},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        client = Celery("client", broker=server.url, backend=server.url)
+        client = Celery("client", broker=module_redis.url, backend=module_redis.url)
         tasks = group(client.signature("send_email", args=(n,)) for n in range(jobs))
         assert sorted(tasks.apply_async().get(timeout=300)) == list(range(jobs))
     finally:
@@ -113,11 +107,11 @@ def test_celery_prefork_worker(
     )
 
 
-def test_rq_worker(env: dict[str, str], server: RedisServer) -> None:
+def test_rq_worker(env: dict[str, str], module_redis: RedisServer) -> None:
     from rq import Queue
 
     jobs = 500
-    connection = redis.Redis.from_url(server.url)
+    connection = redis.Redis.from_url(module_redis.url)
     connection.flushdb()
     queue = Queue("pytheus", connection=connection)
     for number in range(jobs):
@@ -125,7 +119,7 @@ def test_rq_worker(env: dict[str, str], server: RedisServer) -> None:
     # --burst: the worker leaves once the queue is empty. Each job runs in a work horse that the
     # worker forks for it alone and that leaves with os._exit.
     subprocess.run(
-        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", server.url,
+        [sys.executable, "-m", "rq.cli", "worker", "--burst", "--url", module_redis.url,
          "--logging_level", "WARNING", "pytheus"],
         env=env, check=True, capture_output=True, timeout=300,
     )  # fmt: skip
