@@ -40,10 +40,10 @@ Two more kinds of app, from :mod:`tests.apps.prometheus3_apps`, scraped by the s
   native-histogram checks above run on it too (it is in :data:`NATIVE_JOBS`).
 * ``utf8-names*``: ``PYTHEUS_NAME_VALIDATION=utf8`` apps with the counter
   ``http.server.requests``, incremented 7 times. Prometheus 3.5 asks ``escaping=allow-utf-8`` of
-  the text formats only: scraped with its default protocols (OpenMetrics 1.0.0) the counter is
-  stored as ``http.server.requests_total``, with the text format 1.0.0 as
-  ``http.server.requests``; both are queried by their UTF-8 names (``{"http.server.requests"}``).
-  Over protobuf (no ``escaping`` asked) it is stored as the answer's escaping says.
+  the text formats only: scraped with its default protocols (OpenMetrics 1.0.0) or with the text
+  format 1.0.0, the counter is stored under one name, ``http.server.requests_total``, queried by
+  its UTF-8 name (``{"http.server.requests_total"}``). Over protobuf (no ``escaping`` asked) it
+  is stored as the answer's escaping says, with ``_total`` too.
 """
 
 from __future__ import annotations
@@ -108,9 +108,9 @@ formats 1.0.0, never of protobuf: :data:`UTF8_PROTO` gets the names escaped."""
 UTF8_SCRAPES = {
     # job: (its scrape_protocols, the name its counter is stored under, the media type served)
     UTF8: (DEFAULT_SCRAPE_PROTOCOLS, "http.server.requests_total", "application/openmetrics-text"),
-    UTF8_TEXT: (["PrometheusText1.0.0"], "http.server.requests", "text/plain"),
+    UTF8_TEXT: (["PrometheusText1.0.0"], "http.server.requests_total", "text/plain"),
 }
-"""OpenMetrics writes a counter's sample with ``_total``; the text format 1.0.0 as named."""
+"""A counter's samples are named with ``_total`` in every format: one name, however scraped."""
 JOBS = (SINGLE, GUNICORN)
 NATIVE_JOBS = (SINGLE, GUNICORN, REDIS)
 """The jobs whose ``e2e_native_seconds`` holds :data:`VALUES`."""
@@ -513,7 +513,7 @@ def test_utf8_name_over_protobuf(stack: Stack) -> None:
     """Over protobuf the name is stored as the escaping pytheus answered with says.
 
     Prometheus 3.5 sends no ``escaping`` with its protobuf media range, so pytheus escapes with
-    the default ``underscores`` (``http_server_requests``, ``http_method``), as client_golang
+    the default ``underscores`` (``http_server_requests_total``, ``http_method``), as client_golang
     does; a Prometheus that asks for ``allow-utf-8`` gets, and stores, the UTF-8 name.
     """
     prometheus = stack.prometheus
@@ -526,8 +526,8 @@ def test_utf8_name_over_protobuf(stack: Stack) -> None:
     assert len(served) == 1, served
     ((media_type, escaping),) = served
     assert media_type == PROTOBUF
-    utf8 = f'{{"http.server.requests",job="{UTF8_PROTO}","http.method"="GET"}}'
-    escaped = f'http_server_requests{{job="{UTF8_PROTO}",http_method="GET"}}'
+    utf8 = f'{{"http.server.requests_total",job="{UTF8_PROTO}","http.method"="GET"}}'
+    escaped = f'http_server_requests_total{{job="{UTF8_PROTO}",http_method="GET"}}'
     stored, absent = (utf8, escaped) if escaping == "allow-utf-8" else (escaped, utf8)
     assert escaping in ("allow-utf-8", "none"), escaping
     assert prometheus.value(stored) == prometheus3_apps.UTF8_REQUESTS
