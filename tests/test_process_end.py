@@ -176,3 +176,35 @@ def test_sigterm_taken_by_another_thread_still_ends_a_blocked_main_thread(
     _, errors = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGTERM, errors
     assert totals(env) == {"blocked": 5.0}
+
+
+FORKED = """
+import json, os, signal, sys, time
+
+# registered before pytheus's own hooks, so it runs first in the child: the child gets its
+# SIGTERM before pytheus has given it a wakeup pipe of its own
+os.register_at_fork(after_in_child=lambda: os.kill(os.getpid(), signal.SIGTERM))
+from pytheus.backends import load_backend
+from pytheus.backends.redis import MultiProcessRedisBackend
+from pytheus.metrics import Counter
+
+load_backend(MultiProcessRedisBackend, json.loads(os.environ["REDIS_CONFIG"]))
+Counter("ends_total", "Ends.", required_labels=["how"]).labels(how="parent").inc(5)
+child = os.fork()
+if child == 0:
+    time.sleep(30)
+    os._exit(0)
+_, status = os.waitpid(child, 0)
+time.sleep(1)  # the parent's watchdog acts 0.2 s after a SIGTERM it reads
+print("parent alive; child", "killed by", signal.Signals(os.WTERMSIG(status)).name, flush=True)
+"""
+
+
+def test_a_sigterm_to_a_child_being_forked_stays_with_the_child(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", FORKED], env=env, cwd=ROOT, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    assert "parent alive; child killed by SIGTERM" in result.stdout
+    assert totals(env) == {"parent": 5.0}

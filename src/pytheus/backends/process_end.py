@@ -228,18 +228,42 @@ def _finish_then_die(signum: int) -> None:
         os.kill(os.getpid(), signum)
 
 
+_forking = threading.local()  # the mask of the thread that forks, while it forks
+
+
+def _before_fork() -> None:
+    """Block SIGTERM while forking: a SIGTERM that reached the child before it has a pipe of its
+    own would write to the parent's pipe, and the parent's watchdog would end the parent."""
+    if _watchdog is not None and hasattr(signal, "pthread_sigmask"):
+        _forking.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _restore_mask() -> None:
+    mask = getattr(_forking, "mask", None)
+    if mask is not None:
+        _forking.mask = None
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGTERM arrives now
+
+
 def _reset_after_fork() -> None:
     """A forked child keeps the handler (dispositions are inherited); its thread state is new.
 
     It also inherits the wakeup fd, the parent's pipe: left so, the parent's watchdog would read
-    the child's signals. The child gets a pipe and a watchdog of its own.
+    the child's signals. The child gets a pipe and a watchdog of its own, and only then takes
+    the SIGTERM that may have arrived meanwhile (see ``_before_fork``).
     """
     global _lock, _watchdog, _handling
     _lock = threading.Lock()
     _handling = False
     inherited, _watchdog = _watchdog, None
-    if inherited is None:
-        return
+    try:
+        if inherited is not None:
+            _own_pipe_after_fork(inherited)
+    finally:
+        _restore_mask()
+
+
+def _own_pipe_after_fork(inherited: _Watchdog) -> None:
     try:
         current = signal.set_wakeup_fd(-1)
     except ValueError:
@@ -253,4 +277,6 @@ def _reset_after_fork() -> None:
         _watch_for_sigterm()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_restore_mask, after_in_child=_reset_after_fork
+)
