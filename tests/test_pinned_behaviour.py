@@ -276,10 +276,16 @@ def test_a_counter_decorator_counts_only_the_exceptions_given(registry: Collecto
     def fail(error: Exception) -> None:
         raise error
 
+    def fail_too(error: Exception) -> None:
+        raise error
+
+    counted = failures(fail_too, exceptions=(KeyError,))  # type: ignore[call-overload]
     for error in (KeyError("k"), ValueError("v")):
         with pytest.raises(type(error)):
             fail(error)
-    assert value(registry, "failures_total") == 1
+        with pytest.raises(type(error)):
+            counted(error)
+    assert value(registry, "failures_total") == 2  # the KeyErrors only, one from each form
 
 
 def test_gauge_modes_and_dec(registry: CollectorRegistry) -> None:
@@ -321,3 +327,77 @@ def test_the_last_call_wins_when_the_clock_stands_still(
     for state in ("c", "b"):
         phase.state(state)
     assert value(registry, "phase", phase="b") == 1 and value(registry, "phase", phase="c") == 0
+
+
+def test_gauges_differing_only_in_mode_are_two_definitions(registry: CollectorRegistry) -> None:
+    from pytheus.exceptions import DuplicateMetricException
+
+    Gauge("workers", "W.", multiprocess_mode="livesum", registry=registry)
+    with pytest.raises(DuplicateMetricException):
+        Gauge("workers", "W.", multiprocess_mode="max", registry=registry)
+
+
+def test_summary_window_defaults_and_age_buckets(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The defaults are prometheus_client's, 600 s in 5 age buckets of 120 s aligned to the
+    clock: an observation leaves with its bucket, 600 s after the bucket began. With one age
+    bucket, the bucket is the whole 600 s."""
+    start = 1_200_000.0  # a multiple of 600 (and of 120)
+    now = [start + 121]  # in the second 120 s bucket, and in the first 600 s one
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    default = Summary("d", "D.", quantiles=[0.5], registry=registry)
+    single = Summary("o", "O.", quantiles=[0.5], age_buckets=1, registry=registry)
+    default.observe(3.0)
+    single.observe(3.0)
+
+    def median(name: str) -> float:
+        return value(registry, name, quantile="0.5") or 0.0
+
+    now[0] = start + 650
+    assert median("d") == pytest.approx(3.0, rel=0.01)
+    assert math.isnan(median("o"))  # its bucket began at the start: gone at start + 600
+    now[0] = start + 710
+    assert median("d") == pytest.approx(3.0, rel=0.01)  # its bucket began at start + 120
+    now[0] = start + 721
+    assert math.isnan(median("d"))
+
+
+@pytest.mark.usefixtures("utf8")
+def test_utf8_histogram_and_summary_lines_in_the_text_format(registry: CollectorRegistry) -> None:
+    """Written by hand from the text format's grammar (1.0.0 quotes names inside the braces);
+    rendered under one escaping scheme, then another, so that nothing memoised for the first
+    leaks into the second."""
+    histogram = Histogram(
+        "req.duration", "D.", required_labels=["http.method"], buckets=[1], registry=registry
+    )
+    histogram.labels(**{"http.method": "GET"}).observe(0.5)
+    summary = Summary(
+        "req.size", "S.", required_labels=["http.method"], quantiles=[0.5], registry=registry
+    )
+    summary.labels(**{"http.method": "GET"}).observe(2)
+
+    def lines(accept: str) -> list[str]:
+        body = render_for_request(registry, accept, None)[0].decode()
+        return [line for line in body.splitlines() if not line.startswith("#")]
+
+    quoted = lines("text/plain;version=1.0.0;escaping=allow-utf-8")
+    assert quoted[:4] == [
+        '{"req.duration_bucket","http.method"="GET",le="1.0"} 1',
+        '{"req.duration_bucket","http.method"="GET",le="+Inf"} 1',
+        '{"req.duration_sum","http.method"="GET"} 0.5',
+        '{"req.duration_count","http.method"="GET"} 1',
+    ]
+    assert quoted[4].startswith('{"req.size","http.method"="GET",quantile="0.5"} 1.99')
+    assert quoted[5:] == ['{"req.size_sum","http.method"="GET"} 2.0',
+                          '{"req.size_count","http.method"="GET"} 1']  # fmt: skip
+    escaped = lines("text/plain;version=0.0.4;escaping=values")
+    assert escaped[:4] == [
+        'U__req_2e_duration_bucket{U__http_2e_method="GET",le="1.0"} 1',
+        'U__req_2e_duration_bucket{U__http_2e_method="GET",le="+Inf"} 1',
+        'U__req_2e_duration_sum{U__http_2e_method="GET"} 0.5',
+        'U__req_2e_duration_count{U__http_2e_method="GET"} 1',
+    ]
+    assert escaped[4].startswith('U__req_2e_size{U__http_2e_method="GET",quantile="0.5"} 1.99')
+    assert escaped[5:] == ['U__req_2e_size_sum{U__http_2e_method="GET"} 2.0',
+                           'U__req_2e_size_count{U__http_2e_method="GET"} 1']  # fmt: skip
