@@ -137,3 +137,45 @@ def test_the_readme_labels_example_exposes_the_series_it_says() -> None:
         if s.name == "cache_hits_total"
     }
     assert series == {("a", "internal"): 1.0, ("b", "api"): 2.0, ("b", "internal"): 0.0}
+
+
+def test_gunicorn_workers_create_the_missing_directory(tmp_path: Path) -> None:
+    """PYTHEUS_MULTIPROC_DIR naming a directory that does not exist yet stopped every gunicorn
+    worker at import; now the first to record creates it, and the four count together."""
+    import time
+    import urllib.request
+
+    from tests.test_example import free_port
+
+    port = free_port()
+    directory = tmp_path / "metrics"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHEUS_MULTIPROC_DIR": str(directory)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "tests.apps.wsgi_counter:app", "--workers", "4",
+         "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(base + path, timeout=10) as response:
+            body: bytes = response.read()
+            return body.decode()
+
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                get("/metrics")
+                break
+            except OSError:
+                assert server.poll() is None, "gunicorn stopped"
+                assert time.monotonic() < deadline, "gunicorn did not answer"
+                time.sleep(0.1)
+        for _ in range(20):
+            assert get("/") == "ok"
+        assert 'app_requests_total{path="/"} 20.0' in get("/metrics")
+        assert directory.is_dir()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
