@@ -208,3 +208,71 @@ def test_a_sigterm_to_a_child_being_forked_stays_with_the_child(env: dict[str, s
     assert result.returncode == 0, (result.returncode, result.stderr)
     assert "parent alive; child killed by SIGTERM" in result.stdout
     assert totals(env) == {"parent": 5.0}
+
+
+OWN_HANDLER_AFTER = """
+import json, os, signal, sys, threading, time
+from pytheus.backends import load_backend
+from pytheus.backends.redis import MultiProcessRedisBackend
+from pytheus.metrics import Counter
+
+load_backend(MultiProcessRedisBackend, json.loads(os.environ["REDIS_CONFIG"]))
+Counter("ends_total", "Ends.", required_labels=["how"]).labels(how="graceful").inc(5)
+calls = []
+signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(time.monotonic()))
+threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getpid(), signal.SIGTERM))).start()
+deadline = time.monotonic() + 3
+while time.monotonic() < deadline:  # a graceful shutdown that takes its time
+    time.sleep(0.05)
+print("own handler calls:", len(calls), flush=True)
+"""
+
+
+def test_an_application_handler_installed_later_runs_once_per_sigterm(
+    env: dict[str, str],
+) -> None:
+    """pytheus never sends SIGTERM of its own: one SIGTERM, one call of the application's
+    handler (RQ and Celery tell a second one from the first: a cold shutdown)."""
+    result = subprocess.run(
+        [sys.executable, "-c", OWN_HANDLER_AFTER], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["own handler calls: 1"]
+    assert totals(env) == {"graceful": 5.0}
+
+
+EXIT_IN_HANDLER = """
+import json, os, signal, sys
+signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(3))  # before pytheus's: chained
+from pytheus.backends import load_backend
+from pytheus.backends.redis import MultiProcessRedisBackend
+from pytheus.metrics import Counter
+
+config = {**json.loads(os.environ["REDIS_CONFIG"]), "flush_interval": 0}
+load_backend(MultiProcessRedisBackend, config)  # write-through: inc() flushes, under its lock
+counter = Counter("ends_total", "Ends.", required_labels=["how"]).labels(how="os._exit")
+print("ready", flush=True)
+while True:
+    counter.inc()
+"""
+
+
+def test_an_os_exit_in_a_handler_that_interrupted_a_flush_still_ends(
+    env: dict[str, str],
+) -> None:
+    """The handler most likely interrupts the main thread while it holds the flush lock: the
+    callbacks run on a thread of their own, which os._exit waits for until the deadline, never
+    longer (they used to run in the handler, on that lock, for ever)."""
+    for _ in range(3):
+        process = subprocess.Popen(
+            [sys.executable, "-c", EXIT_IN_HANDLER], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        finally:
+            process.kill()
+        assert process.returncode == 3

@@ -7,6 +7,7 @@ shared-file backend. The task-queue recipes are in ``test_task_queues.py``.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -154,3 +155,36 @@ def test_web_recipes_count_every_request(here: Path, metrics_directory: Path, se
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_uvicorn_workers_on_redis_lose_nothing_when_stopped(
+    here: Path, tmp_path: Path, module_redis: RedisServer
+) -> None:
+    """uvicorn's workers put the default SIGTERM disposition back when they stop, then raise
+    SIGTERM again: what they recorded since their last flush must still reach Redis."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    backend = backend_environment("redis", metrics, module_redis.url)
+    config = json.loads(Path(backend["PYTHEUS_BACKEND_CONFIG"]).read_text())
+    Path(backend["PYTHEUS_BACKEND_CONFIG"]).write_text(json.dumps({**config, "flush_interval": 60}))
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "service:app", "--workers", "2", "--port", str(port),
+         "--log-level", "warning"],
+        cwd=here, env=environment(backend),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(base + "/metrics", process)
+        for _ in range(20):
+            assert get(base + "/call") == "ok"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    scrape = "import sys, service; from pytheus.exposition import generate_metrics; "
+    scrape += "sys.stdout.write(generate_metrics())"
+    result = subprocess.run(
+        [sys.executable, "-c", scrape], cwd=here, env=environment(backend), capture_output=True,
+        text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert flat_samples(result.stdout, "calls_total") == {"calls_total": 20.0}

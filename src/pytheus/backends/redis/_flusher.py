@@ -19,7 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pytheus.backends.process_end import start_without_sigterm
+from pytheus.backends.process_end import (
+    arm_watchdog,
+    install_sigterm_handler,
+    start_without_sigterm,
+)
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._scripts import FLUSH
 from pytheus.backends.redis._values import Op, RedisNativeHistogram
@@ -109,6 +113,10 @@ class Flusher:
                 target=self._run, name="pytheus-redis-flush", daemon=True
             )
             start_without_sigterm(self._thread)
+        # something to flush now: make sure a SIGTERM flushes it (process_end), if the store was
+        # made outside the main thread (a scrape served from a thread pool) and this is in it
+        install_sigterm_handler()
+        arm_watchdog()
 
     def _run(self) -> None:
         interval = self.options.flush_interval or 1.0
