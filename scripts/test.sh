@@ -57,6 +57,11 @@ python_version() { "$1" -c 'import platform; print(platform.python_version())'; 
 # timed against its scrape schedule), which run one at a time after them.
 echo "== pytest (Python $(python_version .venv/bin/python), all but tests/e2e)"
 .venv/bin/python -m pytest -n 2 --ignore=tests/e2e "$@"
+# The behavioural suite again on the backends of pytheus-backend-rs 0.0.9, written for pytheus
+# 0.6 (tests/backends_under_test.py; its RedisBackend has its own test in tests/test_backend_rs.py).
+echo "== pytest (Python $(python_version .venv/bin/python), pytheus-backend-rs's backends)"
+PYTHEUS_TEST_BACKENDS=rs_single,rs_atomic .venv/bin/python -m pytest -q -p no:cacheprovider \
+    -n 2 -m "not e2e" -k "rs_single or rs_atomic" "$@"
 echo "== pytest (Python $(python_version .venv/bin/python), tests/e2e)"
 .venv/bin/python -m pytest tests/e2e "$@"
 
@@ -75,8 +80,12 @@ for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.12 3.13}; do
         echo "== Python $version: not on this machine, not tested"
         continue
     fi
-    venv=".venv-$version"
-    [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
+    # kept between runs (and clones) in the user's cache: made here whenever it is missing
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/pytheus/venv-$version"
+    if ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        rm -rf "$venv"
+        "$interpreter" -m venv "$venv"
+    fi
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,redis]'
     echo "== pytest (Python $(python_version "$venv/bin/python"), all but end to end)"
     "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not e2e"

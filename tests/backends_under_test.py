@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -61,12 +62,33 @@ def redis_backend(directory: Path) -> tuple[type[Any], BackendConfig]:
     return MultiProcessRedisBackend, {"url": server.url, "namespace": namespace}
 
 
+def rs_backend(name: str) -> Callable[[Path], tuple[type[Any], BackendConfig]]:
+    """A backend of pytheus-backend-rs 0.0.9, published for pytheus 0.6, unchanged."""
+
+    def load(_: Path) -> tuple[type[Any], BackendConfig]:
+        import pytheus_backend_rs
+
+        return getattr(pytheus_backend_rs, name), {}
+
+    return load
+
+
 # name -> (scratch directory -> backend class and configuration)
-BACKENDS: dict[str, Callable[[Path], tuple[type[Any], BackendConfig]]] = {
+ALL_BACKENDS: dict[str, Callable[[Path], tuple[type[Any], BackendConfig]]] = {
     "memory": lambda _: (SingleProcessBackend, {}),
     "per_value": lambda _: (DictBackend, {}),
     "file": file_backend,
     "redis": redis_backend,
+    "rs_single": rs_backend("SingleProcessBackend"),
+    "rs_atomic": rs_backend("SingleProcessAtomicBackend"),
+}
+PER_VALUE = frozenset({"per_value", "rs_single", "rs_atomic"})
+
+# The suite runs on the first four; ``PYTHEUS_TEST_BACKENDS=rs_single,rs_atomic`` runs it on
+# others (scripts/test.sh does, once, on the Python that has pytheus-backend-rs).
+BACKENDS = {
+    name: ALL_BACKENDS[name]
+    for name in os.environ.get("PYTHEUS_TEST_BACKENDS", "memory,per_value,file,redis").split(",")
 }
 
 

@@ -61,6 +61,7 @@ from pytheus.samples import (
     SummaryData,
 )
 from tests import proto_oracle
+from tests.backends_under_test import PER_VALUE
 
 INF = math.inf
 OM2 = OPENMETRICS_2_CONTENT_TYPE
@@ -596,7 +597,7 @@ def test_every_type_on_every_backend(registry: CollectorRegistry, backend: str) 
 
     orders = only(families["orders_total"])
     assert orders.number == 3
-    if backend != "per_value":  # the per-value protocol has no place for exemplars
+    if backend not in PER_VALUE:  # the per-value protocol has no place for exemplars
         [(labels, value, timestamp)] = orders.exemplars
         assert (labels, value) == ({"trace_id": "abc"}, 3)
         assert before - 1 <= timestamp <= time.time() + 1
@@ -609,7 +610,7 @@ def test_every_type_on_every_backend(registry: CollectorRegistry, backend: str) 
 
     histogram = histogram_value(only(families["native_seconds"]))
     assert histogram.count == len(OBSERVED)
-    if backend == "per_value":  # keeps classic buckets only: the single +Inf one
+    if backend in PER_VALUE:  # keeps classic buckets only: the single +Inf one
         assert (histogram.schema, histogram.buckets) == (None, [(INF, len(OBSERVED))])
     else:
         assert histogram.buckets is None  # native only
@@ -620,7 +621,7 @@ def test_every_type_on_every_backend(registry: CollectorRegistry, backend: str) 
     sample = only(families["both_seconds"])
     histogram = histogram_value(sample)
     assert histogram.buckets == spec_classic(OBSERVED, [0.1, 1])
-    if backend != "per_value":
+    if backend not in PER_VALUE:
         native_part = (histogram.zero_count, histogram.positive, histogram.negative)
         assert native_part == spec_native(OBSERVED, 3, DEFAULT_THRESHOLD)
         # the latest exemplar of each classic bucket: <= 0.1, <= 1, +Inf

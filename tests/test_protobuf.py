@@ -28,6 +28,7 @@ from pytheus.samples import (
     SummaryData,
 )
 from tests import proto_oracle
+from tests.backends_under_test import PER_VALUE
 
 
 def decode(families: list[MetricFamily]) -> list[Any]:
@@ -269,7 +270,7 @@ def test_counter_and_bucket_exemplars(backend: str, registry: CollectorRegistry)
     A per-value backend keeps no exemplars (documented): the counts are all there, and no
     exemplar is made up.
     """
-    keeps_exemplars = backend != "per_value"
+    keeps_exemplars = backend not in PER_VALUE
     served = Counter("served_total", "Served.", registry=registry, required_labels=["path"])
     latency = Histogram("latency_seconds", "Latency.", registry=registry, buckets=[0.1, 1])
     served.labels({"path": "/a"}).inc(2, exemplar={"trace_id": "abc"})

@@ -110,7 +110,7 @@ def test_celery_prefork_worker(
 def test_rq_worker(env: dict[str, str], module_redis: RedisServer) -> None:
     from rq import Queue
 
-    jobs = 500
+    jobs = 200
     connection = redis.Redis.from_url(module_redis.url)
     connection.flushdb()
     queue = Queue("pytheus", connection=connection)

@@ -2,17 +2,20 @@
 
     PytheusException
     ├── MetricDefinitionException   a metric was defined wrongly (name, labels, options)
-    │   ├── InvalidMetricNameException (also a ValueError)
+    │   ├── InvalidMetricNameException
     │   ├── BucketException
     │   └── DuplicateMetricException  the registry holds a conflicting metric of that name
     ├── LabelValidationException    labels() got a name the metric does not declare
     ├── UnobservableMetricException a required label has no value yet
-    ├── InvalidValueException       a value a metric cannot take (also a ValueError)
+    ├── InvalidValueException       a value a metric cannot take
+    ├── PytheusCompatibilityException  prometheus_client code patch_client does not cover
     ├── InvalidBackendClassException
     ├── InvalidBackendConfigException
     └── BackendUnavailableException a scrape could not read the backend (serve HTTP 503)
 
-Catch ``PytheusException`` to handle them all.
+Catch ``PytheusException`` to handle them all. The mistakes prometheus_client reports with a
+``ValueError`` (definitions, labels, values) are ``ValueError`` here too, so code written for it
+catches them.
 """
 
 
@@ -20,11 +23,14 @@ class PytheusException(Exception):
     """Base class of every exception pytheus raises."""
 
 
-class MetricDefinitionException(PytheusException):
-    """A metric definition breaks a rule: raised when the metric is created or registered."""
+class MetricDefinitionException(PytheusException, ValueError):
+    """A metric definition breaks a rule: raised when the metric is created or registered.
+
+    A ``ValueError`` too, as prometheus_client raises for the same mistakes.
+    """
 
 
-class InvalidMetricNameException(MetricDefinitionException, ValueError):
+class InvalidMetricNameException(MetricDefinitionException):
     """A metric name, registry prefix or label name is not valid."""
 
 
@@ -36,11 +42,11 @@ class DuplicateMetricException(MetricDefinitionException):
     """A registry already holds a different metric under the same name."""
 
 
-class LabelValidationException(PytheusException):
+class LabelValidationException(PytheusException, ValueError):
     """A label name is not one of the metric's ``required_labels`` or is invalid."""
 
 
-class UnobservableMetricException(PytheusException):
+class UnobservableMetricException(PytheusException, ValueError):
     """The metric cannot record: some required label has no value yet."""
 
 
@@ -58,3 +64,7 @@ class InvalidBackendConfigException(PytheusException):
 
 class BackendUnavailableException(PytheusException):
     """The backend could not be read during a scrape; the scrape must fail (HTTP 503)."""
+
+
+class PytheusCompatibilityException(PytheusException, ValueError):
+    """Code written for prometheus_client uses something ``patch_client`` does not cover."""

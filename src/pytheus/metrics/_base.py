@@ -15,6 +15,7 @@ from pytheus.backends.store import Value
 from pytheus.desc import MetricDesc, exemplar_labels, label_value
 from pytheus.exceptions import InvalidValueException, LabelValidationException
 from pytheus.metrics._family import Family, LazyValue, Unobservable
+from pytheus.metrics._habits import explain_habits
 from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import Exemplar, LabelSet, MetricFamily, MetricType
 
@@ -43,6 +44,12 @@ class _Metric:
     _series: LabelSet | None
     _value: Any
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:  # prometheus_client's keywords get a clear error
+            cls.__init__ = explain_habits(cls.__init__)  # type: ignore[method-assign]
+
+    @explain_habits
     def __init__(
         self,
         name: str,

@@ -20,6 +20,7 @@ from pytheus.backends.base import add_backend_listener, current_store
 from pytheus.backends.memory import MemoryStore
 from pytheus.backends.store import Value
 from pytheus.exceptions import UnobservableMetricException
+from pytheus.metrics._legacy import LegacyCollector
 from pytheus.samples import LabelSet, MetricFamily, MetricType, Series, SeriesValue
 
 if TYPE_CHECKING:
@@ -70,11 +71,11 @@ _all_families: weakref.WeakSet[Family] = weakref.WeakSet()
 _all_families_lock = threading.Lock()
 
 
-class Family:
+class Family(LegacyCollector):
     """Per-name state shared by a metric and all its labelled children.
 
     Implements the registry's ``Collector`` protocol (``name``, ``description``, ``type_``,
-    ``collect``).
+    ``collect``), and shows per-value backends what pytheus 0.6 showed them (LegacyCollector).
     """
 
     __slots__ = (

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pytheus import native as _native
 from pytheus.desc import DEFAULT_BUCKETS, MetricDesc
-from pytheus.exceptions import BucketException
+from pytheus.exceptions import BucketException, PytheusException
 from pytheus.metrics._base import _Metric
 from pytheus.metrics._timing import Timer
 from pytheus.registry import REGISTRY, Registry
@@ -114,6 +114,8 @@ class Histogram(_Metric):
     def _observe_with_exemplar(self, value: float, exemplar: Mapping[str, str]) -> None:
         try:
             checked = self._exemplar(value, exemplar)
+        except PytheusException:
+            raise  # a bad exemplar label, named as such (these are ValueErrors too)
         except (TypeError, ValueError):
             raise self._invalid_value(value) from None
         self.observe(value)
