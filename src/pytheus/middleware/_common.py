@@ -22,8 +22,12 @@ of series stays bounded whatever clients send.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
+from pytheus.metrics.counter import Counter
 from pytheus.metrics.histogram import Histogram
 from pytheus.registry import REGISTRY, Registry
 
@@ -50,9 +54,43 @@ STANDARD_METHODS = frozenset(
 DEFAULT_SKIP_PATHS: tuple[str, ...] = ("/metrics",)
 """Paths not recorded unless told otherwise: the scrape endpoint's own requests."""
 
+OVERFLOW_VALUE = "<overflow>"
+"""The value of an extra label once it has reached its limit of distinct values."""
+
+LABEL_VALUE_LIMIT = 100
+"""Default limit of distinct values of each extra label (``labels=``), per process."""
+
 LABEL_NAMES = ("method", "route", "status_code")
 
 _Children = tuple[Histogram, Histogram, Histogram]
+
+
+class LabelGuard:
+    """Keeps one extra label's distinct values under ``limit``; later new values are reported as
+    :data:`OVERFLOW_VALUE` and counted in ``overflows``."""
+
+    __slots__ = ("name", "read", "limit", "seen", "overflows", "lock")
+
+    def __init__(
+        self, name: str, read: Callable[[Any], object], limit: int, overflows: Counter
+    ) -> None:
+        self.name = name
+        self.read = read
+        self.limit = limit
+        self.seen: set[str] = set()
+        self.overflows = overflows.labels(label=name)
+        self.lock = threading.Lock()
+
+    def value(self, request: Any) -> str:
+        value = str(self.read(request))
+        if value in self.seen:
+            return value
+        with self.lock:
+            if len(self.seen) < self.limit:
+                self.seen.add(value)
+                return value
+        self.overflows.inc()
+        return OVERFLOW_VALUE
 
 
 class HTTPMetrics:
@@ -73,7 +111,20 @@ class HTTPMetrics:
     * ``skip_paths``: paths never recorded, compared with the path inside the application
       (without the ``root_path`` or ``SCRIPT_NAME``), a trailing slash ignored; default
       ``("/metrics",)``;
-    * ``skip``: a predicate on that path; requests for which it returns true are not recorded.
+    * ``skip``: a predicate on that path; requests for which it returns true are not recorded;
+    * ``skip_patterns``: regular expressions (strings or compiled) of paths not recorded, each
+      matched against the whole path (``r"/static/.*"``);
+    * ``skip_methods``: methods not recorded (``["OPTIONS", "HEAD"]``);
+    * ``record_unmatched``: False drops the requests no route matched instead of recording them
+      under ``unmatched_route`` (default True);
+    * ``group_status_codes``: True reports ``status_code`` as ``2xx``, ``3xx``, ``4xx``, ``5xx``;
+    * ``labels``: extra labels, ``{"tenant": function}``, each value computed from the request
+      (the framework's own: Starlette's ``scope``, WSGI's ``environ``, Django's
+      ``HttpRequest``); a function that raises gives ``""``;
+    * ``label_value_limit``: the most distinct values each extra label takes in a process
+      (default 100); later new values are reported as ``<overflow>`` and counted in
+      ``{prefix}_label_overflow_total{label="..."}``, so one client cannot blow up the number
+      of series.
 
     Example::
 
@@ -91,6 +142,11 @@ class HTTPMetrics:
         "unmatched_route",
         "skip_paths",
         "skip",
+        "skip_patterns",
+        "skip_methods",
+        "record_unmatched",
+        "group_status_codes",
+        "guards",
         "_children",
     )
 
@@ -104,15 +160,33 @@ class HTTPMetrics:
         unmatched_route: str = UNMATCHED_ROUTE,
         skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
         skip: Callable[[str], bool] | None = None,
+        skip_patterns: Iterable[str | re.Pattern[str]] = (),
+        skip_methods: Iterable[str] = (),
+        record_unmatched: bool = True,
+        group_status_codes: bool = False,
+        labels: Mapping[str, Callable[[Any], object]] | None = None,
+        label_value_limit: int = LABEL_VALUE_LIMIT,
     ) -> None:
         if not isinstance(unmatched_route, str) or not unmatched_route:
             raise ValueError(f"unmatched_route must be a non-empty string, not {unmatched_route!r}")
-        if isinstance(skip_paths, str):
-            raise TypeError("skip_paths is a collection of paths, not one string")
+        for option, value in (("skip_paths", skip_paths), ("skip_patterns", skip_patterns),
+                              ("skip_methods", skip_methods)):  # fmt: skip
+            if isinstance(value, str):
+                raise TypeError(f"{option} is a collection, not one string")
+        extra = tuple(labels or ())
+        for name in extra:
+            if name in LABEL_NAMES or not callable((labels or {})[name]):
+                raise ValueError(
+                    f"labels: {name!r} must map a label name other than {list(LABEL_NAMES)} to "
+                    "a function of the request"
+                )
+        if not isinstance(label_value_limit, int) or label_value_limit < 1:
+            raise ValueError(f"label_value_limit must be an int >= 1, not {label_value_limit!r}")
+        label_names = (*LABEL_NAMES, *extra)
         self.duration = Histogram(
             f"{prefix}_request_duration_seconds",
             "Time from receiving an HTTP request to sending the last byte of its response.",
-            required_labels=LABEL_NAMES,
+            required_labels=label_names,
             registry=registry,
             buckets=duration_buckets,
             unit="seconds",
@@ -120,7 +194,7 @@ class HTTPMetrics:
         self.request_size = Histogram(
             f"{prefix}_request_size_bytes",
             "Size of HTTP request bodies.",
-            required_labels=LABEL_NAMES,
+            required_labels=label_names,
             registry=registry,
             buckets=size_buckets,
             unit="bytes",
@@ -128,7 +202,7 @@ class HTTPMetrics:
         self.response_size = Histogram(
             f"{prefix}_response_size_bytes",
             "Size of HTTP response bodies.",
-            required_labels=LABEL_NAMES,
+            required_labels=label_names,
             registry=registry,
             buckets=size_buckets,
             unit="bytes",
@@ -136,18 +210,50 @@ class HTTPMetrics:
         self.unmatched_route = unmatched_route
         self.skip_paths = frozenset(skip_paths)
         self.skip = skip
-        # (method, route, status as the server gave it) -> the three labelled histograms
-        self._children: dict[tuple[str, str | None, object], _Children] = {}
+        self.skip_patterns = tuple(re.compile(p) for p in skip_patterns)
+        self.skip_methods = frozenset(m.upper() for m in skip_methods)
+        self.record_unmatched = record_unmatched
+        self.group_status_codes = group_status_codes
+        self.guards: tuple[LabelGuard, ...] = ()
+        if extra:
+            overflows = Counter(
+                f"{prefix}_label_overflow_total",
+                "HTTP requests whose extra label value was replaced by <overflow>: the label "
+                "had reached its limit of distinct values.",
+                required_labels=["label"],
+                registry=registry,
+            )
+            assert labels is not None
+            self.guards = tuple(
+                LabelGuard(name, labels[name], label_value_limit, overflows) for name in extra
+            )
+        # (method, route, status as the server gave it, extra values) -> labelled histograms
+        self._children: dict[tuple[str, str | None, object, tuple[str, ...]], _Children] = {}
 
-    def skips(self, path: str) -> bool:
+    def skips(self, path: str, method: str = "") -> bool:
         """Whether a request for ``path`` goes unrecorded; a trailing slash is ignored, so an
         app mounted at a skipped path (``app.mount("/metrics", make_asgi_app())``, reached as
         ``/metrics/``) is skipped too."""
         skip_paths = self.skip_paths
         if path in skip_paths or (len(path) > 1 and path.endswith("/") and path[:-1] in skip_paths):
             return True
+        if method in self.skip_methods:
+            return True
+        if any(pattern.fullmatch(path) for pattern in self.skip_patterns):
+            return True
         skip = self.skip
         return skip is not None and bool(skip(path))
+
+    def extra_values(self, request: Any) -> tuple[str, ...]:
+        """The extra labels' values for ``request`` (empty without ``labels=``)."""
+        values = []
+        for guard in self.guards:
+            try:
+                values.append(guard.value(request))
+            except Exception:
+                logger.exception("pytheus: the function of label %r failed", guard.name)
+                values.append("")
+        return tuple(values)
 
     def observe(
         self,
@@ -157,34 +263,42 @@ class HTTPMetrics:
         duration: float,
         request_size: float,
         response_size: float,
+        extra: tuple[str, ...] = (),
     ) -> None:
         """Record one request; ``route`` None means no route matched.
 
         ``status`` is the status code as an ``int`` or a string starting with it (``"200 OK"``
-        is read as ``200``, as WSGI servers give it).
+        is read as ``200``, as WSGI servers give it); ``extra`` the extra labels' values.
         """
-        children = self._children.get((method, route, status))
+        if route is None and not self.record_unmatched:
+            return
+        children = self._children.get((method, route, status, extra))
         if children is None:
-            children = self._bind(method, route, status)
+            children = self._bind(method, route, status, extra)
         children[0].observe(duration)
         children[1].observe(request_size)
         children[2].observe(response_size)
 
-    def _bind(self, method: str, route: str | None, status: int | str) -> _Children:
+    def _bind(
+        self, method: str, route: str | None, status: int | str, extra: tuple[str, ...]
+    ) -> _Children:
         """The labelled histograms of a new combination (slow path: once per combination)."""
         known = method in STANDARD_METHODS
+        code = str(status) if isinstance(status, int) else status[:3]
         labels = {
             "method": method if known else OTHER_METHOD,
             "route": self.unmatched_route if route is None else route,
-            "status_code": str(status) if isinstance(status, int) else status[:3],
+            "status_code": f"{code[:1]}xx" if self.group_status_codes else code,
         }
+        for guard, value in zip(self.guards, extra):
+            labels[guard.name] = value
         children: _Children = (
             self.duration.labels(labels),
             self.request_size.labels(labels),
             self.response_size.labels(labels),
         )
         if known:  # any other method would let clients grow this cache without bound
-            self._children[(method, route, status)] = children
+            self._children[(method, route, status, extra)] = children
         return children
 
     def record_safely(
@@ -195,10 +309,15 @@ class HTTPMetrics:
         duration: float,
         request_size: float,
         response_size: float,
+        request: Any = None,
     ) -> None:
-        """:meth:`observe`, logging instead of raising: metrics never break a request."""
+        """:meth:`observe`, logging instead of raising: metrics never break a request.
+
+        ``request`` is what the ``labels`` functions are given.
+        """
         try:
-            self.observe(method, route, status, duration, request_size, response_size)
+            extra = self.extra_values(request) if self.guards else ()
+            self.observe(method, route, status, duration, request_size, response_size, extra)
         except Exception:
             logger.exception("pytheus could not record an HTTP request")
 

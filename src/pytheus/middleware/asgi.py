@@ -18,20 +18,15 @@ lifespan messages pass through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
 from pytheus.middleware._common import (
-    DEFAULT_SKIP_PATHS,
-    DURATION_BUCKETS,
-    SIZE_BUCKETS,
-    UNMATCHED_ROUTE,
     HTTPMetrics,
     content_length,
 )
 from pytheus.middleware._starlette import StarletteRoutes
-from pytheus.registry import REGISTRY, Registry
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +37,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 class PytheusMiddlewareASGI:
     """Records the duration and the sizes of each HTTP request an ASGI app serves.
+
+    Its keyword options are :class:`~pytheus.middleware.HTTPMetrics`'s; the ``labels``
+    functions are given the request's ASGI ``scope``.
 
     The duration runs until the response's last body message has been handed to the server, so
     a streaming response is timed to its end, and background tasks that run after it are not
@@ -56,28 +54,9 @@ class PytheusMiddlewareASGI:
         app.add_middleware(PytheusMiddlewareASGI, skip_paths=["/metrics", "/healthz"])
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        registry: Registry | None = REGISTRY,
-        prefix: str = "http",
-        duration_buckets: Sequence[float] = DURATION_BUCKETS,
-        size_buckets: Sequence[float] = SIZE_BUCKETS,
-        unmatched_route: str = UNMATCHED_ROUTE,
-        skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
-        skip: Callable[[str], bool] | None = None,
-    ) -> None:
+    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
         self.app = app
-        self.metrics = HTTPMetrics(
-            registry=registry,
-            prefix=prefix,
-            duration_buckets=duration_buckets,
-            size_buckets=size_buckets,
-            unmatched_route=unmatched_route,
-            skip_paths=skip_paths,
-            skip=skip,
-        )
+        self.metrics = HTTPMetrics(**options)
         self.routes = StarletteRoutes(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +67,7 @@ class PytheusMiddlewareASGI:
         path: str = scope["path"]
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :]
-        if self.metrics.skips(path):
+        if self.metrics.skips(path, scope["method"]):
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(self, scope, root_path, send)
@@ -178,5 +157,5 @@ class _Exchange:
         except Exception:  # never fail a request over its label
             route = None
         middleware.metrics.record_safely(
-            scope["method"], route, status, duration, self.request_size, self.response_size
+            scope["method"], route, status, duration, self.request_size, self.response_size, scope
         )

@@ -58,7 +58,7 @@ class PytheusMiddlewareDjango:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         metrics = self.metrics
-        if metrics.skips(request.path_info):
+        if metrics.skips(request.path_info, request.method or ""):
             return self.get_response(request)
         start = perf_counter()
         method = request.method or "GET"
@@ -67,7 +67,7 @@ class PytheusMiddlewareDjango:
             response = self.get_response(request)
         except BaseException:
             metrics.record_safely(
-                method, _route(request), 500, perf_counter() - start, request_size, 0
+                method, _route(request), 500, perf_counter() - start, request_size, 0, request
             )
             raise
         route = _route(request)
@@ -76,9 +76,10 @@ class PytheusMiddlewareDjango:
             size = content_length(response.get("Content-Length"))
             if size is None:
                 size = len(response.content)
-            metrics.record_safely(method, route, status, perf_counter() - start, request_size, size)
+            duration = perf_counter() - start
+            metrics.record_safely(method, route, status, duration, request_size, size, request)
             return response
-        recorder = _Recorder(metrics, method, route, status, start, request_size, response)
+        recorder = _Recorder(metrics, method, route, status, start, request_size, response, request)
         closers = getattr(response, "_resource_closers", None)
         if getattr(response, "is_async", False) or getattr(response, "file_to_stream", None):
             # left as it is: async content is Django's to adapt, and a file may go to the
@@ -114,6 +115,7 @@ class _Recorder:
         "response_size",
         "iterated",
         "done",
+        "request",
     )
 
     def __init__(
@@ -125,8 +127,10 @@ class _Recorder:
         start: float,
         request_size: int,
         response: HttpResponseBase,
+        request: HttpRequest,
     ) -> None:
         self.metrics = metrics
+        self.request = request
         self.method = method
         self.route = route
         self.status = status
@@ -154,6 +158,7 @@ class _Recorder:
             perf_counter() - self.start,
             self.request_size,
             size,
+            self.request,
         )
 
 

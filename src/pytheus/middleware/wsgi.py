@@ -25,19 +25,14 @@ resolver match.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
 from typing import Any
 
 from pytheus.middleware._common import (
-    DEFAULT_SKIP_PATHS,
-    DURATION_BUCKETS,
-    SIZE_BUCKETS,
-    UNMATCHED_ROUTE,
     HTTPMetrics,
     content_length,
 )
-from pytheus.registry import REGISTRY, Registry
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], object]]
@@ -49,6 +44,9 @@ ROUTE_ENVIRON_KEY = "pytheus.route"
 
 class PytheusMiddlewareWSGI:
     """Records the duration and the sizes of each HTTP request a WSGI app serves.
+
+    Its keyword options are :class:`~pytheus.middleware.HTTPMetrics`'s; the ``labels``
+    functions are given the request's WSGI ``environ``.
 
     The response's iterable is wrapped: the request is recorded when the server closes it, after
     the last byte, so a streamed response is timed to its end (every WSGI server closes it;
@@ -67,34 +65,15 @@ class PytheusMiddlewareWSGI:
         app.wsgi_app = PytheusMiddlewareWSGI(app.wsgi_app, registry=CollectorRegistry())
     """
 
-    def __init__(
-        self,
-        app: WSGIApp,
-        *,
-        registry: Registry | None = REGISTRY,
-        prefix: str = "http",
-        duration_buckets: Sequence[float] = DURATION_BUCKETS,
-        size_buckets: Sequence[float] = SIZE_BUCKETS,
-        unmatched_route: str = UNMATCHED_ROUTE,
-        skip_paths: Iterable[str] = DEFAULT_SKIP_PATHS,
-        skip: Callable[[str], bool] | None = None,
-    ) -> None:
+    def __init__(self, app: WSGIApp, /, **options: Any) -> None:
         self.app = app
-        self.metrics = HTTPMetrics(
-            registry=registry,
-            prefix=prefix,
-            duration_buckets=duration_buckets,
-            size_buckets=size_buckets,
-            unmatched_route=unmatched_route,
-            skip_paths=skip_paths,
-            skip=skip,
-        )
+        self.metrics = HTTPMetrics(**options)
         owner = getattr(app, "__self__", app)  # Flask's app.wsgi_app is a bound method
         url_map = getattr(owner, "url_map", None)
         self._url_map = url_map if hasattr(url_map, "bind_to_environ") else None
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if self.metrics.skips(environ.get("PATH_INFO", "")):
+        if self.metrics.skips(environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "")):
             return self.app(environ, start_response)
         exchange = _Exchange(self, environ, start_response)
         length = content_length(environ.get("CONTENT_LENGTH"))
@@ -203,6 +182,7 @@ class _Exchange:
             duration,
             self.request_size,
             self.response_size,
+            environ,
         )
 
 

@@ -1,0 +1,177 @@
+"""The middleware options users of instrumentator and starlette_exporter reach for, on every
+middleware (Starlette, FastAPI, Flask, Django) with real route templates: status grouping,
+excluding by pattern and method, dropping unmatched paths, and extra labels from the request
+with a cardinality guard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from django.test import Client, override_settings
+
+from pytheus.middleware import HTTPMetrics, PytheusMiddlewareASGI, PytheusMiddlewareWSGI
+from pytheus.registry import CollectorRegistry, Registry
+from tests.apps import django_app, flask_app
+from tests.apps.asgi_apps import APPS
+from tests.helpers import samples, value
+
+django_app.configure()
+
+DURATION = "http_request_duration_seconds_count"
+Send = Callable[[str, str, dict[str, str]], int]  # method, path, headers -> status
+
+ROUTES = {  # framework -> (path to request, its route template)
+    "starlette": ("/users/1", "/users/{id}"),
+    "fastapi": ("/users/1", "/users/{id}"),
+    "flask": ("/users/1", "/users/<int:id>"),
+    "django": ("/users/1/", "/users/<int:id>/"),
+}
+
+TENANT = {  # framework -> the tenant label function, on that framework's request object
+    "starlette": lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode(),
+    "fastapi": lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode(),
+    "flask": lambda environ: environ.get("HTTP_X_TENANT", ""),
+    "django": lambda request: request.headers.get("X-Tenant", ""),
+}
+
+
+@pytest.fixture(params=sorted(ROUTES))
+def framework(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+def serve(framework: str) -> Iterator[Callable[..., Send]]:
+    """``serve(registry, **options)``: the framework's test app with the middleware, as a
+    function sending one request."""
+    settings: list[Any] = []
+
+    def make(registry: Registry, **options: Any) -> Send:
+        if framework in APPS:
+            app = PytheusMiddlewareASGI(APPS[framework](registry), registry=registry, **options)
+
+            def send(method: str, path: str, headers: dict[str, str]) -> int:
+                async def main() -> int:
+                    transport = httpx.ASGITransport(app=app)
+                    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                        return (await c.request(method, path, headers=headers)).status_code
+
+                return asyncio.run(main())
+
+            return send
+        if framework == "flask":
+            flask = flask_app.flask_app(registry)
+            flask.wsgi_app = PytheusMiddlewareWSGI(  # type: ignore[method-assign]
+                flask.wsgi_app, registry=registry, **options
+            )
+            client = flask.test_client()
+            return lambda method, path, headers: client.open(
+                path, method=method, headers=headers, buffered=True
+            ).status_code
+        override = override_settings(
+            PYTHEUS_MIDDLEWARE={"registry": registry, **options},
+            ROOT_URLCONF=django_app.__name__,
+            MIDDLEWARE=[django_app.MIDDLEWARE],
+            ALLOWED_HOSTS=["*"],
+            DEBUG=False,
+        )
+        override.enable()
+        settings.append(override)
+        django = Client()
+        return lambda method, path, headers: django.generic(
+            method, path, headers=headers
+        ).status_code
+
+    yield make
+    for override in settings:
+        override.disable()
+
+
+def counts(registry: Registry) -> dict[frozenset[tuple[str, str]], float]:
+    return {labels: v for (name, labels), v in samples(registry).items() if name == DURATION}
+
+
+def test_status_codes_grouped(framework: str, serve: Callable[..., Send]) -> None:
+    registry = CollectorRegistry()
+    send = serve(registry, group_status_codes=True)
+    path, route = ROUTES[framework]
+    assert send("GET", path, {}) == 200
+    assert send("GET", "/nowhere/", {}) == 404
+    assert value(registry, DURATION, method="GET", route=route, status_code="2xx") == 1
+    found = {dict(labels)["status_code"] for labels in counts(registry)}
+    assert found == {"2xx", "4xx"}
+
+
+def test_excluded_by_pattern_method_and_unmatched(
+    framework: str, serve: Callable[..., Send]
+) -> None:
+    registry = CollectorRegistry()
+    send = serve(
+        registry,
+        skip_patterns=[r"/users/9\d*/?"],
+        skip_methods=["options", "HEAD"],
+        record_unmatched=False,
+    )
+    path, route = ROUTES[framework]
+    send("GET", path, {})
+    send("GET", path.replace("1", "99"), {})  # matches the pattern
+    send("OPTIONS", path, {})
+    send("HEAD", path, {})
+    send("GET", "/nowhere/", {})  # no route: dropped
+    assert counts(registry) == {
+        frozenset({("method", "GET"), ("route", route), ("status_code", "200")}): 1
+    }
+
+
+def test_extra_label_from_the_request_with_a_cardinality_guard(
+    framework: str, serve: Callable[..., Send]
+) -> None:
+    registry = CollectorRegistry()
+    send = serve(registry, labels={"tenant": TENANT[framework]}, label_value_limit=3)
+    path, route = ROUTES[framework]
+    for n in range(10):
+        assert send("GET", path, {"X-Tenant": f"t{n % 5}"}) == 200
+    tenants = {dict(labels)["tenant"]: v for labels, v in counts(registry).items()}
+    assert tenants == {"t0": 2, "t1": 2, "t2": 2, "<overflow>": 4}
+    assert {dict(labels)["route"] for labels in counts(registry)} == {route}
+    assert value(registry, "http_label_overflow_total", label="tenant") == 4
+
+
+def test_ten_thousand_values_make_at_most_the_limit_plus_one_series() -> None:
+    registry = CollectorRegistry()
+    metrics = HTTPMetrics(registry=registry, labels={"user": lambda r: r}, label_value_limit=100)
+    for n in range(10_000):
+        metrics.record_safely("GET", "/users/{id}", 200, 0.01, 0, 10, f"user-{n}")
+    assert len(counts(registry)) == 101
+    assert value(registry, "http_label_overflow_total", label="user") == 9_900
+
+
+def test_a_failing_label_function_gives_an_empty_value_and_never_fails_the_request() -> None:
+    registry = CollectorRegistry()
+
+    def broken(request: Any) -> str:
+        raise KeyError("no tenant")
+
+    metrics = HTTPMetrics(registry=registry, labels={"tenant": broken})
+    metrics.record_safely("GET", "/", 200, 0.01, 0, 10, object())
+    assert value(registry, DURATION, method="GET", route="/", status_code="200", tenant="") == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"labels": {"route": str}}, "other than"),
+        ({"labels": {"tenant": "header"}}, "function"),
+        ({"label_value_limit": 0}, "label_value_limit"),
+        ({"skip_methods": "OPTIONS"}, "skip_methods is a collection"),
+        ({"skip_patterns": "/static/.*"}, "skip_patterns is a collection"),
+    ],
+)
+def test_bad_options_are_named(options: dict[str, Any], message: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        HTTPMetrics(registry=CollectorRegistry(), **options)
