@@ -175,3 +175,79 @@ def test_a_failing_label_function_gives_an_empty_value_and_never_fails_the_reque
 def test_bad_options_are_named(options: dict[str, Any], message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         HTTPMetrics(registry=CollectorRegistry(), **options)
+
+
+# --- exemplars from the current trace -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tracer() -> Any:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return TracerProvider().get_tracer("tests")
+
+
+def duration_exemplars(registry: Registry) -> list[dict[str, str]]:
+    """The exemplar labels of the duration histogram's buckets, parsed from OpenMetrics."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from pytheus.collection import collect_registry
+    from pytheus.exposition import openmetrics
+
+    found = []
+    text = openmetrics.render(collect_registry(registry))
+    for family in text_string_to_metric_families(text):  # type: ignore[no-untyped-call]
+        for sample in family.samples:
+            if sample.name == "http_request_duration_seconds_bucket" and sample.exemplar:
+                found.append(dict(sample.exemplar.labels))
+    return found
+
+
+def test_the_duration_carries_the_active_spans_ids(
+    framework: str, serve: Callable[..., Send], tracer: Any
+) -> None:
+    registry = CollectorRegistry()
+    send = serve(registry)
+    path, _ = ROUTES[framework]
+    # the server's span (OpenTelemetry's own middleware would start it): active around the app
+    with tracer.start_as_current_span("GET") as span:
+        assert send("GET", path, {}) == 200
+        context = span.get_span_context()
+    assert duration_exemplars(registry) == [
+        {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+    ]
+
+
+def test_an_exemplar_function_or_none(framework: str, serve: Callable[..., Send]) -> None:
+    registry = CollectorRegistry()
+    send = serve(registry, exemplar=lambda request: {"request_id": "r-1"})
+    path, _ = ROUTES[framework]
+    send("GET", path, {})
+    assert duration_exemplars(registry) == [{"request_id": "r-1"}]
+    untraced = CollectorRegistry()
+    serve(untraced, exemplars=False)("GET", path, {})
+    assert duration_exemplars(untraced) == []
+
+
+def test_a_refused_exemplar_still_records_the_request() -> None:
+    registry = CollectorRegistry()
+    metrics = HTTPMetrics(registry=registry, exemplar=lambda request: {"bad-name": "x"})
+    metrics.record_safely("GET", "/", 200, 0.01, 0, 10, None, metrics.exemplar_of(None))
+    assert value(registry, DURATION, method="GET", route="/", status_code="200") == 1
+
+
+def test_without_opentelemetry_nothing_is_imported() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, pytheus.middleware\n"
+        "from pytheus.middleware import HTTPMetrics\n"
+        "from pytheus.registry import CollectorRegistry\n"
+        "m = HTTPMetrics(registry=CollectorRegistry())\n"
+        "assert m.exemplar_of(None) is None\n"
+        "print(sorted(n for n in sys.modules if n.startswith('opentelemetry')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from pytheus.exceptions import PytheusException
 from pytheus.metrics.counter import Counter
 from pytheus.metrics.histogram import Histogram
 from pytheus.registry import REGISTRY, Registry
@@ -124,7 +126,13 @@ class HTTPMetrics:
     * ``label_value_limit``: the most distinct values each extra label takes in a process
       (default 100); later new values are reported as ``<overflow>`` and counted in
       ``{prefix}_label_overflow_total{label="..."}``, so one client cannot blow up the number
-      of series.
+      of series;
+    * ``exemplars``: when OpenTelemetry's API is loaded and a span is active as the request
+      arrives, its ``trace_id`` and ``span_id`` go with the duration observation as an exemplar
+      (default True; nothing is imported, and nothing costs more than a dictionary lookup per
+      request, without OpenTelemetry);
+    * ``exemplar``: a function of the request returning the exemplar's labels (or None), used
+      instead of OpenTelemetry's current span.
 
     Example::
 
@@ -147,6 +155,8 @@ class HTTPMetrics:
         "record_unmatched",
         "group_status_codes",
         "guards",
+        "exemplars",
+        "exemplar",
         "_children",
     )
 
@@ -166,6 +176,8 @@ class HTTPMetrics:
         group_status_codes: bool = False,
         labels: Mapping[str, Callable[[Any], object]] | None = None,
         label_value_limit: int = LABEL_VALUE_LIMIT,
+        exemplars: bool = True,
+        exemplar: Callable[[Any], Mapping[str, str] | None] | None = None,
     ) -> None:
         if not isinstance(unmatched_route, str) or not unmatched_route:
             raise ValueError(f"unmatched_route must be a non-empty string, not {unmatched_route!r}")
@@ -227,6 +239,8 @@ class HTTPMetrics:
             self.guards = tuple(
                 LabelGuard(name, labels[name], label_value_limit, overflows) for name in extra
             )
+        self.exemplars = exemplars
+        self.exemplar = exemplar
         # (method, route, status as the server gave it, extra values) -> labelled histograms
         self._children: dict[tuple[str, str | None, object, tuple[str, ...]], _Children] = {}
 
@@ -243,6 +257,33 @@ class HTTPMetrics:
             return True
         skip = self.skip
         return skip is not None and bool(skip(path))
+
+    def exemplar_of(self, request: Any) -> Mapping[str, str] | None:
+        """The exemplar labels of a request arriving now: the ``exemplar`` function's, or the
+        active OpenTelemetry span's ids; None when there is none (called at the request's
+        start, while the server's span is the current one)."""
+        if self.exemplar is not None:
+            try:
+                return self.exemplar(request)
+            except Exception:
+                logger.exception("pytheus: the exemplar function failed")
+                return None
+        if not self.exemplars:
+            return None
+        trace = sys.modules.get("opentelemetry.trace")
+        if trace is None:  # OpenTelemetry not loaded: nothing to look up
+            return None
+        try:
+            context = trace.get_current_span().get_span_context()
+            if not context.is_valid:
+                return None
+            return {
+                "trace_id": format(context.trace_id, "032x"),
+                "span_id": format(context.span_id, "016x"),
+            }
+        except Exception:
+            logger.exception("pytheus: could not read the current OpenTelemetry span")
+            return None
 
     def extra_values(self, request: Any) -> tuple[str, ...]:
         """The extra labels' values for ``request`` (empty without ``labels=``)."""
@@ -264,6 +305,7 @@ class HTTPMetrics:
         request_size: float,
         response_size: float,
         extra: tuple[str, ...] = (),
+        exemplar: Mapping[str, str] | None = None,
     ) -> None:
         """Record one request; ``route`` None means no route matched.
 
@@ -275,7 +317,14 @@ class HTTPMetrics:
         children = self._children.get((method, route, status, extra))
         if children is None:
             children = self._bind(method, route, status, extra)
-        children[0].observe(duration)
+        if exemplar is None:
+            children[0].observe(duration)
+        else:
+            try:
+                children[0].observe(duration, exemplar)
+            except PytheusException:  # refused before recording: record it without
+                logger.warning("pytheus: exemplar %r refused; recorded without it", exemplar)
+                children[0].observe(duration)
         children[1].observe(request_size)
         children[2].observe(response_size)
 
@@ -310,14 +359,18 @@ class HTTPMetrics:
         request_size: float,
         response_size: float,
         request: Any = None,
+        exemplar: Mapping[str, str] | None = None,
     ) -> None:
         """:meth:`observe`, logging instead of raising: metrics never break a request.
 
-        ``request`` is what the ``labels`` functions are given.
+        ``request`` is what the ``labels`` functions are given; ``exemplar`` what
+        :meth:`exemplar_of` gave when the request arrived.
         """
         try:
             extra = self.extra_values(request) if self.guards else ()
-            self.observe(method, route, status, duration, request_size, response_size, extra)
+            self.observe(
+                method, route, status, duration, request_size, response_size, extra, exemplar
+            )
         except Exception:
             logger.exception("pytheus could not record an HTTP request")
 

@@ -18,7 +18,7 @@ lifespan messages pass through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from time import perf_counter
 from typing import Any
 
@@ -71,6 +71,7 @@ class PytheusMiddlewareASGI:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(self, scope, root_path, send)
+        exchange.exemplar = self.metrics.exemplar_of(scope)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 exchange.request_size = content_length(value) or 0
@@ -103,6 +104,7 @@ class _Exchange:
         "response_size",
         "trailers",
         "done",
+        "exemplar",
     )
 
     def __init__(
@@ -118,6 +120,7 @@ class _Exchange:
         self.response_size = 0
         self.trailers = False
         self.done = False
+        self.exemplar: Mapping[str, str] | None = None
 
     upstream: Receive
 
@@ -157,5 +160,12 @@ class _Exchange:
         except Exception:  # never fail a request over its label
             route = None
         middleware.metrics.record_safely(
-            scope["method"], route, status, duration, self.request_size, self.response_size, scope
+            scope["method"],
+            route,
+            status,
+            duration,
+            self.request_size,
+            self.response_size,
+            scope,
+            self.exemplar,
         )

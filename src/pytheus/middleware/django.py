@@ -22,7 +22,7 @@ then re-raised. The middleware is synchronous (Django adapts it under ASGI).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from time import perf_counter
 from typing import Any, ClassVar
 
@@ -61,13 +61,21 @@ class PytheusMiddlewareDjango:
         if metrics.skips(request.path_info, request.method or ""):
             return self.get_response(request)
         start = perf_counter()
+        exemplar = metrics.exemplar_of(request)
         method = request.method or "GET"
         request_size = content_length(request.META.get("CONTENT_LENGTH")) or 0
         try:
             response = self.get_response(request)
         except BaseException:
             metrics.record_safely(
-                method, _route(request), 500, perf_counter() - start, request_size, 0, request
+                method,
+                _route(request),
+                500,
+                perf_counter() - start,
+                request_size,
+                0,
+                request,
+                exemplar,
             )
             raise
         route = _route(request)
@@ -77,9 +85,13 @@ class PytheusMiddlewareDjango:
             if size is None:
                 size = len(response.content)
             duration = perf_counter() - start
-            metrics.record_safely(method, route, status, duration, request_size, size, request)
+            metrics.record_safely(
+                method, route, status, duration, request_size, size, request, exemplar
+            )
             return response
-        recorder = _Recorder(metrics, method, route, status, start, request_size, response, request)
+        recorder = _Recorder(
+            metrics, method, route, status, start, request_size, response, request, exemplar
+        )
         closers = getattr(response, "_resource_closers", None)
         if getattr(response, "is_async", False) or getattr(response, "file_to_stream", None):
             # left as it is: async content is Django's to adapt, and a file may go to the
@@ -116,6 +128,7 @@ class _Recorder:
         "iterated",
         "done",
         "request",
+        "exemplar",
     )
 
     def __init__(
@@ -128,9 +141,11 @@ class _Recorder:
         request_size: int,
         response: HttpResponseBase,
         request: HttpRequest,
+        exemplar: Mapping[str, str] | None,
     ) -> None:
         self.metrics = metrics
         self.request = request
+        self.exemplar = exemplar
         self.method = method
         self.route = route
         self.status = status
@@ -159,6 +174,7 @@ class _Recorder:
             self.request_size,
             size,
             self.request,
+            self.exemplar,
         )
 
 

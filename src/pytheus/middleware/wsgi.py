@@ -121,6 +121,7 @@ class _Exchange:
         "response_size",
         "declared_size",
         "done",
+        "exemplar",
     )
 
     def __init__(
@@ -136,6 +137,7 @@ class _Exchange:
         self.response_size = 0
         self.declared_size = 0
         self.done = False
+        self.exemplar = middleware.metrics.exemplar_of(environ)
 
     server_write: Callable[[bytes], object]
 
@@ -183,6 +185,7 @@ class _Exchange:
             self.request_size,
             self.response_size,
             environ,
+            self.exemplar,
         )
 
 
