@@ -6,7 +6,12 @@ with a cardinality guard."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,12 +22,14 @@ from pytheus.middleware import HTTPMetrics, PytheusMiddlewareASGI, PytheusMiddle
 from pytheus.registry import CollectorRegistry, Registry
 from tests.apps import django_app, flask_app
 from tests.apps.asgi_apps import APPS
-from tests.helpers import samples, value
+from tests.helpers import flat_samples, samples, value
+
+ROOT = Path(__file__).resolve().parent.parent
 
 django_app.configure()
 
 DURATION = "http_request_duration_seconds_count"
-Send = Callable[[str, str, dict[str, str]], int]  # method, path, headers -> status
+Send = Callable[[str, str, dict[str, str]], tuple[int, str]]  # method, path, headers -> answer
 
 ROUTES = {  # framework -> (path to request, its route template)
     "starlette": ("/users/1", "/users/{id}"),
@@ -55,11 +62,12 @@ def serve(framework: str) -> Iterator[Callable[..., Send]]:
         if framework in APPS:
             app = PytheusMiddlewareASGI(APPS[framework](registry), registry=registry, **options)
 
-            def send(method: str, path: str, headers: dict[str, str]) -> int:
-                async def main() -> int:
+            def send(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+                async def main() -> tuple[int, str]:
                     transport = httpx.ASGITransport(app=app)
                     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-                        return (await c.request(method, path, headers=headers)).status_code
+                        response = await c.request(method, path, headers=headers)
+                        return response.status_code, response.text
 
                 return asyncio.run(main())
 
@@ -70,9 +78,12 @@ def serve(framework: str) -> Iterator[Callable[..., Send]]:
                 flask.wsgi_app, registry=registry, **options
             )
             client = flask.test_client()
-            return lambda method, path, headers: client.open(
-                path, method=method, headers=headers, buffered=True
-            ).status_code
+
+            def flask_send(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+                response = client.open(path, method=method, headers=headers, buffered=True)
+                return response.status_code, response.get_data(as_text=True)
+
+            return flask_send
         override = override_settings(
             PYTHEUS_MIDDLEWARE={"registry": registry, **options},
             ROOT_URLCONF=django_app.__name__,
@@ -83,9 +94,12 @@ def serve(framework: str) -> Iterator[Callable[..., Send]]:
         override.enable()
         settings.append(override)
         django = Client()
-        return lambda method, path, headers: django.generic(
-            method, path, headers=headers
-        ).status_code
+
+        def django_send(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+            response = django.generic(method, path, headers=headers)
+            return response.status_code, response.content.decode()
+
+        return django_send
 
     yield make
     for override in settings:
@@ -100,8 +114,8 @@ def test_status_codes_grouped(framework: str, serve: Callable[..., Send]) -> Non
     registry = CollectorRegistry()
     send = serve(registry, group_status_codes=True)
     path, route = ROUTES[framework]
-    assert send("GET", path, {}) == 200
-    assert send("GET", "/nowhere/", {}) == 404
+    assert send("GET", path, {})[0] == 200
+    assert send("GET", "/nowhere/", {})[0] == 404
     assert value(registry, DURATION, method="GET", route=route, status_code="2xx") == 1
     found = {dict(labels)["status_code"] for labels in counts(registry)}
     assert found == {"2xx", "4xx"}
@@ -135,7 +149,7 @@ def test_extra_label_from_the_request_with_a_cardinality_guard(
     send = serve(registry, labels={"tenant": TENANT[framework]}, label_value_limit=3)
     path, route = ROUTES[framework]
     for n in range(10):
-        assert send("GET", path, {"X-Tenant": f"t{n % 5}"}) == 200
+        assert send("GET", path, {"X-Tenant": f"t{n % 5}"})[0] == 200
     tenants = {dict(labels)["tenant"]: v for labels, v in counts(registry).items()}
     assert tenants == {"t0": 2, "t1": 2, "t2": 2, "<overflow>": 4}
     assert {dict(labels)["route"] for labels in counts(registry)} == {route}
@@ -211,7 +225,7 @@ def test_the_duration_carries_the_active_spans_ids(
     path, _ = ROUTES[framework]
     # the server's span (OpenTelemetry's own middleware would start it): active around the app
     with tracer.start_as_current_span("GET") as span:
-        assert send("GET", path, {}) == 200
+        assert send("GET", path, {})[0] == 200
         context = span.get_span_context()
     assert duration_exemplars(registry) == [
         {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
@@ -251,3 +265,46 @@ def test_without_opentelemetry_nothing_is_imported() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- requests in progress -------------------------------------------------------------------
+
+
+def test_requests_in_progress_by_method_and_route(
+    framework: str, serve: Callable[..., Send]
+) -> None:
+    registry = CollectorRegistry()
+    send = serve(registry, in_progress=True, skip_paths=())
+    # the app's /metrics route exposes the registry while its own request is in progress
+    status, body = send("GET", "/metrics", {})
+    assert status == 200
+    during = flat_samples(body, "http_requests_in_progress")
+    assert during == {'http_requests_in_progress{method="GET",route="/metrics"}': 1.0}
+    assert value(registry, "http_requests_in_progress", method="GET", route="/metrics") == 0
+    path, route = ROUTES[framework]
+    send("GET", path, {})
+    assert value(registry, "http_requests_in_progress", method="GET", route=route) == 0
+
+
+def test_requests_in_progress_of_a_dead_worker_are_not_counted(tmp_path: Path) -> None:
+    """livesum: a process killed with a request in flight leaves nothing behind."""
+    code = textwrap.dedent(
+        """
+        import os, signal
+        from pytheus.middleware import HTTPMetrics
+        from pytheus.exposition import generate_metrics
+        metrics = HTTPMetrics(in_progress=True)
+        pid = os.fork()
+        if pid == 0:
+            metrics.begin("GET", "/slow")  # in flight...
+            os.kill(os.getpid(), signal.SIGKILL)  # ...when the worker dies
+        os.waitpid(pid, 0)
+        metrics.begin("GET", "/slow")
+        print([l for l in generate_metrics().splitlines() if l.startswith("http_requests_in")])
+        """
+    )
+    env = {**os.environ, "PYTHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    expected = ['http_requests_in_progress{method="GET",route="/slow"} 1.0']
+    assert done.stdout.strip() == repr(expected)

@@ -30,6 +30,7 @@ from typing import Any
 
 from pytheus.exceptions import PytheusException
 from pytheus.metrics.counter import Counter
+from pytheus.metrics.gauge import Gauge
 from pytheus.metrics.histogram import Histogram
 from pytheus.registry import REGISTRY, Registry
 
@@ -132,7 +133,11 @@ class HTTPMetrics:
       (default True; nothing is imported, and nothing costs more than a dictionary lookup per
       request, without OpenTelemetry);
     * ``exemplar``: a function of the request returning the exemplar's labels (or None), used
-      instead of OpenTelemetry's current span.
+      instead of OpenTelemetry's current span;
+    * ``in_progress``: True adds the gauge ``{prefix}_requests_in_progress`` of requests being
+      served, by ``method`` and ``route`` (the route found before the app runs). Its
+      ``multiprocess_mode`` is ``livesum``: the sum over living processes, so a worker that
+      dies with requests in flight does not leave them counted.
 
     Example::
 
@@ -157,7 +162,9 @@ class HTTPMetrics:
         "guards",
         "exemplars",
         "exemplar",
+        "in_progress",
         "_children",
+        "_in_flight",
     )
 
     def __init__(
@@ -178,6 +185,7 @@ class HTTPMetrics:
         label_value_limit: int = LABEL_VALUE_LIMIT,
         exemplars: bool = True,
         exemplar: Callable[[Any], Mapping[str, str] | None] | None = None,
+        in_progress: bool = False,
     ) -> None:
         if not isinstance(unmatched_route, str) or not unmatched_route:
             raise ValueError(f"unmatched_route must be a non-empty string, not {unmatched_route!r}")
@@ -241,6 +249,16 @@ class HTTPMetrics:
             )
         self.exemplars = exemplars
         self.exemplar = exemplar
+        self.in_progress: Gauge | None = None
+        if in_progress:
+            self.in_progress = Gauge(
+                f"{prefix}_requests_in_progress",
+                "HTTP requests being served.",
+                required_labels=["method", "route"],
+                registry=registry,
+                multiprocess_mode="livesum",
+            )
+        self._in_flight: dict[tuple[str, str | None], Gauge] = {}
         # (method, route, status as the server gave it, extra values) -> labelled histograms
         self._children: dict[tuple[str, str | None, object, tuple[str, ...]], _Children] = {}
 
@@ -257,6 +275,27 @@ class HTTPMetrics:
             return True
         skip = self.skip
         return skip is not None and bool(skip(path))
+
+    def begin(self, method: str, route: str | None) -> Gauge | None:
+        """Count a request in progress (with ``in_progress``); the caller ``dec()``s the gauge
+        it returns when the request ends. Never raises."""
+        if self.in_progress is None:
+            return None
+        try:
+            gauge = self._in_flight.get((method, route))
+            if gauge is None:
+                known = method in STANDARD_METHODS
+                gauge = self.in_progress.labels(
+                    method if known else OTHER_METHOD,
+                    self.unmatched_route if route is None else route,
+                )
+                if known:
+                    self._in_flight[(method, route)] = gauge
+            gauge.inc()
+            return gauge
+        except Exception:
+            logger.exception("pytheus could not count an HTTP request in progress")
+            return None
 
     def exemplar_of(self, request: Any) -> Mapping[str, str] | None:
         """The exemplar labels of a request arriving now: the ``exemplar`` function's, or the

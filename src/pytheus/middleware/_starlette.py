@@ -58,11 +58,21 @@ class StarletteRoutes:
                     return path
         return self._match(scope, root_path)
 
+    def route_before(self, scope: Scope, root_path: str) -> str | None:
+        """The template of the route the router will pick for ``scope``, found before the app
+        runs (for the in-progress gauge): the app's routes matched as the router will."""
+        try:
+            return self._match(scope, root_path)
+        except Exception:  # never fail a request over its label
+            return None
+
     def _match(self, scope: Scope, root_path: str) -> str | None:
         """Match the app's routes against the request, as the router did (slow path)."""
         routes = getattr(self._app, "routes", None)
         if routes is None:
             routes = getattr(scope.get("router"), "routes", None)
+        if routes is None:  # added with add_middleware: the Starlette app is in the scope
+            routes = getattr(scope.get("app"), "routes", None)
         if routes is None:
             return None
         probe: Scope = {

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from time import perf_counter
 from typing import Any
 
+from pytheus.metrics.gauge import Gauge
 from pytheus.middleware._common import (
     HTTPMetrics,
     content_length,
@@ -71,7 +72,11 @@ class PytheusMiddlewareASGI:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(self, scope, root_path, send)
-        exchange.exemplar = self.metrics.exemplar_of(scope)
+        metrics = self.metrics
+        exchange.exemplar = metrics.exemplar_of(scope)
+        if metrics.in_progress is not None:
+            route = self.routes.route_before(scope, root_path)
+            exchange.in_flight = metrics.begin(scope["method"], route)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 exchange.request_size = content_length(value) or 0
@@ -105,6 +110,7 @@ class _Exchange:
         "trailers",
         "done",
         "exemplar",
+        "in_flight",
     )
 
     def __init__(
@@ -121,6 +127,7 @@ class _Exchange:
         self.trailers = False
         self.done = False
         self.exemplar: Mapping[str, str] | None = None
+        self.in_flight: Gauge | None = None
 
     upstream: Receive
 
@@ -153,6 +160,8 @@ class _Exchange:
         """Record the request (once): called at its last byte, or when the app fails."""
         self.done = True
         duration = perf_counter() - self.start
+        if self.in_flight is not None:
+            self.in_flight.dec()
         middleware = self.middleware
         scope = self.scope
         try:

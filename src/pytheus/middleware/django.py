@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
+from pytheus.metrics.gauge import Gauge
 from pytheus.middleware._common import HTTPMetrics, content_length
 
 SETTING = "PYTHEUS_MIDDLEWARE"
@@ -63,10 +64,15 @@ class PytheusMiddlewareDjango:
         start = perf_counter()
         exemplar = metrics.exemplar_of(request)
         method = request.method or "GET"
+        in_flight = None
+        if metrics.in_progress is not None:
+            in_flight = metrics.begin(method, _route_before(request))
         request_size = content_length(request.META.get("CONTENT_LENGTH")) or 0
         try:
             response = self.get_response(request)
         except BaseException:
+            if in_flight is not None:
+                in_flight.dec()
             metrics.record_safely(
                 method,
                 _route(request),
@@ -85,6 +91,8 @@ class PytheusMiddlewareDjango:
             if size is None:
                 size = len(response.content)
             duration = perf_counter() - start
+            if in_flight is not None:
+                in_flight.dec()
             metrics.record_safely(
                 method, route, status, duration, request_size, size, request, exemplar
             )
@@ -92,6 +100,7 @@ class PytheusMiddlewareDjango:
         recorder = _Recorder(
             metrics, method, route, status, start, request_size, response, request, exemplar
         )
+        recorder.in_flight = in_flight
         closers = getattr(response, "_resource_closers", None)
         if getattr(response, "is_async", False) or getattr(response, "file_to_stream", None):
             # left as it is: async content is Django's to adapt, and a file may go to the
@@ -105,8 +114,23 @@ class PytheusMiddlewareDjango:
         return response
 
 
+def _route_before(request: HttpRequest) -> str | None:
+    """The route a request will be served by, resolved before the view runs (in-progress)."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        match = resolve(request.path_info, getattr(request, "urlconf", None))
+    except (Resolver404, Exception):  # no route, or a URLconf that cannot be read
+        return None
+    return _template(match)
+
+
 def _route(request: HttpRequest) -> str | None:
-    match = getattr(request, "resolver_match", None)
+    return _template(getattr(request, "resolver_match", None))
+
+
+def _template(match: Any) -> str | None:
+    """A resolver match's route with a leading ``/`` (a regex route as it is)."""
     route = getattr(match, "route", None)
     if not isinstance(route, str):
         return None
@@ -129,6 +153,7 @@ class _Recorder:
         "done",
         "request",
         "exemplar",
+        "in_flight",
     )
 
     def __init__(
@@ -146,6 +171,7 @@ class _Recorder:
         self.metrics = metrics
         self.request = request
         self.exemplar = exemplar
+        self.in_flight: Gauge | None = None
         self.method = method
         self.route = route
         self.status = status
@@ -163,6 +189,8 @@ class _Recorder:
         if self.done:
             return
         self.done = True
+        if self.in_flight is not None:
+            self.in_flight.dec()
         size = self.response_size
         if not self.iterated:  # sent by the server from a file, or never read
             size = content_length(self.response.get("Content-Length")) or 0

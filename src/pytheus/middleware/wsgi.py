@@ -94,7 +94,8 @@ class PytheusMiddlewareWSGI:
         return _Body(body, exchange)
 
     def _route_after_error(self, environ: Environ) -> str | None:
-        """Flask's rule for a request whose exception escaped Flask (its request is gone)."""
+        """Flask's rule for a request whose exception escaped Flask (its request is gone), or
+        for a request about to be served (the in-progress gauge)."""
         url_map = self._url_map
         if url_map is None:
             return None
@@ -122,6 +123,7 @@ class _Exchange:
         "declared_size",
         "done",
         "exemplar",
+        "in_flight",
     )
 
     def __init__(
@@ -137,7 +139,12 @@ class _Exchange:
         self.response_size = 0
         self.declared_size = 0
         self.done = False
-        self.exemplar = middleware.metrics.exemplar_of(environ)
+        metrics = middleware.metrics
+        self.exemplar = metrics.exemplar_of(environ)
+        self.in_flight = None
+        if metrics.in_progress is not None:
+            route = environ.get(ROUTE_ENVIRON_KEY) or middleware._route_after_error(environ)
+            self.in_flight = metrics.begin(environ.get("REQUEST_METHOD", "GET"), route)
 
     server_write: Callable[[bytes], object]
 
@@ -172,6 +179,8 @@ class _Exchange:
             return
         self.done = True
         duration = perf_counter() - self.start
+        if self.in_flight is not None:
+            self.in_flight.dec()
         environ = self.environ
         middleware = self.middleware
         route = environ.get(ROUTE_ENVIRON_KEY) or self.route
