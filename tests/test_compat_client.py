@@ -155,7 +155,7 @@ def test_what_the_patch_does_not_cover_raises_naming_it() -> None:
             print(error)
         """
     )
-    assert "Mine derives from prometheus_client.metrics.MetricWrapperBase" in output
+    assert "Mine, derived from prometheus_client.metrics.MetricWrapperBase" in output
 
 
 def test_prometheus_client_errors_keep_their_type() -> None:
@@ -271,3 +271,157 @@ def test_patch_client_is_idempotent_and_counter_reset_works() -> None:
         """
     )
     assert output.strip() == "1.0"
+
+
+def test_registry_operations_prometheus_client_users_rely_on() -> None:
+    """unregister, register in another registry, emptying a registry (a test fixture's way),
+    the default collectors switched off, name filters and the duplicate check."""
+    output = run_patched(
+        """
+        from prometheus_client import (
+            GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, CollectorRegistry,
+            Counter, PlatformCollector, generate_latest,
+        )
+        REGISTRY.unregister(PROCESS_COLLECTOR)  # "no default metrics"
+        REGISTRY.unregister(PLATFORM_COLLECTOR)
+        REGISTRY.unregister(GC_COLLECTOR)
+        jobs = Counter("jobs", "Jobs.")
+        jobs.inc(3)
+        print("defaults off:", [l for l in generate_latest().decode().splitlines()
+                                if not l.startswith("#")])
+        print("restricted:", generate_latest(REGISTRY.restricted_registry(["jobs_total"])))
+        other = CollectorRegistry()
+        other.register(jobs)
+        print("other:", other.get_sample_value("jobs_total"))
+        REGISTRY.unregister(jobs)
+        print("unregistered:", REGISTRY.get_sample_value("jobs_total"))
+        for collector in list(REGISTRY._collector_to_names):
+            REGISTRY.unregister(collector)
+        Counter("requests", "Requests.").inc()
+        print("after emptying:", REGISTRY.get_sample_value("requests_total"))
+        PlatformCollector()
+        try:
+            PlatformCollector()
+        except ValueError as error:
+            print("duplicate:", "python_info" in str(error))
+        """
+    )
+    assert output.splitlines() == [
+        "defaults off: ['jobs_total 3.0']",
+        "restricted: b'# HELP jobs_total Jobs.\\n# TYPE jobs_total counter\\njobs_total 3.0\\n'",
+        "other: 3.0",
+        "unregistered: None",
+        "after emptying: 1.0",
+        "duplicate: True",
+    ]
+
+
+def test_metric_level_collect_describe_and_info_names() -> None:
+    output = run_patched(
+        """
+        from prometheus_client import Counter, Info, generate_latest
+        jobs = Counter("jobs", "Jobs.", ["queue"])
+        jobs.labels("a").inc(2)
+        [family] = jobs.collect()
+        print([(s.name, s.labels, s.value) for s in family.samples])
+        print([(m.name, m.type) for m in jobs.describe()])
+        Info("app_info", "Application.").info({"version": "1.2"})
+        print([l for l in generate_latest().decode().splitlines() if l.startswith("app_info")])
+        """
+    )
+    assert output.splitlines() == [
+        "[('jobs_total', {'queue': 'a'}, 2.0)]",
+        "[('jobs', 'counter')]",
+        """['app_info_info{version="1.2"} 1.0']""",
+    ]
+
+
+def test_metrics_created_before_the_patch() -> None:
+    """Their children still work; creating one of the original class after the patch is an
+    error, not a count kept in one process."""
+    output = run(
+        [
+            "-c",
+            textwrap.dedent(
+                """
+                import prometheus_client
+                from prometheus_client import Counter
+                early = Counter("early", "Created before the patch.", ["m"])
+                from pytheus.compat import patch_client
+                patch_client(prometheus_client)
+                early.labels("GET").inc()
+                print("child:", early.labels("GET")._value.get())
+                try:
+                    Counter("late", "Created after the patch with the original class.")
+                except ValueError as error:
+                    print("refused:", "imported before patch_client ran" in str(error))
+                """
+            ),
+        ],
+        {},
+    )
+    assert output.splitlines() == ["child: 1.0", "refused: True"]
+
+
+def test_subclasses_passing_keywords_on_are_not_refused() -> None:
+    output = run_patched(
+        """
+        class TenantCounter(prometheus_client.Counter):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+        c = TenantCounter("requests", "R.", ["tenant"], namespace="shop")
+        c.labels("a").inc()
+        print(prometheus_client.REGISTRY.get_sample_value("shop_requests_total", {"tenant": "a"}))
+        """
+    )
+    assert output.strip() == "1.0"
+
+
+def test_compat_classes_without_the_patch_serve_each_family_once() -> None:
+    output = run(
+        [
+            "-c",
+            "from pytheus.compat import Counter\n"
+            "from prometheus_client import generate_latest\n"
+            "Counter('jobs', 'Jobs.').inc()\n"
+            "names = [l.split()[2] for l in generate_latest().decode().splitlines()"
+            " if l.startswith('# TYPE')]\n"
+            "print(len(names) == len(set(names)), 'jobs_total' in names)\n",
+        ],
+        {},
+    )
+    assert output.strip() == "True True"
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["file", "redis", "prometheus_multiproc_dir"])
+def test_reset_and_multiprocess_collector_across_processes(
+    backend: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """prometheus_client's multi-process idiom, unchanged: PROMETHEUS_MULTIPROC_DIR (adopted by
+    patch_client), MultiProcessCollector, and reset() taking back only this process's count."""
+    if backend == "prometheus_multiproc_dir":
+        env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    else:
+        env = backend_environment(backend, tmp_path, redis_server.url)
+    program = textwrap.dedent(
+        """
+        import multiprocessing
+        from prometheus_client import CollectorRegistry, Counter, generate_latest, multiprocess
+        JOBS = Counter("jobs", "Jobs done.")
+        def work(_):
+            for _ in range(100):
+                JOBS.inc()
+        if __name__ == "__main__":
+            with multiprocessing.get_context("fork").Pool(4) as pool:
+                pool.map(work, range(4), chunksize=1)
+            JOBS.inc(7)
+            JOBS.reset()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            print(registry.get_sample_value("jobs_total"))
+        """
+    )
+    script = tmp_path / "program.py"
+    script.write_text(PATCHED + program)
+    assert run([str(script)], env).strip() == "400.0"

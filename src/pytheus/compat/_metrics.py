@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pytheus.compat._bridge import pytheus_registry_for
+from pytheus.compat._bridge import check_free, index_names, pytheus_registry_for, to_client_metric
 from pytheus.exceptions import MetricDefinitionException
 from pytheus.metrics import Counter as _Counter
 from pytheus.metrics import Enum as _Enum
@@ -21,6 +21,7 @@ from pytheus.metrics import Info as _Info
 from pytheus.metrics import Summary as _Summary
 from pytheus.metrics._timing import ExceptionCounter
 from pytheus.registry import REGISTRY
+from pytheus.samples import MetricType
 
 DEFAULT_BUCKETS = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, float("inf"),
@@ -64,18 +65,53 @@ def _options(
     """The pytheus constructor arguments for prometheus_client's ones."""
     if isinstance(labelnames, str):  # prometheus_client accepts one name as a string
         labelnames = (labelnames,)
+    client_registry = _default_registry() if registry is _DEFAULT else registry
+    exposed = full_name(kind, name, namespace, subsystem, unit)
+    if client_registry is not None:
+        check_free(client_registry, exposed, _KINDS[kind])
     return {
-        "name": full_name(kind, name, namespace, subsystem, unit),
+        "name": exposed,
         "description": documentation,
         "required_labels": list(labelnames) or None,
-        "registry": pytheus_registry_for(_default_registry() if registry is _DEFAULT else registry),
+        "registry": pytheus_registry_for(client_registry),
     }
 
 
 _DEFAULT: Any = object()  # prometheus_client's default REGISTRY, looked up when used
+_KINDS = {t.value: t for t in MetricType}
 
 
-class Counter(_Counter):
+class _ClientMetric:
+    """What every prometheus_client-shaped metric adds to its pytheus class."""
+
+    __slots__ = ()
+    _family: Any
+
+    def _indexed(self, registry: Any) -> None:
+        """Show the new name in the prometheus_client registry's name index."""
+        client_registry = _default_registry() if registry is _DEFAULT else registry
+        if client_registry is not None:
+            index_names(client_registry)
+
+    def describe(self) -> list[Any]:
+        """prometheus_client's ``describe()``: the family, without samples."""
+        from prometheus_client.metrics_core import Metric
+
+        desc = self._family.desc
+        kind = {"untyped": "unknown"}.get(desc.type.value, desc.type.value)
+        name = desc.name
+        if desc.type is MetricType.COUNTER and name.endswith("_total"):
+            name = name[: -len("_total")]
+        return [Metric(name, desc.help, kind, desc.unit)]
+
+    def collect(self) -> list[Any]:
+        """prometheus_client's ``collect()``: the family with its samples, in its model."""
+        from pytheus.collection import collect_families
+
+        return [to_client_metric(f) for f in collect_families([self._family])]
+
+
+class Counter(_ClientMetric, _Counter):
     """prometheus_client's ``Counter``, recording into pytheus.
 
     Example::
@@ -101,6 +137,7 @@ class Counter(_Counter):
             "counter", name, documentation, labelnames, namespace, subsystem, unit, registry
         )
         super().__init__(**o, unit=unit)
+        self._indexed(registry)
 
     def count_exceptions(  # type: ignore[override]
         self, exception: type[BaseException] | tuple[type[BaseException], ...] = Exception
@@ -108,14 +145,15 @@ class Counter(_Counter):
         return super().count_exceptions(exception)
 
     def reset(self) -> None:
-        """Start this counter's series again from zero (a scraper sees a counter reset)."""
+        """Take back what this process counted, as prometheus_client's ``reset()`` does (in its
+        multi-process mode, the other processes' counts stay): a scraper sees a counter reset."""
         self._require_observable()
-        assert self._key is not None
-        self._family.remove(self._key)
-        self.inc(0)
+        counted = self._value.get()
+        if counted:
+            self._value.inc(-counted)
 
 
-class Gauge(_Gauge):
+class Gauge(_ClientMetric, _Gauge):
     """prometheus_client's ``Gauge``; ``multiprocess_mode`` takes the same names."""
 
     __slots__ = ()
@@ -134,9 +172,10 @@ class Gauge(_Gauge):
     ) -> None:
         o = _options("gauge", name, documentation, labelnames, namespace, subsystem, unit, registry)
         super().__init__(**o, multiprocess_mode=multiprocess_mode, unit=unit)
+        self._indexed(registry)
 
 
-class Histogram(_Histogram):
+class Histogram(_ClientMetric, _Histogram):
     """prometheus_client's ``Histogram``, with its default buckets."""
 
     __slots__ = ()
@@ -161,9 +200,10 @@ class Histogram(_Histogram):
         if "le" in (o["required_labels"] or ()):
             raise MetricDefinitionException(f"histogram {o['name']!r}: 'le' is a reserved label")
         super().__init__(**o, buckets=bounds, unit=unit)
+        self._indexed(registry)
 
 
-class Summary(_Summary):
+class Summary(_ClientMetric, _Summary):
     """prometheus_client's ``Summary`` (``_count`` and ``_sum``; no quantiles, as there)."""
 
     __slots__ = ()
@@ -183,9 +223,10 @@ class Summary(_Summary):
             "summary", name, documentation, labelnames, namespace, subsystem, unit, registry
         )
         super().__init__(**o, unit=unit)
+        self._indexed(registry)
 
 
-class Info(_Info):
+class Info(_ClientMetric, _Info):
     """prometheus_client's ``Info``: ``info({"version": "1.2"})``."""
 
     __slots__ = ()
@@ -202,10 +243,13 @@ class Info(_Info):
         _labelvalues: Sequence[str] | None = None,
     ) -> None:
         o = _options("info", name, documentation, labelnames, namespace, subsystem, unit, registry)
+        if o["name"].endswith("_info"):  # pytheus's Info takes the name without the suffix
+            o["name"] += "_info"
         super().__init__(**o)
+        self._indexed(registry)
 
 
-class Enum(_Enum):
+class Enum(_ClientMetric, _Enum):
     """prometheus_client's ``Enum``: the first state is the initial one."""
 
     __slots__ = ()
@@ -228,6 +272,7 @@ class Enum(_Enum):
         if not states:
             raise MetricDefinitionException(f"enum {o['name']!r}: no states given")
         super().__init__(**o, states=states)
+        self._indexed(registry)
 
 
 CLIENT_METRICS: dict[str, type] = {

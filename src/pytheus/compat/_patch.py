@@ -16,45 +16,76 @@ The first metric registered in a prometheus_client registry puts a
 pytheus's numbers. Custom collectors registered in a prometheus_client registry keep working
 there (they run in the scraping process, as in prometheus_client).
 
+``PROMETHEUS_MULTIPROC_DIR``, when no pytheus backend is chosen, selects pytheus's shared-file
+backend in that directory.
+
 What cannot be reached: a name imported from prometheus_client *before* the patch
 (``from prometheus_client import Counter`` at the top of a module imported earlier) keeps the
-original class; call ``patch_client`` first. A subclass of prometheus_client's
-``MetricWrapperBase`` (a metric type of one's own) raises ``PytheusCompatibilityException``
-when created, rather than count in one process only.
+original class: metrics created with it before the patch keep counting in their own process,
+and creating one after the patch raises ``PytheusCompatibilityException``, as does a metric
+type of one's own derived from ``MetricWrapperBase``, rather than count in one process only.
 """
 
 from __future__ import annotations
 
-import contextlib
+import os
 import threading
 from types import ModuleType
 from typing import Any
 
-from pytheus.compat._bridge import bridge_into, pytheus_registry_for
+from pytheus.compat._bridge import RegistryBridge, bridge_into, pytheus_registry_for
 from pytheus.compat._metrics import CLIENT_METRICS
 from pytheus.exceptions import PytheusCompatibilityException
 from pytheus.registry import REGISTRY
 
 
-def MultiProcessCollector(registry: Any, path: str | None = None) -> None:
-    """prometheus_client's ``MultiProcessCollector``: serve every process's values in ``registry``.
+class MultiProcessCollector(RegistryBridge):
+    """prometheus_client's ``MultiProcessCollector``: every process's values, from ``registry``.
 
-    ``path`` is ignored: the pytheus backend in force (``PYTHEUS_MULTIPROC_DIR``, Redis, ...)
-    already reads what every process recorded.
+    It serves pytheus's default registry, read through the backend in force
+    (``PYTHEUS_MULTIPROC_DIR``, Redis, ...), which already holds what every process recorded;
+    ``path`` is not read. Without a multi-process backend it refuses to stand in for
+    prometheus_client's multi-process mode (it would serve one process's numbers).
     """
-    bridge_into(registry, REGISTRY)
+
+    def __init__(self, registry: Any, path: str | None = None) -> None:
+        from pytheus.backends.base import current_store
+        from pytheus.backends.memory import MemoryStore
+
+        if isinstance(current_store(), MemoryStore):
+            raise PytheusCompatibilityException(
+                "MultiProcessCollector: the pytheus backend in force keeps each process's values "
+                "to itself; set PYTHEUS_MULTIPROC_DIR (or PROMETHEUS_MULTIPROC_DIR before "
+                "patch_client runs) or load a multi-process backend"
+            )
+        super().__init__(REGISTRY, runtime=False)
+        if registry is not None:
+            bridge_into(registry, REGISTRY)
 
 
 def mark_process_dead(pid: int, path: str | None = None) -> None:
     """prometheus_client's ``mark_process_dead``: nothing to do, pytheus handles ended processes."""
 
 
-def _refuse(self: Any, *args: Any, **kwargs: Any) -> None:
-    raise PytheusCompatibilityException(
-        f"{type(self).__qualname__} derives from prometheus_client.metrics.MetricWrapperBase, "
-        "which patch_client does not cover: it would count in this process only. Derive from "
-        "one of pytheus.compat's Counter, Gauge, Histogram, Summary, Info or Enum instead"
-    )
+def _refusing(original: Any) -> Any:
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("_labelvalues"):  # a child of a metric created before the patch
+            original(self, *args, **kwargs)
+            return
+        kind = type(self)
+        what = (
+            f"prometheus_client's own {kind.__name__}, imported before patch_client ran"
+            if kind.__module__ == "prometheus_client.metrics"
+            else f"{kind.__qualname__}, derived from prometheus_client.metrics.MetricWrapperBase"
+        )
+        raise PytheusCompatibilityException(
+            f"{what}: patch_client does not cover it, and it would count in this process only. "
+            "Call patch_client(prometheus_client) before importing the module that defines the "
+            "metric, or derive from pytheus.compat's Counter, Gauge, Histogram, Summary, Info or "
+            "Enum"
+        )
+
+    return refuse
 
 
 _patched: set[str] = set()
@@ -95,10 +126,11 @@ def patch_client(client: ModuleType) -> None:
             multiprocess.mark_process_dead = mark_process_dead  # type: ignore[attr-defined]
         metrics = _submodule(name, "metrics")
         if metrics is not None and hasattr(metrics, "MetricWrapperBase"):
-            metrics.MetricWrapperBase.__init__ = _refuse
+            base = metrics.MetricWrapperBase
+            base.__init__ = _refusing(base.__init__)
+        _adopt_prometheus_multiproc_dir()
         registry_module = _submodule(name, "registry")
         if registry_module is not None:
-            _replace_runtime_collectors(client, registry_module.REGISTRY)
             pytheus_registry_for(registry_module.REGISTRY)
         _patched.add(name)
 
@@ -112,17 +144,14 @@ def _submodule(package: str, name: str) -> ModuleType | None:
         return None
 
 
-def _replace_runtime_collectors(client: ModuleType, client_registry: Any) -> None:
-    """Drop prometheus_client's process, platform and GC collectors from its default registry
-    when pytheus's default registry has its own (same names): one of each in a scrape."""
-    from pytheus.runtime import RUNTIME_COLLECTORS
+def _adopt_prometheus_multiproc_dir() -> None:
+    """prometheus_client's ``PROMETHEUS_MULTIPROC_DIR`` selects pytheus's shared-file backend
+    when no pytheus backend is chosen, so an existing multi-process set-up keeps counting every
+    process (in the same directory: pytheus's files do not clash with prometheus_client's)."""
+    from pytheus.backends import base
 
-    present = {type(c) for c in REGISTRY.collect()}
-    if not present.intersection(RUNTIME_COLLECTORS):
-        return
-    for attribute in ("PROCESS_COLLECTOR", "PLATFORM_COLLECTOR", "GC_COLLECTOR"):
-        collector = getattr(client, attribute, None)
-        if collector is None:
-            continue
-        with contextlib.suppress(KeyError):  # the application may have unregistered it
-            client_registry.unregister(collector)
+    legacy = "prometheus_multiproc_dir"  # the lower-case spelling older releases read
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get(legacy)
+    chosen = any(os.environ.get(v) for v in (base.MULTIPROC_DIR_ENV, "PYTHEUS_BACKEND_CLASS"))
+    if directory and not chosen and base._loaded is None:
+        os.environ[base.MULTIPROC_DIR_ENV] = directory  # inherited by the processes it starts

@@ -36,7 +36,10 @@ _ALL = "; or keep prometheus_client's API unchanged with pytheus.compat.patch_cl
 def explain_habits(init: F) -> F:
     """Wrap a metric class's ``__init__``: a keyword it does not take, that prometheus_client
     users write, raises MetricDefinitionException saying what to write instead."""
-    accepted = set(inspect.signature(init).parameters)
+    parameters = inspect.signature(init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return init  # passes keywords on (a subclass): the __init__ it calls checks them
+    accepted = set(parameters)
 
     @functools.wraps(init)
     def checked(self: Any, *args: Any, **kwargs: Any) -> None:
