@@ -32,6 +32,8 @@ DURATION = "http_request_duration_seconds_count"
 Send = Callable[[str, str, dict[str, str]], tuple[int, str]]  # method, path, headers -> answer
 
 ROUTES = {  # framework -> (path to request, its route template)
+    "aiohttp": ("/users/1", "/users/{id}"),
+    "litestar": ("/users/1", "/users/{id}"),
     "starlette": ("/users/1", "/users/{id}"),
     "fastapi": ("/users/1", "/users/{id}"),
     "flask": ("/users/1", "/users/<int:id>"),
@@ -39,6 +41,8 @@ ROUTES = {  # framework -> (path to request, its route template)
 }
 
 TENANT = {  # framework -> the tenant label function, on that framework's request object
+    "aiohttp": lambda request: request.headers.get("X-Tenant", ""),
+    "litestar": lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode(),
     "starlette": lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode(),
     "fastapi": lambda scope: dict(scope["headers"]).get(b"x-tenant", b"").decode(),
     "flask": lambda environ: environ.get("HTTP_X_TENANT", ""),
@@ -59,8 +63,11 @@ def serve(framework: str) -> Iterator[Callable[..., Send]]:
     settings: list[Any] = []
 
     def make(registry: Registry, **options: Any) -> Send:
-        if framework in APPS:
-            app = PytheusMiddlewareASGI(APPS[framework](registry), registry=registry, **options)
+        if framework == "aiohttp":
+            return aiohttp_send(registry, **options)
+        if framework in APPS or framework == "litestar":
+            inner = litestar_app(registry) if framework == "litestar" else APPS[framework](registry)
+            app = PytheusMiddlewareASGI(inner, registry=registry, **options)
 
             def send(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
                 async def main() -> tuple[int, str]:
@@ -104,6 +111,54 @@ def serve(framework: str) -> Iterator[Callable[..., Send]]:
     yield make
     for override in settings:
         override.disable()
+
+
+def aiohttp_send(registry: Registry, **options: Any) -> Send:
+    """An aiohttp app with the middleware, served by aiohttp's test server, one per request
+    (an aiohttp app belongs to one event loop)."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from pytheus.exposition import generate_metrics
+    from pytheus.middleware.aiohttp import pytheus_middleware
+
+    middleware = pytheus_middleware(registry=registry, **options)
+
+    async def user(request: web.Request) -> web.Response:
+        return web.Response(text=f"user {request.match_info['id']}")
+
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(text=generate_metrics(registry))
+
+    def send(method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+        app = web.Application(middlewares=[middleware])
+        app.router.add_get("/users/{id}", user)
+        app.router.add_get("/metrics", metrics)
+
+        async def main() -> tuple[int, str]:
+            async with TestClient(TestServer(app)) as client:
+                response = await client.request(method, path, headers=headers)
+                return response.status, await response.text()
+
+        return asyncio.run(main())
+
+    return send
+
+
+def litestar_app(registry: Registry) -> Any:
+    from litestar import Litestar, MediaType, get
+
+    from pytheus.exposition import generate_metrics
+
+    @get("/users/{id:int}", media_type=MediaType.TEXT)
+    async def user(id: int) -> str:
+        return f"user {id}"
+
+    @get("/metrics", media_type=MediaType.TEXT)
+    async def metrics() -> str:
+        return generate_metrics(registry)
+
+    return Litestar(route_handlers=[user, metrics])
 
 
 def counts(registry: Registry) -> dict[frozenset[tuple[str, str]], float]:

@@ -3,7 +3,11 @@
 * :class:`PytheusMiddlewareASGI`: Starlette and FastAPI (``app.add_middleware(...)``);
 * :class:`PytheusMiddlewareWSGI`: Flask (``app.wsgi_app = PytheusMiddlewareWSGI(app.wsgi_app)``)
   and any WSGI app;
-* ``pytheus.middleware.django.PytheusMiddlewareDjango``: Django (an entry of ``MIDDLEWARE``).
+* ``pytheus.middleware.django.PytheusMiddlewareDjango``: Django (an entry of ``MIDDLEWARE``);
+* ``pytheus.middleware.aiohttp.pytheus_middleware()``: aiohttp
+  (``web.Application(middlewares=[pytheus_middleware()])``);
+* Litestar: :class:`PytheusMiddlewareASGI` around the app, or in ``middleware=[DefineMiddleware(
+  PytheusMiddlewareASGI)]`` (then requests no route matched are not seen).
 
 Each records ``http_request_duration_seconds``, ``http_request_size_bytes`` and
 ``http_response_size_bytes``, three histograms labelled ``method``, ``route`` (the route

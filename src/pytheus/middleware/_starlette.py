@@ -1,4 +1,5 @@
-"""The route template of a request served by Starlette or FastAPI, read from its ASGI scope.
+"""The route template of a request served by Starlette or FastAPI (or Litestar, whose router
+writes ``scope["path_template"]``), read from its ASGI scope.
 
 Starlette's router stores the route it picked in ``scope["route"]`` (the scope object the
 middleware passed down, so the middleware sees it once the app has run); FastAPI's does too.
@@ -42,6 +43,9 @@ class StarletteRoutes:
 
         ``root_path`` is the scope's ``root_path`` when the request reached the middleware.
         """
+        template = scope.get("path_template")  # Litestar's router sets the template itself
+        if isinstance(template, str):
+            return template
         route = scope.get("route")
         if route is None:
             if self._router_sets_route or "router" not in scope:
@@ -61,9 +65,16 @@ class StarletteRoutes:
     def route_before(self, scope: Scope, root_path: str) -> str | None:
         """The template of the route the router will pick for ``scope``, found before the app
         runs (for the in-progress gauge): the app's routes matched as the router will."""
+        template = scope.get("path_template")  # inside Litestar's routing: already known
+        if isinstance(template, str):
+            return template
         try:
+            router = getattr(self._app, "asgi_router", None)  # a Litestar app, wrapped whole
+            if router is not None:
+                found = router.handle_routing(scope["path"], scope.get("method"))[-1]
+                return found if isinstance(found, str) else None
             return self._match(scope, root_path)
-        except Exception:  # never fail a request over its label
+        except Exception:  # no route (Litestar raises), or one we cannot read: never fail
             return None
 
     def _match(self, scope: Scope, root_path: str) -> str | None:

@@ -33,7 +33,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Any, not Scope: frameworks type their scopes as TypedDicts (Litestar) or loosely (Starlette)
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class PytheusMiddlewareASGI:
@@ -55,12 +56,14 @@ class PytheusMiddlewareASGI:
         app.add_middleware(PytheusMiddlewareASGI, skip_paths=["/metrics", "/healthz"])
     """
 
-    def __init__(self, app: ASGIApp, /, **options: Any) -> None:
+    def __init__(self, app: ASGIApp | None = None, /, **options: Any) -> None:
+        if app is None:  # Litestar's DefineMiddleware passes it by name
+            app = options.pop("app")
         self.app = app
         self.metrics = HTTPMetrics(**options)
         self.routes = StarletteRoutes(app)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
