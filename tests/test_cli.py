@@ -695,3 +695,87 @@ def test_utf8_names_from_redis(tmp_path: Path, redis_server: RedisServer) -> Non
         assert_utf8_served(running.url, 2, exemplars=True)
     with exporter(*args) as running:  # legacy, the default
         assert_utf8_left_out(running)
+
+
+# --- serving what the application would ----------------------------------------------------------
+
+# A worker with help texts, units, every type and gauge modes; it writes its own scrape
+# (OpenMetrics) to the file named by its first argument, then stays until stdin closes.
+DESCRIBED_WORKER = """
+import sys
+from pytheus.collection import collect_registry
+from pytheus.exposition import openmetrics
+from pytheus.metrics import Counter, Enum, Gauge, Histogram, Info, Summary
+from pytheus.registry import REGISTRY
+
+Counter("jobs_total", "Jobs finished, by kind.", required_labels=["kind"]).labels("a").inc(3)
+Counter("idle_total", "Never incremented.")
+Gauge("queue_bytes", "Bytes queued.", multiprocess_mode="max", unit="bytes").set(512)
+Gauge("temperature_celsius", "Temperature.", multiprocess_mode="sum", unit="celsius").set(21)
+Histogram("wait_seconds", "Time waited.", buckets=[0.1, 1], unit="seconds").observe(0.5)
+Summary("payload_bytes", "Payload sizes.", unit="bytes").observe(100)
+Info("build", "Build information.").info({"version": "1.2.3"})
+Enum("phase", "Lifecycle phase.", states=["starting", "running", "stopping"]).state("running")
+from pytheus.backends.base import get_backend_class
+if get_backend_class().__name__ == "MultiProcessRedisBackend":
+    from pytheus.backends.redis import wait_for_flush
+    assert wait_for_flush(10)
+with open(sys.argv[1], "w") as scrape:
+    scrape.write(openmetrics.render(collect_registry(REGISTRY)))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+RUNTIME = ("process_", "python_")
+
+
+def described_families(text: str) -> dict[str, tuple[str, str, str, Samples]]:
+    """``{name: (type, help, unit, samples)}`` of an OpenMetrics exposition, runtime left out."""
+    return {
+        f.name: (f.type, f.documentation, f.unit, samples([f]))
+        for f in openmetrics_parse(text)  # type: ignore[no-untyped-call]
+        if not f.name.startswith(RUNTIME)
+    }
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_the_exporter_serves_what_the_application_serves(
+    backend: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Help, unit, every type, gauge modes, an Enum's unset states and an unlabelled counter
+    never incremented, as the application's own scrape shows them; and after the worker has
+    exited, the families stay, with their help and unit."""
+    source: tuple[str, ...]
+    if backend == "file":
+        env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+        source = ("--dir", str(tmp_path / "metrics"))
+    else:
+        env = redis_env(tmp_path, redis_server.url, "described")
+        source = ("--redis-url", redis_server.url, "--namespace", "described")
+    own_scrape = tmp_path / "application.txt"
+    process = subprocess.Popen(
+        [sys.executable, "-c", DESCRIBED_WORKER, str(own_scrape)],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        application = described_families(own_scrape.read_text())
+        assert application["queue_bytes"][1:3] == ("Bytes queued.", "bytes")
+        with exporter(*source) as running:
+            status, _, body = fetch(running.url, OPENMETRICS_ACCEPT)
+            assert status == 200
+            assert described_families(body) == application
+            process.stdin.close()  # type: ignore[union-attr]
+            assert process.wait(timeout=30) == 0
+            status, _, body = fetch(running.url, OPENMETRICS_ACCEPT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    after = described_families(body)
+    assert {name: family[:3] for name, family in after.items()} == {
+        name: family[:3] for name, family in application.items()
+    }
+    assert sample(after["jobs"][3], "jobs_total", kind="a") == 3
+    assert sample(after["idle"][3], "idle_total") == 0

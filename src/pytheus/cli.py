@@ -12,10 +12,11 @@ text format like every pytheus server::
 
 The exporter defines no metric itself: the metric objects live in the workers. It lists the
 families the store holds (name, type, gauge mode, label names, buckets, all kept with every
-series) and reads them through the store's own ``read``, so the values are combined exactly as
-a scrape inside a worker would combine them. What the stores do not keep cannot be served:
-help texts (a fixed text is served instead), units, and an ``Enum``'s states that were never
-set (only states seen in the store are exposed).
+series, and each family's stored description: help text, unit, an ``Enum``'s states; see
+:mod:`pytheus.backends.descriptions`) and reads them through the store's own ``read``, so the
+values are combined exactly as a scrape inside a worker would combine them, and families are
+served with their real HELP and UNIT. Families written by workers of an older pytheus, which
+kept no descriptions, get a fixed help text and the states seen in the store.
 
 With the shared-file backend the exporter only reads: it takes no part in the directory's
 *run* (it does not hold ``run.lock``, so a redeployment of the application still starts from
@@ -38,6 +39,7 @@ password, and may itself come from the environment.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -53,6 +55,7 @@ from typing import Any, NoReturn
 
 from pytheus import __version__
 from pytheus.backends.base import MULTIPROC_DIR_ENV, current_store, load_backend
+from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.store import Value
 from pytheus.desc import MetricDesc
 from pytheus.exceptions import (
@@ -87,7 +90,7 @@ DEFAULT_BIND = "127.0.0.1"
 PASSWORD_ENV = "PYTHEUS_BASIC_AUTH_PASSWORD"
 REDIS_URL_ENV = "PYTHEUS_REDIS_URL"
 EXPORTED_HELP = "Recorded by worker processes; aggregated by pytheus serve."
-"""The help text of every exported family: the stores do not keep the workers' help texts."""
+"""The help text of a family the store holds no description of (written by an older pytheus)."""
 
 INFO_LABEL = "__info"  # the hidden label of an Info's storage gauge (pytheus.metrics.info)
 STATE_LABEL = "__state"  # the hidden label of an Enum's storage gauge (pytheus.metrics.stateset)
@@ -113,6 +116,9 @@ class StoredDefinition:
     mode: str
     label_names: tuple[str, ...]
     upper_bounds: tuple[float, ...]
+    help: str = EXPORTED_HELP
+    unit: str = ""
+    states: tuple[str, ...] = ()
 
 
 Lister = Callable[[], "list[StoredDefinition]"]
@@ -166,6 +172,43 @@ def count_definitions(keys: Iterable[Sequence[Any]]) -> dict[StoredDefinition, i
     return counts
 
 
+def described(
+    counts: dict[StoredDefinition, int], found: Iterable[StoredDescription]
+) -> dict[StoredDefinition, int]:
+    """The definitions with their stored help, unit and states; a family whose series are all
+    gone is served from its description alone (as the application serves it: 0 when it has no
+    labels)."""
+    by_key = {
+        (d.name, d.type, d.mode, d.label_names, d.upper_bounds): d
+        for d in sorted(found, key=repr)
+        if d.type in _STORED_TYPES
+    }
+    output: dict[StoredDefinition, int] = {}
+    for definition, count in counts.items():
+        key = (definition.name, definition.type, definition.mode, definition.label_names,
+               definition.upper_bounds)  # fmt: skip
+        description = by_key.pop(key, None)
+        output[_with_description(definition, description)] = count
+    for description in by_key.values():
+        alone = definition_from_key(
+            [description.name, description.type.value, description.mode,
+             description.label_names, (), description.upper_bounds]
+        )  # fmt: skip
+        if alone is not None:
+            output.setdefault(_with_description(alone, description), 0)
+    return output
+
+
+def _with_description(
+    definition: StoredDefinition, description: StoredDescription | None
+) -> StoredDefinition:
+    if description is None:
+        return definition
+    return dataclasses.replace(
+        definition, help=description.help, unit=description.unit, states=description.states
+    )
+
+
 def file_lister(store: Any) -> Lister:
     """Lists what a shared directory holds (a :class:`~pytheus.backends.file.FileStore`)."""
 
@@ -176,7 +219,7 @@ def file_lister(store: Any) -> Lister:
             raise BackendUnavailableException(
                 f"the metrics directory cannot be read: {error}"
             ) from None
-        return _one_per_name(count_definitions(table))
+        return _one_per_name(described(count_definitions(table), store.descriptions(table)))
 
     return definitions
 
@@ -187,18 +230,19 @@ def redis_lister(store: Any) -> Lister:
 
     def definitions() -> list[StoredDefinition]:
         try:
-            descriptions = store.client.hvals(index)
+            metas = store.client.hvals(index)
+            families = store.descriptions()
         except Exception as error:
             raise BackendUnavailableException(
                 f"Redis at {store.options.address} cannot be read: {error}"
             ) from None
         keys = []
-        for raw in descriptions:
+        for raw in metas:
             try:
                 keys.append(json.loads(raw))
             except ValueError:
                 continue
-        return _one_per_name(count_definitions(keys))
+        return _one_per_name(described(count_definitions(keys), families))
 
     return definitions
 
@@ -285,23 +329,25 @@ def exported_family(definition: StoredDefinition) -> ExportedFamily:
     stored = ExportedFamily(
         MetricDesc(
             name=definition.name,
-            help=EXPORTED_HELP,
+            help=definition.help,
             type=definition.type,
             label_names=definition.label_names,
             upper_bounds=definition.upper_bounds,
             options=options,
+            unit=definition.unit,
         )
     )
     hidden = definition.label_names[-1:]
     if definition.type is MetricType.GAUGE and definition.mode == "max":
         own = definition.label_names[:-1]
         if hidden == (INFO_LABEL,):
-            desc = MetricDesc(definition.name, EXPORTED_HELP, MetricType.INFO, own)
+            desc = MetricDesc(definition.name, definition.help, MetricType.INFO, own)
             return ExportedFamily(desc, stored, lambda series: exported_info(desc, series))
         if hidden == (STATE_LABEL,):
-            desc = MetricDesc(definition.name, EXPORTED_HELP, MetricType.STATESET, own)
+            desc = MetricDesc(definition.name, definition.help, MetricType.STATESET, own)
             names = (*own, definition.name)
-            return ExportedFamily(desc, stored, lambda series: enum_series(names, series))
+            states = definition.states
+            return ExportedFamily(desc, stored, lambda series: enum_series(names, series, states))
     return stored
 
 
@@ -333,10 +379,16 @@ def _servable_info(stored: str) -> bool:
     )
 
 
-def enum_series(names: tuple[str, ...], series: list[Series]) -> list[Series]:
-    """An Enum's series, with the states seen in the store (its declaration is not stored)."""
-    states = sorted({labels.values[-1] for labels, _ in series})
-    return state_series(names, states, dict(sorted(newest_per_series(series).items())))
+def enum_series(
+    names: tuple[str, ...], series: list[Series], declared: tuple[str, ...] = ()
+) -> list[Series]:
+    """An Enum's series, with its declared states (from its stored description; without one,
+    the states seen in the store)."""
+    states = list(declared) or sorted({labels.values[-1] for labels, _ in series})
+    newest = dict(sorted(newest_per_series(series).items()))
+    if declared and not newest and len(names) == 1:  # unlabelled, never set: its first state
+        newest[()] = (declared[0], 0.0)
+    return state_series(names, states, newest)
 
 
 class ExporterRegistry:

@@ -51,7 +51,11 @@ class _Shadowed(_Metric):
                 help=desc.help,
                 type=MetricType.GAUGE,
                 label_names=(*desc.label_names, self._hidden_label),
-                options=(("multiprocess_mode", "max"), ("shadow_of", desc.type.value)),
+                options=(
+                    ("multiprocess_mode", "max"),
+                    ("shadow_of", desc.type.value),
+                    *((("states", desc.option("states")),) if desc.option("states") else ()),
+                ),
             )
             family.storage = Family(storage_desc)
             family.transform = lambda series: transform(family, series)

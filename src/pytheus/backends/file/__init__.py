@@ -23,12 +23,14 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pytheus.backends import descriptions
 from pytheus.backends.aggregation import LabelSets
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
+from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.file._directory import (
     EXEMPLAR,
     NATIVE,
@@ -62,7 +64,12 @@ from pytheus.samples import (
     SummaryData,
 )
 
+if TYPE_CHECKING:
+    from pytheus.desc import MetricDesc
+
 __all__ = ["FileStore", "MultiProcessFileBackend", "mark_process_dead"]
+
+DESCRIPTION = "description"  # the type of a family's description entry (backends.descriptions)
 
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 
@@ -83,6 +90,7 @@ class FileStore:
         self._file: ProcessFile | None = None
         self._file_lock = threading.Lock()
         self._label_sets = LabelSets()
+        self._described: set[str] = set()  # families whose description this process wrote
         _stores.add(self)
 
     def _process_file(self) -> ProcessFile:
@@ -106,6 +114,8 @@ class FileStore:
 
     def bind(self, metric: BoundSeries) -> Value:
         desc = metric._desc
+        if desc.name not in self._described:
+            self._describe(desc)
         key = self._key(metric)
         raw = encode_key(key)
         size = versioned_size(key)
@@ -128,6 +138,19 @@ class FileStore:
         counter = FileCounter(cells, index)
         counter.exemplars = self._exemplar_slots(key)
         return counter
+
+    def _describe(self, desc: MetricDesc) -> None:
+        """Keep the family's description in this process's file (one cell, always 0: merged
+        into the archive with the rest when the process ends)."""
+        text = descriptions.encode(desc)
+        key: Key = (desc.name, DESCRIPTION, text, (), (), (), None)
+        self._process_file().allocate(encode_key(key), 1)
+        self._described.add(desc.name)
+
+    def descriptions(self, table: Mapping[Key, object]) -> list[StoredDescription]:
+        """The family descriptions among the entries of ``read_all()``'s table."""
+        found = (descriptions.decode(key[2]) for key in table if key[1] == DESCRIPTION)
+        return [d for d in found if d is not None]
 
     def _native(
         self, metric: BoundSeries, key: Key, cells: memoryview[float], index: int
@@ -221,6 +244,7 @@ class FileStore:
         if self._file is not None:
             self._file.release_after_fork()
         self._file = None
+        self._described = set()  # the child writes a file of its own
         self._file_lock = threading.Lock()
         self.directory.after_fork()
 

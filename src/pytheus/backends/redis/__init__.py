@@ -36,8 +36,11 @@ from typing import Any
 
 from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
+from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.process_end import at_process_end
 from pytheus.backends.redis._config import RedisOptions
+from pytheus.backends.redis._descriptions import DescriptionBoard
+from pytheus.backends.redis._descriptions import read as read_descriptions
 from pytheus.backends.redis._flusher import Flusher
 from pytheus.backends.redis._scripts import SCRAPE
 from pytheus.backends.redis._values import (
@@ -120,7 +123,8 @@ class RedisStore:
         self.clock: Callable[[], float] = time.monotonic
         self.options = options
         self.client = _client(options)
-        self.flusher = Flusher(self.client, options)
+        self.board = DescriptionBoard(self.client, options.base, options.expire_key_time)
+        self.flusher = self._new_flusher()
         self._scrape = self.client.register_script(SCRAPE)
         self._label_sets = LabelSets()
         self._descriptions: dict[str, tuple[Key, Signature]] = {}
@@ -128,6 +132,16 @@ class RedisStore:
         self._lock = threading.Lock()
         _stores.add(self)
         at_process_end(_flush_at_process_end)
+
+    def _new_flusher(self) -> Flusher:
+        flusher = Flusher(self.client, self.options)
+        flusher.on_flushed = self.board.publish
+        flusher.on_lost = self.board.lost
+        return flusher
+
+    def descriptions(self) -> list[StoredDescription]:
+        """The family descriptions of the namespace (for ``pytheus serve``)."""
+        return read_descriptions(self.client, self.options.base)
 
     def check_connection(self) -> None:
         """Fail now on a wrong password or unknown host; only warn when Redis is just down."""
@@ -180,6 +194,7 @@ class RedisStore:
 
     def bind(self, metric: BoundSeries) -> Value:
         desc = metric._desc
+        self.board.add(desc)
         sid, meta = self._identify(metric)
         with self._lock:
             existing = self.flusher.value_of(sid)
@@ -214,6 +229,8 @@ class RedisStore:
     # --- reading ---------------------------------------------------------------------------
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
+        for family in families:  # defined here but never used: described all the same
+            self.board.add(family.desc)
         self.flusher.flush()
         try:
             reply = self._scrape(args=[self.options.base, self.options.expire_key_time])
@@ -312,7 +329,9 @@ class RedisStore:
 
     def after_fork(self) -> None:
         self.client = _client(self.options)
-        self.flusher = Flusher(self.client, self.options)
+        self.board.client = self.client
+        self.board.lost()  # this process's flusher publishes them again
+        self.flusher = self._new_flusher()
         self._scrape = self.client.register_script(SCRAPE)
         self._lock = threading.Lock()
 

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,6 +81,9 @@ class Flusher:
         self._last_refresh = time.monotonic()
         self._pid = os.getpid()  # a forked child inherits this object (and the exit hooks)
         self._said_goodbye = False
+        # called after each flush Redis acknowledged, and when Redis lost data (descriptions)
+        self.on_flushed: Callable[[], None] | None = None
+        self.on_lost: Callable[[], None] | None = None
 
     # --- registration and the background thread -------------------------------------------
 
@@ -189,6 +193,8 @@ class Flusher:
         if not self.healthy:
             logger.warning("pytheus: Redis at %s is reachable again", self.options.address)
         self.healthy = True
+        if self.on_flushed is not None:
+            self.on_flushed()
         return True
 
     def _send_pending(self) -> bool:
@@ -295,6 +301,8 @@ class Flusher:
             "re-sending its totals",
             self.options.address,
         )
+        if self.on_lost is not None:
+            self.on_lost()
         with self._series_lock:
             series = list(self._series.items())
         entries = tuple(
