@@ -52,3 +52,15 @@ def test_only_selects_workloads() -> None:
     output = run_bench("--only", "histogram.observe")
     assert "Histogram.observe()" in output
     assert "Counter.inc()" not in output
+
+
+def test_the_memory_benchmark_runs() -> None:
+    """``bench/memory.py`` measures every case (figures at this size are not worth reading)."""
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "memory.py"), "--quick", "--series", "300"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split(",")[0] for line in completed.stdout.splitlines() if " B" in line]
+    assert rows == ["counter", "histogram", "counter", "counter"], completed.stdout
+    assert "redis-server not found" not in completed.stdout

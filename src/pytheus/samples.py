@@ -36,12 +36,19 @@ class LabelSet:
     so a series that is scraped many times is escaped once.
     """
 
-    __slots__ = ("names", "values", "rendered")
+    __slots__ = ("names", "values", "_rendered")
 
     def __init__(self, names: tuple[str, ...], values: tuple[str, ...]) -> None:
         self.names = names
         self.values = values
-        self.rendered: dict[str, Any] = {}
+        self._rendered: dict[str, Any] | None = None  # made at the first scrape: memory
+
+    @property
+    def rendered(self) -> dict[str, Any]:
+        rendered = self._rendered
+        if rendered is None:
+            rendered = self._rendered = {}
+        return rendered
 
     def as_dict(self) -> dict[str, str]:
         return dict(zip(self.names, self.values))

@@ -6,6 +6,7 @@ correct on free-threaded CPython, where ``x += 1`` on a shared attribute is not 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from bisect import bisect_left
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
     from pytheus.backends.base import BackendConfig
 
 
+_LOCK_STRIPES = 64
+_lock_pool = [Lock() for _ in range(_LOCK_STRIPES)]
+_next_stripe = itertools.count()
+
+
+def striped_lock() -> Lock:
+    """One of a fixed pool of locks, in turn: a value's lock, shared with 1/64 of the others.
+
+    A lock per value would cost about 70 bytes per series; a value holds its lock only for an
+    add or a copy, and never while taking another value's, so sharing costs no correctness.
+    """
+    return _lock_pool[next(_next_stripe) % _LOCK_STRIPES]
+
+
 class SingleProcessBackend:
     """One thread-safe value in memory; the default backend.
 
@@ -41,9 +56,11 @@ class SingleProcessBackend:
         config: BackendConfig | None = None,
         metric: Any = None,
         histogram_bucket: str | None = None,
+        *,
+        lock: Lock | None = None,
     ) -> None:
         self._value = 0.0
-        self._lock = Lock()
+        self._lock = Lock() if lock is None else lock
 
     def inc(self, value: float) -> None:
         with self._lock:
@@ -72,7 +89,7 @@ class MemoryCounter(SingleProcessBackend):
     __slots__ = ("exemplar",)
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(lock=striped_lock())
         self.exemplar: Exemplar | None = None
 
     def record_exemplar(self, exemplar: Exemplar) -> None:
@@ -88,7 +105,7 @@ class MemoryHistogram:
         self._bounds = upper_bounds
         self._counts = [0] * len(upper_bounds)
         self._sum = 0.0
-        self._lock = Lock()
+        self._lock = striped_lock()
         self._last = len(upper_bounds) - 1
         self._exemplars: list[Exemplar | None] | None = None
 
@@ -245,7 +262,7 @@ class MemorySummary:
     def __init__(self, window: SlidingQuantiles | None = None) -> None:
         self._count = 0
         self._sum = 0.0
-        self._lock = Lock()
+        self._lock = striped_lock()
         self._window = window
 
     def observe(self, value: float) -> None:
@@ -307,7 +324,7 @@ class MemoryStore:
             )
         if desc.type is MetricType.COUNTER:
             return MemoryCounter()
-        return SingleProcessBackend()
+        return SingleProcessBackend(lock=striped_lock())
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         return read_local(families)

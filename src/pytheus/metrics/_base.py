@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from pytheus.backends.store import Value
@@ -20,6 +21,8 @@ from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import Exemplar, LabelSet, MetricFamily, MetricType
 
 Labels = dict[str, str]
+# what a view holds until it first caches a view of its own: read-only (only .get is called)
+_NO_CACHE: dict[Any, Any] = MappingProxyType({})  # type: ignore[assignment]
 
 
 class _Metric:
@@ -28,7 +31,7 @@ class _Metric:
     __slots__ = (
         "_family",
         "_registry",
-        "_labels",
+        "_given",
         "_cache",
         "_key",
         "_series",
@@ -38,8 +41,8 @@ class _Metric:
 
     _family: Family
     _registry: Registry | None
-    _labels: Labels
-    _cache: dict[tuple[tuple[str, Any], ...], _Metric]
+    _given: Labels | None  # the label values set, or None for a complete view (from _key)
+    _cache: dict[Any, _Metric]
     _key: tuple[str, ...] | None
     _series: LabelSet | None
     _value: Any
@@ -70,7 +73,7 @@ class _Metric:
     def _define(self, desc: MetricDesc, registry: Registry | None) -> None:
         self._family = Family(desc)
         self._registry = registry
-        self._labels = {}
+        self._given = {}
         self._cache = {}
         self._key = None
         self._series = None
@@ -80,7 +83,7 @@ class _Metric:
         desc = self._family.desc
         if all(name in desc.default_labels for name in desc.label_names):
             self._key = tuple(desc.default_labels[name] for name in desc.label_names)
-            self._labels = dict(zip(desc.label_names, self._key))
+            self._given = None
             self._series = LabelSet(desc.label_names, self._key)
             self._value = LazyValue(self)
             self._family.add_holder(self)
@@ -115,10 +118,11 @@ class _Metric:
             if cached is not None:
                 return cached
             given = self._positional(values, kwargs)
-            view = self.labels(given)
             if not kwargs and all(type(v) is str for v in values):
-                self._cache[values] = view
-            return view
+                view = self._labels_slow(given, cache=False)
+                self._cached(values, view)  # one entry, by the values as given
+                return view
+            return self.labels(given)
         if not given:
             return self
         try:
@@ -141,7 +145,40 @@ class _Metric:
             )
         return {**dict(zip(unset, values)), **kwargs}
 
-    def _labels_slow(self, given: Mapping[str, Any]) -> _Metric:
+    @property
+    def _labels(self) -> Labels:
+        """The label values this view has set (a new dict for a complete view: memory)."""
+        given = self._given
+        if given is not None:
+            return given
+        assert self._key is not None
+        return dict(zip(self._family.desc.label_names, self._key))
+
+    def _forget_cached(
+        self, key: tuple[str, ...], values: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        """Drop this view's cache entries of a removed series (the usual spellings of its
+        labels: the values as given, and the names with the values in declared order)."""
+        cache = self._cache
+        if cache is _NO_CACHE:
+            return
+        names = self._family.desc.label_names
+        spellings: list[Any] = [values, tuple(kwargs.items()), tuple(zip(names, key))]
+        if len(values) == 1 and isinstance(values[0], Mapping):
+            spellings.append(tuple({**values[0], **kwargs}.items()))
+        for spelling in spellings:
+            try:
+                if cache.get(spelling) is not None and cache[spelling]._key == key:
+                    del cache[spelling]
+            except TypeError:  # an unhashable spelling: never cached
+                continue
+
+    def _cached(self, key: Any, view: _Metric) -> None:
+        if self._cache is _NO_CACHE:  # a view's first cached view: its own cache now
+            self._cache = {}
+        self._cache[key] = view
+
+    def _labels_slow(self, given: Mapping[str, Any], cache: bool = True) -> _Metric:
         desc = self._family.desc
         names = desc.label_names
         if not names:
@@ -167,8 +204,8 @@ class _Metric:
         else:
             view = self._new_view(resolved, None)
             view._value = Unobservable(view)
-        if cacheable:
-            self._cache[tuple(given.items())] = view
+        if cacheable and cache:
+            self._cached(tuple(given.items()), view)
         return view
 
     def remove(self, *values: Any, **kwargs: Any) -> None:
@@ -190,8 +227,10 @@ class _Metric:
             return
         # a view cached before an earlier removal is no longer the family's child, but other
         # processes may have recorded the series again since: remove it all the same
-        self._family.child(view._key, self)
-        self._family.remove(view._key)
+        key = view._key
+        self._family.child(key, self)
+        self._family.remove(key)
+        self._forget_cached(key, values, kwargs)
 
     def clear(self) -> None:
         """Remove every labelled series of this metric."""
@@ -200,15 +239,16 @@ class _Metric:
             raise LabelValidationException(
                 f"metric {family.desc.name!r} has no labels; clear() removes labelled series"
             )
-        for key in list(family.children):
-            family.remove(key)
+        family.remove_all()
+        if self._cache is not _NO_CACHE:
+            self._cache = {}  # the views of the removed series: their memory goes with them
 
     def _new_view(self, labels: Labels, key: tuple[str, ...] | None) -> _Metric:
         view = object.__new__(type(self))
         view._family = self._family
         view._registry = self._registry
-        view._labels = labels
-        view._cache = {}
+        view._given = labels if key is None else None  # a child's labels come from its key
+        view._cache = _NO_CACHE  # most views never call labels(): no dict until one does
         view._key = key
         view._series = None
         return view

@@ -175,14 +175,14 @@ class Family(LegacyCollector):
         if child is None:
             with self.lock:
                 child = self.children.get(values)
-                if child is None:
+                if child is None:  # children hold values too: unbind_all finds them here
                     child = template._new_child(values)
                     self.children[values] = child
-                    self.holders.add(child)
         return child
 
     def add_holder(self, metric: _Metric) -> None:
-        """Track a metric object that records into this family (the metric's own root)."""
+        """Track a metric object that records into this family and may not stay its canonical
+        child (a metric's own root, which a registry may join to another family)."""
         with self.lock:
             assert metric._key is not None
             self.children.setdefault(metric._key, metric)
@@ -205,7 +205,7 @@ class Family(LegacyCollector):
     def unbind_all(self) -> None:
         """Make every holder bind again on its next use (after the backend changed)."""
         with self.lock:
-            for holder in list(self.holders):
+            for holder in {id(h): h for h in (*self.children.values(), *self.holders)}.values():
                 if not isinstance(holder._value, Unobservable):
                     holder._value = LazyValue(holder)
 
@@ -233,10 +233,33 @@ class Family(LegacyCollector):
             forget(child)  # while the child still holds its value, for stores that need it
         with self.lock:
             self.children.pop(key, None)
+            child._value = LazyValue(child)
             for holder in list(self.holders):
                 if holder._key == key:
                     holder._value = LazyValue(holder)
         return True
+
+    def remove_all(self) -> None:
+        """``clear()``: drop every series of the family, in every process, in one go for the
+        stores that can (``forget_many``: one read of a shared directory, not one per series)."""
+        store = current_store() if self.attached else _DETACHED
+        forget_many = getattr(store, "forget_many", None)
+        if self.storage is not None or forget_many is None:
+            for key in list(self.children):
+                self.remove(key)
+            return
+        with self.lock:
+            children = list(self.children.items())
+        if children:
+            forget_many([child for _, child in children])
+        with self.lock:
+            for key, child in children:
+                self.children.pop(key, None)
+                child._value = LazyValue(child)
+            removed = {key for key, _ in children}
+            for holder in list(self.holders):
+                if holder._key in removed:
+                    holder._value = LazyValue(holder)
 
     def local_values(self) -> Iterator[tuple[LabelSet, Value]]:
         """The series this process knows, each bound to a value (binding them if needed)."""
