@@ -18,17 +18,20 @@ backend (a redis-server on a free loopback port).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(ROOT))
+
+from bench.backends import redis_server  # noqa: E402
 
 CASE = r"""
 import gc, json, os, sys, tracemalloc
@@ -92,13 +95,6 @@ def run_case(library: str, backend: str, kind: str, n: int, env: dict[str, str])
     return value
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="2,000 series: a smoke run")
@@ -112,20 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for label, backend, client_mode, kind in CASES:
         scratch = Path(tempfile.mkdtemp(prefix="pytheus-memory-"))
         env = {**base_env, "BENCH_DIR": str(scratch)}
-        server = None
-        try:
+        with contextlib.ExitStack() as stack:
             if backend == "redis":
                 if redis_binary is None:
                     rows.append((label, None, None, "redis-server not found"))
                     continue
-                port = free_port()
-                server = subprocess.Popen(
-                    [redis_binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", str(scratch)],
-                    stdout=subprocess.DEVNULL,
-                )  # fmt: skip
-                time.sleep(0.3)
-                env["BENCH_REDIS"] = f"redis://127.0.0.1:{port}/0"
+                env["BENCH_REDIS"] = stack.enter_context(redis_server())
+            stack.callback(shutil.rmtree, scratch, ignore_errors=True)
             ours = run_case("pytheus", backend, kind, n, env)
             if backend == "memory" and kind == "counter":
                 memory_bytes = ours
@@ -136,11 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     client_env["PROMETHEUS_MULTIPROC_DIR"] = str(scratch)
                 theirs = run_case("prometheus_client", backend, kind, n, client_env)
             rows.append((label, ours, theirs, ""))
-        finally:
-            if server is not None:
-                server.kill()
-                server.wait()
-            shutil.rmtree(scratch, ignore_errors=True)
     print(f"Python {sys.version.split()[0]}; {n:,} labelled series per case, heap bytes each\n")
     print(f"{'case':<24}{'pytheus':>12}{'prometheus_client':>20}{'ratio':>8}  target")
     for label, measured, client, note in rows:
