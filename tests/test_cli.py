@@ -9,6 +9,7 @@ parsers, an independent oracle.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import json
 import os
@@ -779,3 +780,26 @@ def test_the_exporter_serves_what_the_application_serves(
     }
     assert sample(after["jobs"][3], "jobs_total", kind="a") == 3
     assert sample(after["idle"][3], "idle_total") == 0
+
+
+def test_two_versions_of_an_enum_serve_every_state() -> None:
+    """A deployment changed an Enum's states; the store holds both descriptions: the exporter
+    serves the states of both, so the current one is never missing."""
+    from pytheus.backends.descriptions import StoredDescription
+    from pytheus.cli import described, enum_series, exported_family
+    from pytheus.samples import LabelSet
+
+    stored = StoredDefinition("job_state", MetricType.GAUGE, "max", ("__state",), ())
+    old = StoredDescription(
+        "job_state", MetricType.GAUGE, "max", ("__state",), (), "Old.", "", ("idle", "running")
+    )
+    new = dataclasses.replace(old, help="New.", states=("idle", "paused", "running"))
+    [definition] = described({stored: 1}, [new, old])
+    assert sorted(definition.states) == ["idle", "paused", "running"]
+    assert exported_family(definition).desc.type is MetricType.STATESET
+    series = enum_series(
+        ("job_state",), [(LabelSet(("__state",), ("paused",)), 5.0)], definition.states
+    )
+    assert {labels.values[-1]: v for labels, v in series} == {
+        "idle": 0.0, "running": 0.0, "paused": 1.0,
+    }  # fmt: skip

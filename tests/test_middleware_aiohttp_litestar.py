@@ -143,3 +143,67 @@ def test_litestar_define_middleware_records_routed_requests() -> None:
     )
     assert litestar_get(app, "/users/7", "/users/8") == [200, 200]
     assert recorded(registry) == {("GET", "/users/{id}", "200"): 2}
+
+
+async def streamed(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.content_length = 12
+    await response.prepare(request)
+    await response.write(b"hello, world")
+    return response
+
+
+def test_aiohttp_sizes_of_streamed_and_file_responses(tmp_path: Any) -> None:
+    registry = CollectorRegistry()
+    served = tmp_path / "served.bin"
+    served.write_bytes(b"f" * 1059)
+
+    async def file(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(served)
+
+    app = web.Application(middlewares=[pytheus_middleware(registry=registry)])
+    app.router.add_get("/stream", streamed)
+    app.router.add_get("/file", file)
+
+    async def main() -> None:
+        async with TestClient(TestServer(app)) as client:
+            for path in ("/stream", "/file"):
+                await (await client.get(path)).read()
+
+    asyncio.run(main())
+    sizes = {
+        route: value(registry, RESPONSE_SIZE, method="GET", route=route, status_code="200")
+        for route in ("/stream", "/file")
+    }
+    assert sizes == {"/stream": 12, "/file": 1059}
+
+
+def test_litestar_define_middleware_keeps_one_label_limit_for_all_routes() -> None:
+    """Litestar makes one middleware per route: the limit is still the metric set's."""
+    registry = CollectorRegistry()
+    handlers = []
+    for n in range(4):
+
+        @get(f"/r{n}", media_type=MediaType.TEXT, name=f"r{n}")
+        async def route() -> str:
+            return "ok"
+
+        handlers.append(route)
+    app = Litestar(
+        route_handlers=handlers,
+        middleware=[
+            DefineMiddleware(
+                PytheusMiddlewareASGI,
+                registry=registry,
+                labels={"route_no": lambda scope: scope["path"]},
+                label_value_limit=1,
+            )
+        ],
+    )
+    litestar_get(app, "/r0", "/r1", "/r2", "/r3")
+    values = {
+        dict(labels)["route_no"]
+        for (name, labels) in samples(registry)
+        if name == DURATION
+    }
+    assert values == {"/r0", "<overflow>"}

@@ -363,3 +363,11 @@ def test_requests_in_progress_of_a_dead_worker_are_not_counted(tmp_path: Path) -
     assert done.returncode == 0, done.stderr
     expected = ['http_requests_in_progress{method="GET",route="/slow"} 1.0']
     assert done.stdout.strip() == repr(expected)
+
+
+def test_an_exemplar_function_returning_no_mapping_still_records() -> None:
+    registry = CollectorRegistry()
+    metrics = HTTPMetrics(registry=registry, exemplar=lambda request: ["trace", "1"])  # type: ignore[arg-type, return-value]
+    metrics.record_safely("GET", "/", 200, 0.01, 0, 10, None, metrics.exemplar_of(None))
+    metrics.record_safely("GET", "/", 200, 0.01, 0, 10, None, "not labels")  # type: ignore[arg-type]
+    assert value(registry, DURATION, method="GET", route="/", status_code="200") == 2

@@ -70,3 +70,57 @@ def test_removed_series_give_their_memory_back(rotating_backend: str) -> None:
     growth = used[-1] - settled
     # what one cycle's series hold while they live: about 450 B each
     assert growth < series * 450, (rotating_backend, [u - settled for u in used[4:]])
+
+
+def test_a_view_kept_from_before_a_removal_follows_a_new_backend() -> None:
+    """A removed series' view, still in a cache (keywords in another order), that records
+    again after the series was created anew must be re-bound when the backend changes."""
+    from pytheus.backends.memory import SingleProcessBackend
+    from tests.helpers import value
+
+    with backend_restored():
+        load_backend(SingleProcessBackend)
+        registry = CollectorRegistry()
+        requests = Counter(
+            "requests_total", "R.", required_labels=["method", "code"], registry=registry
+        )
+        requests.labels(code="200", method="GET").inc()
+        requests.remove(method="GET", code="200")
+        requests.labels("GET", "200").inc()  # the series anew
+        requests.labels(code="200", method="GET").inc()  # the old view, from the cache
+        load_backend(SingleProcessBackend)  # what a fork does to the multi-process stores
+        for _ in range(5):
+            requests.labels(code="200", method="GET").inc()
+        assert value(registry, "requests_total", method="GET", code="200") == 5
+
+
+def test_a_signal_handler_recording_into_a_value_that_shares_its_lock_goes_on() -> None:
+    """Values share a pool of locks; a handler that records while its thread holds one of them
+    (inside another value's update) must not wait for itself."""
+    import signal
+
+    from pytheus.backends.memory import MemoryCounter, SingleProcessBackend, striped_lock
+    from pytheus.metrics import Summary
+
+    with backend_restored():
+        load_backend(SingleProcessBackend)
+        registry = CollectorRegistry()
+        counted = Counter("signals_total", "Signals.", registry=registry)
+        summary = Summary("waits", "W.", quantiles=[0.5], registry=registry)
+        summary.observe(1)
+        counted.inc()
+        lock = summary._value._lock
+        assert isinstance(counted._value, MemoryCounter)
+        counted._value._lock = lock  # the same stripe, whatever the pool's turn was
+        assert striped_lock() is not None
+
+        def handler(signum: int, frame: object) -> None:
+            counted.inc()
+
+        previous = signal.signal(signal.SIGALRM, handler)
+        try:
+            with lock:  # the main thread holds the stripe, as inside summary.observe()
+                signal.raise_signal(signal.SIGALRM)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        assert counted._value.get() == 2

@@ -178,11 +178,16 @@ def described(
     """The definitions with their stored help, unit and states; a family whose series are all
     gone is served from its description alone (as the application serves it: 0 when it has no
     labels)."""
-    by_key = {
-        (d.name, d.type, d.mode, d.label_names, d.upper_bounds): d
-        for d in sorted(found, key=repr)
-        if d.type in _STORED_TYPES
-    }
+    by_key: dict[tuple[Any, ...], StoredDescription] = {}
+    for d in sorted(found, key=repr):
+        if d.type not in _STORED_TYPES:
+            continue
+        key = (d.name, d.type, d.mode, d.label_names, d.upper_bounds)
+        known = by_key.get(key)
+        # two versions of a program described it (a deployment changed its help or an Enum's
+        # states): one help text is served, and the states of both, so none goes missing
+        states = d.states if known is None else tuple(dict.fromkeys((*known.states, *d.states)))
+        by_key[key] = dataclasses.replace(known or d, states=states)
     output: dict[StoredDefinition, int] = {}
     for definition, count in counts.items():
         key = (definition.name, definition.type, definition.mode, definition.label_names,
@@ -384,7 +389,8 @@ def enum_series(
 ) -> list[Series]:
     """An Enum's series, with its declared states (from its stored description; without one,
     the states seen in the store)."""
-    states = list(declared) or sorted({labels.values[-1] for labels, _ in series})
+    seen = sorted({labels.values[-1] for labels, _ in series} - set(declared))
+    states = [*declared, *seen]  # a state no description declares still shows
     newest = dict(sorted(newest_per_series(series).items()))
     if declared and not newest and len(names) == 1:  # unlabelled, never set: its first state
         newest[()] = (declared[0], 0.0)

@@ -12,7 +12,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from math import ceil, log2
-from threading import Lock
+from threading import Lock, RLock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
@@ -27,15 +27,17 @@ if TYPE_CHECKING:
 
 
 _LOCK_STRIPES = 64
-_lock_pool = [Lock() for _ in range(_LOCK_STRIPES)]
+_lock_pool = [RLock() for _ in range(_LOCK_STRIPES)]
 _next_stripe = itertools.count()
 
 
-def striped_lock() -> Lock:
+def striped_lock() -> Any:
     """One of a fixed pool of locks, in turn: a value's lock, shared with 1/64 of the others.
 
     A lock per value would cost about 70 bytes per series; a value holds its lock only for an
-    add or a copy, and never while taking another value's, so sharing costs no correctness.
+    add or a copy, and never while taking another value's. The locks are re-entrant: a signal
+    handler (or a finalizer) that records into another value of the same stripe, while its
+    thread holds the lock, goes on instead of waiting for itself.
     """
     return _lock_pool[next(_next_stripe) % _LOCK_STRIPES]
 
@@ -57,7 +59,7 @@ class SingleProcessBackend:
         metric: Any = None,
         histogram_bucket: str | None = None,
         *,
-        lock: Lock | None = None,
+        lock: Any = None,
     ) -> None:
         self._value = 0.0
         self._lock = Lock() if lock is None else lock

@@ -168,8 +168,9 @@ class _Metric:
             spellings.append(tuple({**values[0], **kwargs}.items()))
         for spelling in spellings:
             try:
-                if cache.get(spelling) is not None and cache[spelling]._key == key:
-                    del cache[spelling]
+                found = cache.get(spelling)
+                if found is not None and found._key == key:
+                    cache.pop(spelling, None)
             except TypeError:  # an unhashable spelling: never cached
                 continue
 

@@ -200,6 +200,8 @@ class Family(LegacyCollector):
                 canonical._value = value
                 self.bound = True
             metric._value = value
+            if canonical is not metric:  # a view kept from before a removal: reset it too
+                self.holders.add(metric)
         return value
 
     def unbind_all(self) -> None:

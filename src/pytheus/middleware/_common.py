@@ -25,6 +25,7 @@ import logging
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -68,6 +69,10 @@ LABEL_NAMES = ("method", "route", "status_code")
 _Children = tuple[Histogram, Histogram, Histogram]
 
 
+_seen_values: weakref.WeakKeyDictionary[Any, dict[str, set[str]]] = weakref.WeakKeyDictionary()
+_seen_lock = threading.Lock()
+
+
 class LabelGuard:
     """Keeps one extra label's distinct values under ``limit``; later new values are reported as
     :data:`OVERFLOW_VALUE` and counted in ``overflows``."""
@@ -80,7 +85,10 @@ class LabelGuard:
         self.name = name
         self.read = read
         self.limit = limit
-        self.seen: set[str] = set()
+        # shared by every middleware recording into the same series (Litestar makes one per
+        # route): the limit is per label of a metric set, per process
+        with _seen_lock:
+            self.seen = _seen_values.setdefault(overflows._family, {}).setdefault(name, set())
         self.overflows = overflows.labels(label=name)
         self.lock = threading.Lock()
 
@@ -279,7 +287,7 @@ class HTTPMetrics:
     def begin(self, method: str, route: str | None) -> Gauge | None:
         """Count a request in progress (with ``in_progress``); the caller ``dec()``s the gauge
         it returns when the request ends. Never raises."""
-        if self.in_progress is None:
+        if self.in_progress is None or (route is None and not self.record_unmatched):
             return None
         try:
             gauge = self._in_flight.get((method, route))
@@ -303,10 +311,14 @@ class HTTPMetrics:
         start, while the server's span is the current one)."""
         if self.exemplar is not None:
             try:
-                return self.exemplar(request)
+                labels = self.exemplar(request)
             except Exception:
                 logger.exception("pytheus: the exemplar function failed")
                 return None
+            if labels is not None and not isinstance(labels, Mapping):
+                logger.warning("pytheus: the exemplar function returned %r, not a mapping", labels)
+                return None
+            return labels
         if not self.exemplars:
             return None
         trace = sys.modules.get("opentelemetry.trace")
@@ -361,7 +373,7 @@ class HTTPMetrics:
         else:
             try:
                 children[0].observe(duration, exemplar)
-            except PytheusException:  # refused before recording: record it without
+            except (PytheusException, AttributeError, TypeError):  # refused before recording
                 logger.warning("pytheus: exemplar %r refused; recorded without it", exemplar)
                 children[0].observe(duration)
         children[1].observe(request_size)

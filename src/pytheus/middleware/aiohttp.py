@@ -17,6 +17,7 @@ an ``HTTPException`` is recorded with its status, any other exception as 500, th
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
@@ -79,12 +80,17 @@ def _route(request: web.Request) -> str | None:
 
 
 def _body_size(response: web.StreamResponse) -> int:
-    """Bytes of the response body: written already (streamed), or the body to be sent."""
-    written = response.body_length
-    if written:
-        return written
+    """Bytes of the response body: its declared length, the body to be sent, a file's size, or
+    (streamed by the handler without a length) what aiohttp wrote for it."""
     length = response.content_length
     if length is not None:
         return length
     body = getattr(response, "body", None)
-    return len(body) if isinstance(body, (bytes, bytearray)) else 0
+    if isinstance(body, (bytes, bytearray)):
+        return len(body)
+    if isinstance(response, web.FileResponse):  # sent after the middleware returns
+        try:
+            return os.stat(response._path).st_size
+        except (OSError, AttributeError, TypeError):
+            return 0
+    return response.body_length
