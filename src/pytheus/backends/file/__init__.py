@@ -38,11 +38,17 @@ from pytheus.backends.file._directory import (
     SharedDirectory,
     native_histogram,
 )
-from pytheus.backends.file._format import EXEMPLAR_CELLS, Key, encode_key, versioned_size
+from pytheus.backends.file._format import (
+    EXEMPLAR_CELLS,
+    Key,
+    decode_key,
+    encode_key,
+    versioned_size,
+)
 from pytheus.backends.file._process_file import ProcessFile
 from pytheus.backends.file._values import (
     GAUGE_CELLS,
-    ExemplarSlots,
+    ExemplarBook,
     FileCounter,
     FileGauge,
     FileHistogram,
@@ -91,6 +97,7 @@ class FileStore:
         self._file_lock = threading.Lock()
         self._label_sets = LabelSets()
         self._described: set[str] = set()  # families whose description this process wrote
+        self._exemplars = ExemplarBook(self._exemplar_slot)
         _stores.add(self)
 
     def _process_file(self) -> ProcessFile:
@@ -125,7 +132,7 @@ class FileStore:
             histogram = FileHistogram(cells, index, desc.upper_bounds)
             if desc.option("native"):
                 histogram = self._native(metric, key, cells, index)
-            histogram.exemplars = self._exemplar_slots(key)
+            histogram.keep_exemplars(raw, self._exemplars)
             return histogram
         if desc.type is MetricType.SUMMARY:
             assert size is not None
@@ -136,7 +143,7 @@ class FileStore:
             return FileGauge(cells, index)
         cells, index = self._process_file().allocate(raw, 1)
         counter = FileCounter(cells, index)
-        counter.exemplars = self._exemplar_slots(key)
+        counter.keep_exemplars(raw, self._exemplars)
         return counter
 
     def _describe(self, desc: MetricDesc) -> None:
@@ -170,12 +177,11 @@ class FileStore:
             self.clock,
         )  # fmt: skip
 
-    def _exemplar_slots(self, key: Key) -> ExemplarSlots:
-        def allocate(bucket: int) -> tuple[memoryview[float], int]:
-            slot_key = (key[0], EXEMPLAR, "", key[3], key[4], key[5], bucket)
-            return self._process_file().allocate(encode_key(slot_key), EXEMPLAR_CELLS)
-
-        return ExemplarSlots(allocate)
+    def _exemplar_slot(self, raw: bytes, bucket: int) -> tuple[memoryview[float], int]:
+        """A new exemplar slot of the series stored under ``raw``, for ``bucket``."""
+        key = decode_key(raw)
+        slot_key = (key[0], EXEMPLAR, "", key[3], key[4], key[5], bucket)
+        return self._process_file().allocate(encode_key(slot_key), EXEMPLAR_CELLS)
 
     def living_pids(self) -> list[int]:
         """The pids of the processes that write in the directory now, this one included."""
@@ -256,6 +262,7 @@ class FileStore:
             self._file.release_after_fork()
         self._file = None
         self._described = set()  # the child writes a file of its own
+        self._exemplars = ExemplarBook(self._exemplar_slot)
         self._file_lock = threading.Lock()
         self.directory.after_fork()
 

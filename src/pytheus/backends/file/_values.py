@@ -14,6 +14,7 @@ from collections.abc import Callable
 from threading import Lock
 
 from pytheus.backends.file._format import EXEMPLAR_PAYLOAD_CELLS
+from pytheus.backends.memory import striped_lock
 from pytheus.native import (
     CELLS_HEADER,
     FULL_RANGE_BUCKETS,
@@ -27,6 +28,33 @@ from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # (bucket) -> the cells of a new exemplar slot for that bucket, and the slot's first index
 SlotAllocator = Callable[[int], "tuple[memoryview[float], int]"]
+# (series key as stored, bucket) -> the same, for any series
+SeriesSlotAllocator = Callable[[bytes, int], "tuple[memoryview[float], int]"]
+
+
+class ExemplarBook:
+    """The exemplar slots of a process's series, made for a series at its first exemplar.
+
+    One per store: a series that never records an exemplar costs nothing here (a value holds
+    its stored key, which the process file keeps anyway, and this book).
+    """
+
+    __slots__ = ("_allocate", "_series", "_lock")
+
+    def __init__(self, allocate: SeriesSlotAllocator) -> None:
+        self._allocate = allocate
+        self._series: dict[bytes, ExemplarSlots] = {}
+        self._lock = Lock()
+
+    def write(self, raw: bytes, bucket: int, exemplar: Exemplar) -> None:
+        slots = self._series.get(raw)
+        if slots is None:
+            with self._lock:
+                slots = self._series.get(raw)
+                if slots is None:
+                    slots = ExemplarSlots(lambda b: self._allocate(raw, b))
+                    self._series[raw] = slots
+        slots.write(bucket, exemplar)
 
 
 class ExemplarSlots:
@@ -63,17 +91,21 @@ GAUGE_CELLS = 3
 
 
 class FileCounter:
-    __slots__ = ("_cells", "_index", "_lock", "exemplars")
+    __slots__ = ("_cells", "_index", "_lock", "_raw", "_book")
 
     def __init__(self, cells: memoryview[float], index: int) -> None:
         self._cells = cells
         self._index = index
-        self._lock = Lock()
-        self.exemplars: ExemplarSlots | None = None
+        self._lock = striped_lock()
+        self._raw = b""  # the stored key: where the book files this series' exemplars
+        self._book: ExemplarBook | None = None
+
+    def keep_exemplars(self, raw: bytes, book: ExemplarBook) -> None:
+        self._raw, self._book = raw, book
 
     def record_exemplar(self, exemplar: Exemplar) -> None:
-        if self.exemplars is not None:
-            self.exemplars.write(0, exemplar)
+        if self._book is not None:
+            self._book.write(self._raw, 0, exemplar)
 
     def inc(self, value: float) -> None:
         with self._lock:
@@ -125,13 +157,14 @@ class FileHistogram:
 
     __slots__ = (
         "_bounds", "_cells", "_head", "_index", "_sum_index", "_tail", "_last", "_lock",
-        "exemplars",
+        "_raw", "_book",
     )  # fmt: skip
 
     def __init__(
         self, cells: memoryview[float], index: int, upper_bounds: tuple[float, ...]
     ) -> None:
-        self.exemplars: ExemplarSlots | None = None
+        self._raw = b""
+        self._book: ExemplarBook | None = None
         self._bounds = upper_bounds
         self._cells = cells
         self._head = index
@@ -139,7 +172,7 @@ class FileHistogram:
         self._sum_index = self._index + len(upper_bounds)
         self._tail = self._sum_index + 1
         self._last = len(upper_bounds) - 1
-        self._lock = Lock()
+        self._lock = striped_lock()
 
     def observe(self, value: float) -> None:
         bucket = bisect_left(self._bounds, value)
@@ -153,12 +186,15 @@ class FileHistogram:
             cells[self._sum_index] += value
             cells[self._head] = version
 
+    def keep_exemplars(self, raw: bytes, book: ExemplarBook) -> None:
+        self._raw, self._book = raw, book
+
     def record_exemplar(self, exemplar: Exemplar) -> None:
-        if self.exemplars is not None:
+        if self._book is not None:
             bucket = bisect_left(self._bounds, exemplar.value)
             if bucket == 0 and exemplar.value != exemplar.value:
                 bucket = self._last
-            self.exemplars.write(bucket, exemplar)
+            self._book.write(self._raw, bucket, exemplar)
 
     def snapshot(self) -> HistogramData:
         with self._lock:
@@ -334,7 +370,7 @@ class FileSummary:
     def __init__(self, cells: memoryview[float], index: int) -> None:
         self._cells = cells
         self._index = index
-        self._lock = Lock()
+        self._lock = striped_lock()
 
     def observe(self, value: float) -> None:
         i = self._index

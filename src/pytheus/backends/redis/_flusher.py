@@ -64,7 +64,7 @@ class Flusher:
         self._removals: list[str] = []
         # values changed since the last batch (each queues itself once); id(value) -> series
         self.queue: list[Any] = []
-        self._ids: dict[int, tuple[str, str]] = {}
+        self._ids: dict[int, str] = {}  # id(value) -> its series id (its meta: in _series)
         self._flush_lock = threading.Lock()
         self._script = client.register_script(FLUSH)
         self._seq = 0
@@ -91,7 +91,7 @@ class Flusher:
         with self._series_lock:
             if sid not in self._series:
                 self._series[sid] = (meta, value)
-                self._ids[id(value)] = (sid, meta)
+                self._ids[id(value)] = sid
         if self._thread is None:
             self._start()
 
@@ -223,11 +223,16 @@ class Flusher:
         del queue[: len(changed)]  # values queued meanwhile stay for the next batch
         with self._series_lock:
             removals, self._removals = tuple(self._removals), []
-            series = [(self._ids.get(id(value)), value) for value in changed]
+            series: list[tuple[str, str, Any]] = []
+            for value in changed:
+                sid = self._ids.get(id(value))
+                if sid is None:
+                    continue  # removed since it was queued
+                held = self._series.get(sid)
+                if held is not None and held[1] is value:
+                    series.append((sid, held[0], value))
         entries = tuple(
-            (ident[0], ident[1], tuple(ops))
-            for ident, value in series
-            if ident is not None and (ops := value.take())
+            (sid, meta, tuple(ops)) for sid, meta, value in series if (ops := value.take())
         )
         now = time.monotonic()
         if now - self._last_refresh > self.options.expire_key_time / 3:

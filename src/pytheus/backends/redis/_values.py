@@ -12,9 +12,9 @@ import json
 import time
 from bisect import bisect_left
 from collections.abc import Callable
-from threading import Lock
 from typing import Any
 
+from pytheus.backends.memory import striped_lock
 from pytheus.native import NativeHistogram, ResetTimer, decode_cells, encode_cells, subtract
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
@@ -48,7 +48,7 @@ class RedisCounter:
     def __init__(self, queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
-        self._lock = Lock()
+        self._lock = striped_lock()
         self._pending = 0.0
         self._total = 0.0  # everything already taken into batches
         self.exemplar: Exemplar | None = None
@@ -116,7 +116,7 @@ class RedisGauge:
     def __init__(self, field: str, queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
-        self._lock = Lock()
+        self._lock = striped_lock()
         self._value = 0.0
         self._written = 0.0
         self._set = 0.0
@@ -190,7 +190,7 @@ class RedisHistogram:
         self._queued = False
         self._bounds = upper_bounds
         self._last = len(upper_bounds) - 1
-        self._lock = Lock()
+        self._lock = striped_lock()
         self._pending = [0] * len(upper_bounds)
         self._pending_sum = 0.0
         self._total = [0] * len(upper_bounds)
@@ -454,7 +454,7 @@ class RedisSummary:
     def __init__(self, queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
-        self._lock = Lock()
+        self._lock = striped_lock()
         self._pending_count = 0
         self._pending_sum = 0.0
         self._count = 0
