@@ -96,6 +96,46 @@ def client_labels_inc(ops: int) -> Iterator[Runner]:
     yield run
 
 
+# --- labels(...).inc() creating a new series each time ------------------------------------------
+
+NEW_SERIES_OPS = 20_000
+
+
+@cache
+def label_pairs(count: int) -> list[tuple[str, str]]:
+    """``count`` distinct label value pairs, made once (the strings are not timed)."""
+    return [(f"tenant-{n}", f"route-{n % 97}") for n in range(count)]
+
+
+@contextmanager
+def pytheus_new_series(ops: int) -> Iterator[Runner]:
+    pairs = label_pairs(ops)
+
+    def run() -> None:  # a fresh metric each round, so every labels() call creates a series
+        counter = Counter(
+            "bench_tenants_total", "Tenants.", ["a", "b"], registry=CollectorRegistry()
+        )
+        for a, b in pairs:
+            counter.labels(a, b).inc()
+
+    _pytheus_registry()  # the in-memory backend
+    yield run
+
+
+@contextmanager
+def client_new_series(ops: int) -> Iterator[Runner]:
+    pairs = label_pairs(ops)
+
+    def run() -> None:
+        counter = prometheus_client.Counter(
+            "bench_tenants_total", "Tenants.", ["a", "b"], registry=_client_registry()
+        )
+        for a, b in pairs:
+            counter.labels(a, b).inc()
+
+    yield run
+
+
 # --- Histogram.observe() --------------------------------------------------------------------------
 
 
@@ -222,6 +262,14 @@ WORKLOADS: list[Workload] = [
         quick_ops=QUICK_OPS,
         pytheus=pytheus_labels_inc,
         client=client_labels_inc,
+    ),
+    Workload(
+        name="labels(new a, b).inc()",
+        target=1.0,
+        ops=NEW_SERIES_OPS,
+        quick_ops=QUICK_OPS,
+        pytheus=pytheus_new_series,
+        client=client_new_series,
     ),
     Workload(
         name="Histogram.observe()",

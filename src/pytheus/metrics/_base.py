@@ -21,6 +21,14 @@ from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import Exemplar, LabelSet, MetricFamily, MetricType
 
 Labels = dict[str, str]
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # what a view holds until it first caches a view of its own: read-only (only .get is called)
 _NO_CACHE: dict[Any, Any] = MappingProxyType({})  # type: ignore[assignment]
 
@@ -117,6 +125,10 @@ class _Metric:
             cached = self._cache.get(values) if not kwargs else None
             if cached is not None:
                 return cached
+            if not kwargs and self._given == {}:  # every label by position: the series key
+                created = self._new_series(values)
+                if created is not None:
+                    return created
             given = self._positional(values, kwargs)
             if not kwargs and all(type(v) is str for v in values):
                 view = self._labels_slow(given, cache=False)
@@ -132,6 +144,19 @@ class _Metric:
         if cached is not None:
             return cached
         return self._labels_slow(given)
+
+    def _new_series(self, values: tuple[Any, ...]) -> _Metric | None:
+        """The child of ``values``, all the labels' values in order, as plain strings that
+        need no conversion; None to take the general path (what else needs checking)."""
+        names = self._family.desc.label_names
+        if len(values) != len(names):
+            return None
+        for value in values:
+            if type(value) is not str or not (value.isascii() or _encodable(value)):
+                return None
+        child = self._family.child(values, self)
+        self._cached(values, child)
+        return child
 
     def _positional(self, values: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Positional label values as a mapping: the labels this view has not set, in order."""
