@@ -21,14 +21,6 @@ from pytheus.registry import REGISTRY, Registry
 from pytheus.samples import Exemplar, LabelSet, MetricFamily, MetricType
 
 Labels = dict[str, str]
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 # what a view holds until it first caches a view of its own: read-only (only .get is called)
 _NO_CACHE: dict[Any, Any] = MappingProxyType({})  # type: ignore[assignment]
 
@@ -146,14 +138,14 @@ class _Metric:
         return self._labels_slow(given)
 
     def _new_series(self, values: tuple[Any, ...]) -> _Metric | None:
-        """The child of ``values``, all the labels' values in order, as plain strings that
-        need no conversion; None to take the general path (what else needs checking)."""
+        """The child of ``values``, all the labels' values in order, as ASCII strings that
+        need no conversion or check; None to take the general path."""
         names = self._family.desc.label_names
         if len(values) != len(names):
             return None
         for value in values:
-            if type(value) is not str or not (value.isascii() or _encodable(value)):
-                return None
+            if type(value) is not str or not value.isascii():
+                return None  # the general path converts and checks it (label_value)
         child = self._family.child(values, self)
         self._cached(values, child)
         return child

@@ -233,12 +233,7 @@ class Family(LegacyCollector):
         forget = getattr(store, "forget", None)
         if forget is not None:
             forget(child)  # while the child still holds its value, for stores that need it
-        with self.lock:
-            self.children.pop(key, None)
-            child._value = LazyValue(child)
-            for holder in list(self.holders):
-                if holder._key == key:
-                    holder._value = LazyValue(holder)
+        self._drop([(key, child)])
         return True
 
     def remove_all(self) -> None:
@@ -254,13 +249,17 @@ class Family(LegacyCollector):
             children = list(self.children.items())
         if children:
             forget_many([child for _, child in children])
+        self._drop(children)
+
+    def _drop(self, removed: list[tuple[tuple[str, ...], _Metric]]) -> None:
+        """Forget removed series here: their children, and any holder of them, bind anew."""
+        keys = {key for key, _ in removed}
         with self.lock:
-            for key, child in children:
+            for key, child in removed:
                 self.children.pop(key, None)
                 child._value = LazyValue(child)
-            removed = {key for key, _ in children}
             for holder in list(self.holders):
-                if holder._key in removed:
+                if holder._key in keys:
                     holder._value = LazyValue(holder)
 
     def local_values(self) -> Iterator[tuple[LabelSet, Value]]:

@@ -116,11 +116,11 @@ class PytheusMiddlewareDjango:
 
 def _route_before(request: HttpRequest) -> str | None:
     """The route a request will be served by, resolved before the view runs (in-progress)."""
-    from django.urls import Resolver404, resolve
+    from django.urls import resolve
 
     try:
         match = resolve(request.path_info, getattr(request, "urlconf", None))
-    except (Resolver404, Exception):  # no route, or a URLconf that cannot be read
+    except Exception:  # Resolver404 (no route), or a URLconf that cannot be read
         return None
     return _template(match)
 

@@ -189,14 +189,11 @@ class FileStore:
 
     def forget(self, metric: BoundSeries) -> None:
         """``remove()``: a tombstone hides what the series counted so far, in every process."""
-        key = self._key(metric)
-        if metric._desc.option("native"):  # both parts from one reading: they stay in step
-            self.directory.remove_series(key, (key[0], NATIVE, "", key[3], key[4], key[5], None))
-        else:
-            self.directory.remove_series(key)
+        self.forget_many([metric])
 
     def forget_many(self, metrics: Sequence[BoundSeries]) -> None:
-        """``clear()``: the tombstones of many series from one reading of the directory."""
+        """``remove()``, ``clear()``: the tombstones of the series from one reading of the
+        directory (a native histogram's two parts among them: they stay in step)."""
         keys: list[Key] = []
         for metric in metrics:
             key = self._key(metric)
