@@ -57,10 +57,14 @@ def test_only_selects_workloads() -> None:
 def test_the_memory_benchmark_runs() -> None:
     """``bench/memory.py`` measures every case (figures at this size are not worth reading)."""
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "memory.py"), "--quick", "--series", "300"],
+        [sys.executable, str(ROOT / "bench" / "memory.py"), "--quick", "--series", "300",
+         "--scale", "3000"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
     rows = [line.split(",")[0] for line in completed.stdout.splitlines() if " B" in line]
     assert rows == ["counter", "histogram", "counter", "counter"], completed.stdout
     assert "redis-server not found" not in completed.stdout
+    scale = completed.stdout.split("3,000 counter series")[1]
+    for row in ("creating them", "scrape", "response body", "extra peak memory", "gzip"):
+        assert row in scale, completed.stdout

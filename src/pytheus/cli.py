@@ -290,7 +290,7 @@ class ExportedFamily:
         self,
         desc: MetricDesc,
         storage: ExportedFamily | None = None,
-        transform: Callable[[list[Series]], list[Series]] | None = None,
+        transform: Callable[[Sequence[Series]], Sequence[Series]] | None = None,
     ) -> None:
         self.desc = desc
         self.storage = storage
@@ -308,7 +308,7 @@ class ExportedFamily:
         """Nothing: this process records nothing."""
         return iter(())
 
-    def finish(self, series: list[Series]) -> list[Series]:
+    def finish(self, series: Sequence[Series]) -> Sequence[Series]:
         if self._transform is not None:
             return self._transform(series)
         per_process = self.desc.option("multiprocess_mode") in ("all", "liveall")
@@ -356,7 +356,7 @@ def exported_family(definition: StoredDefinition) -> ExportedFamily:
     return stored
 
 
-def exported_info(desc: MetricDesc, series: list[Series]) -> list[Series]:
+def exported_info(desc: MetricDesc, series: Sequence[Series]) -> list[Series]:
     """An Info's series, from the stored information whose keys this exporter may serve.
 
     The keys are label names: with classic validation, information holding a key that is not
@@ -385,10 +385,11 @@ def _servable_info(stored: str) -> bool:
 
 
 def enum_series(
-    names: tuple[str, ...], series: list[Series], declared: tuple[str, ...] = ()
+    names: tuple[str, ...], series: Sequence[Series], declared: tuple[str, ...] = ()
 ) -> list[Series]:
     """An Enum's series, with its declared states (from its stored description; without one,
     the states seen in the store)."""
+    series = list(series)  # read once, looked at twice
     seen = sorted({labels.values[-1] for labels, _ in series} - set(declared))
     states = [*declared, *seen]  # a state no description declares still shows
     newest = dict(sorted(newest_per_series(series).items()))

@@ -55,7 +55,7 @@ def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> li
     return [by_name[name] for name in sorted(by_name)]
 
 
-def _relabel_states(series: list[Series], old: str, new: str) -> list[Series]:
+def _relabel_states(series: Iterable[Series], old: str, new: str) -> list[Series]:
     """A stateset's series with the state label, named after the family, renamed with it.
 
     OpenMetrics wants each sample labelled with the family's name, prefix included.
@@ -86,7 +86,7 @@ def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]
     ]
 
 
-def _finish(family: Any, series: list[Series]) -> list[Series]:
+def _finish(family: Any, series: Sequence[Series]) -> Sequence[Series]:
     finish = getattr(family, "finish", None)
     return finish(series) if finish is not None else series
 

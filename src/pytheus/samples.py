@@ -7,7 +7,7 @@ into bytes. Nothing here knows about backends or about a particular exposition f
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -32,16 +32,19 @@ class MetricType(str, enum.Enum):
 class LabelSet:
     """The label names and values of one series, in declared order.
 
-    Immutable. Formatters may memoise their rendering of it in ``rendered`` (keyed by format),
-    so a series that is scraped many times is escaped once.
+    Immutable. Formatters may memoise their rendering of it, so a series that is scraped many
+    times is escaped once: the text formats' ``{a="1"}`` in ``text`` (a string in a slot costs
+    the string alone; a dict per series would cost 184 bytes more), any other in ``rendered``
+    (keyed by format).
     """
 
-    __slots__ = ("names", "values", "_rendered")
+    __slots__ = ("names", "values", "text", "_rendered")
 
     def __init__(self, names: tuple[str, ...], values: tuple[str, ...]) -> None:
         self.names = names
         self.values = values
-        self._rendered: dict[str, Any] | None = None  # made at the first scrape: memory
+        self.text: str | None = None
+        self._rendered: dict[str, Any] | None = None  # made when first asked for: memory
 
     @property
     def rendered(self) -> dict[str, Any]:
@@ -121,6 +124,47 @@ SeriesValue = Union[float, CounterData, HistogramData, SummaryData]
 Series = tuple[LabelSet, SeriesValue]
 
 
+class LiveSeries(Sequence[Series]):
+    """Series read from their values while a formatter walks them, not all held at once.
+
+    A scrape of a million series then holds one series' reading at a time, not a million (about
+    90 MB at that size). Each iteration reads the values again; ``len``, indexing and ``==`` read
+    them once into a list and keep it, for code that looks at a family more than once.
+    """
+
+    __slots__ = ("_read", "_list")
+
+    def __init__(self, read: Callable[[], Iterable[Series]]) -> None:
+        self._read = read
+        self._list: list[Series] | None = None
+
+    def __iter__(self) -> Iterator[Series]:
+        if self._list is not None:
+            return iter(self._list)
+        return iter(self._read())
+
+    def _materialised(self) -> list[Series]:
+        if self._list is None:
+            self._list = list(self._read())
+        return self._list
+
+    def __len__(self) -> int:
+        return len(self._materialised())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._materialised()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return self._materialised() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LiveSeries({self._materialised()!r})"
+
+
 @dataclass(slots=True)
 class MetricFamily:
     """All series of one metric as exposed: ``name`` already carries any registry prefix."""
@@ -128,5 +172,5 @@ class MetricFamily:
     name: str
     type: MetricType
     help: str
-    series: list[Series] = field(default_factory=list)
+    series: Sequence[Series] = field(default_factory=list)
     unit: str = ""

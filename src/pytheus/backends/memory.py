@@ -15,7 +15,7 @@ from math import ceil, log2
 from threading import Lock, RLock
 from typing import TYPE_CHECKING, Any
 
-from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_local
+from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_live
 from pytheus.native import NativeHistogram, ResetTimer
 from pytheus.native import bounds_table as native_bounds_table
 from pytheus.native import bucket_index as native_bucket_index
@@ -328,8 +328,8 @@ class MemoryStore:
             return MemoryCounter()
         return SingleProcessBackend(lock=striped_lock())
 
-    def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
-        return read_local(families)
+    def read(self, families: Sequence[StoredFamily]) -> Sequence[Sequence[Series]]:
+        return read_live(families)
 
 
 def bucket_index(upper_bounds: Sequence[float], value: float) -> int:

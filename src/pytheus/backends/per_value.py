@@ -132,7 +132,7 @@ class PerValueStore:
             if hasattr(part, "set"):
                 part.set(0.0)
 
-    def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
+    def read(self, families: Sequence[StoredFamily]) -> Sequence[Sequence[Series]]:
         if self.batch_reader is None:
             return read_local(families)
         by_family = self.batch_reader(_FamilyList(families))

@@ -15,13 +15,15 @@ Third-party backends that implement only the per-value protocol are wrapped by
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Protocol, Union
 
 from pytheus.samples import (
     CounterData,
     HistogramData,
     LabelSet,
+    LiveSeries,
     MetricType,
     Series,
     SummaryData,
@@ -68,7 +70,7 @@ class Store(Protocol):
         """Return the value object that records for ``metric``'s series in this process."""
         ...
 
-    def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
+    def read(self, families: Sequence[StoredFamily]) -> Sequence[Sequence[Series]]:
         """Return the series of each family, in order: everything this store knows of them.
 
         Raises BackendUnavailableException when the storage cannot be read.
@@ -92,8 +94,19 @@ def read_value(
 
 
 def read_local(families: Sequence[StoredFamily]) -> list[list[Series]]:
-    """Read families from the value objects of this process (the single-process case)."""
-    return [
-        [(labels, read_value(family.desc.type, value)) for labels, value in family.local_values()]
-        for family in families
-    ]
+    """Read families from the value objects of this process, now (so that a value that fails
+    fails here, where the caller expects it)."""
+    return [list(_read_family(family)) for family in families]
+
+
+def read_live(families: Sequence[StoredFamily]) -> list[LiveSeries]:
+    """Read families from the value objects of this process as a formatter reaches each value
+    (:class:`~pytheus.samples.LiveSeries`); for values that cannot fail, as the memory
+    backend's."""
+    return [LiveSeries(partial(_read_family, family)) for family in families]
+
+
+def _read_family(family: StoredFamily) -> Iterator[Series]:
+    metric_type = family.desc.type
+    for labels, value in family.local_values():
+        yield labels, read_value(metric_type, value)

@@ -43,8 +43,9 @@ in :data:`FORMATS`.
 
 from __future__ import annotations
 
-import gzip
-from collections.abc import Callable, Collection, Sequence
+import io
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -64,8 +65,9 @@ class Format:
     media_type: str
     versions: frozenset[str]
     content_type: str
-    render: Callable[[Sequence[MetricFamily], str], bytes]
-    """Renders families with an escaping scheme (:mod:`pytheus.exposition.escaping`)."""
+    render: Callable[[Sequence[MetricFamily], str], Iterable[bytes]]
+    """Renders families with an escaping scheme (:mod:`pytheus.exposition.escaping`), in chunks
+    that are joined or compressed one by one."""
     params: tuple[tuple[str, str], ...] = ()
     """Parameters a media range must have to name this format (values compared lower-cased)."""
     version_content_types: tuple[tuple[str, str], ...] = ()
@@ -83,16 +85,25 @@ class Negotiated(NamedTuple):
     content_type: str
 
 
-def _render_text(families: Sequence[MetricFamily], escaping: str) -> bytes:
-    return text.render(families, escaping).encode("utf-8")
+def _render_text(families: Sequence[MetricFamily], escaping: str) -> Iterator[bytes]:
+    return _encoded(text.render_chunks(families, escaping))
 
 
-def _render_openmetrics(families: Sequence[MetricFamily], escaping: str) -> bytes:
-    return openmetrics.render(families, escaping).encode("utf-8")
+def _render_openmetrics(families: Sequence[MetricFamily], escaping: str) -> Iterator[bytes]:
+    return _encoded(openmetrics.render_chunks(families, escaping))
 
 
-def _render_openmetrics2(families: Sequence[MetricFamily], escaping: str) -> bytes:
-    return openmetrics2.render(families, escaping).encode("utf-8")
+def _render_openmetrics2(families: Sequence[MetricFamily], escaping: str) -> Iterator[bytes]:
+    return _encoded(openmetrics2.render_chunks(families, escaping))
+
+
+def _render_protobuf(families: Sequence[MetricFamily], escaping: str) -> list[bytes]:
+    return [protobuf.render(families, escaping)]
+
+
+def _encoded(chunks: Iterable[str]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk.encode("utf-8")
 
 
 TEXT_FORMAT = Format(
@@ -119,7 +130,7 @@ PROTOBUF_FORMAT = Format(
     "application/vnd.google.protobuf",
     frozenset(),
     protobuf.CONTENT_TYPE,
-    protobuf.render,
+    _render_protobuf,
     (("proto", "io.prometheus.client.metricfamily"), ("encoding", "delimited")),
 )
 
@@ -158,10 +169,30 @@ def render_for_request(
     if name_filter is not None:
         wanted = set(name_filter)
         families = [f for f in families if not wanted.isdisjoint(exposed_names(f.name, f.type))]
-    body = chosen.render(families, escaping)
+    chunks = chosen.render(families, escaping)
     if _accepts_gzip(accept_encoding):
-        return gzip.compress(body, compresslevel=6), content_type, "gzip"
-    return body, content_type, None
+        return _gzip(chunks), content_type, "gzip"
+    return _joined(chunks), content_type, None
+
+
+def _joined(chunks: Iterable[bytes]) -> bytes:
+    """The chunks as one body, holding little more than the body at any moment.
+
+    ``b"".join`` would hold every chunk and the body (twice the body); a ``BytesIO`` grows one
+    buffer, and ``getvalue`` hands that buffer over without copying it.
+    """
+    buffer = io.BytesIO()
+    for chunk in chunks:
+        buffer.write(chunk)
+    return buffer.getvalue()
+
+
+def _gzip(chunks: Iterable[bytes]) -> bytes:
+    """The chunks compressed into one gzip member, one chunk at a time."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 16 + 15: a gzip header
+    parts = [compressor.compress(chunk) for chunk in chunks]
+    parts.append(compressor.flush())
+    return b"".join(parts)
 
 
 def negotiate(accept: str | None) -> Negotiated:

@@ -33,7 +33,7 @@ Names that are not classic are escaped as the scraper asked, or quoted under ``a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
@@ -47,6 +47,7 @@ from pytheus.exposition.escaping import (
     stateset_name,
 )
 from pytheus.exposition.text import (
+    CHUNK_LINES,
     bucket_labels,
     format_count,
     format_value,
@@ -98,6 +99,13 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
 
         body = openmetrics.render(collect_registry(registry)).encode("utf-8")
     """
+    return "".join(render_chunks(families, escaping))
+
+
+def render_chunks(
+    families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME
+) -> Iterator[str]:
+    """:func:`render`'s text in chunks (see :data:`pytheus.exposition.text.CHUNK_LINES`)."""
     out: list[str] = []
     append = out.append
     for family in families:
@@ -131,8 +139,11 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
                     else (value_name + label_text)
                 )
                 append(f"{start} {format_value(number)}\n")
+            if len(out) >= CHUNK_LINES:
+                yield "".join(out)
+                out.clear()
     append("# EOF\n")
-    return "".join(out)
+    yield "".join(out)
 
 
 def _render_counter(

@@ -38,7 +38,7 @@ the Prometheus text and protobuf formats do), or quoted under ``allow-utf-8``:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from pytheus.exposition import openmetrics
 from pytheus.exposition.escaping import (
@@ -49,7 +49,7 @@ from pytheus.exposition.escaping import (
     series_name,
     stateset_name,
 )
-from pytheus.exposition.text import format_value, render_pairs
+from pytheus.exposition.text import CHUNK_LINES, format_value, render_pairs
 from pytheus.native import NativeHistogram, spans_and_counts
 from pytheus.samples import (
     CounterData,
@@ -117,6 +117,13 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
 
         body = openmetrics2.render(collect_registry(registry)).encode("utf-8")
     """
+    return "".join(render_chunks(families, escaping))
+
+
+def render_chunks(
+    families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME
+) -> Iterator[str]:
+    """:func:`render`'s text in chunks (see :data:`pytheus.exposition.text.CHUNK_LINES`)."""
     out: list[str] = []
     append = out.append
     for family in families:
@@ -137,8 +144,11 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
             sample = _sample(value, counter, escaping)
             if sample is not None:
                 append(f"{_series_start(labels, name, quoted, escaping)} {sample}\n")
+                if len(out) >= CHUNK_LINES:
+                    yield "".join(out)
+                    out.clear()
     append("# EOF\n")
-    return "".join(out)
+    yield "".join(out)
 
 
 def _series_start(labels: LabelSet, name: str, quoted: bool, escaping: str) -> str:

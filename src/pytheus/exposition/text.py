@@ -16,7 +16,8 @@ Classic names are written as they are under every scheme.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
 
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
@@ -80,6 +81,11 @@ def _memo_key(kind: str, escaping: str) -> str:
 
 def render_labels(labels: LabelSet, escaping: str = DEFAULT_SCHEME) -> str:
     """``{a="1",b="2"}`` for a series, or ``""`` when it has no labels; memoised."""
+    if escaping == DEFAULT_SCHEME:
+        text = labels.text
+        if text is None:
+            text = labels.text = render_pairs(zip(labels.names, labels.values))
+        return text
     key = _memo_key("text", escaping)
     text = labels.rendered.get(key)
     if text is None:
@@ -90,11 +96,30 @@ def render_labels(labels: LabelSet, escaping: str = DEFAULT_SCHEME) -> str:
 def bucket_labels(
     labels: LabelSet, upper_bounds: tuple[float, ...], escaping: str = DEFAULT_SCHEME
 ) -> list[str]:
-    """The label strings of a series' buckets, memoised with the bounds they were made for.
+    """The label strings of a series' buckets, ``{a="1",le="0.5"}`` for each bound.
 
-    A LabelSet may be shared by histograms with different buckets (``EMPTY_LABELS`` in custom
-    collectors), so the memo is only used for the very same bounds.
+    Made at each scrape from the series' memoised label text: memoising them too would keep a
+    string per bucket per series (about 1,400 bytes for the default buckets).
     """
+    if escaping != DEFAULT_SCHEME:
+        return _bucket_labels_escaped(labels, upper_bounds, escaping)
+    text = render_labels(labels)
+    head = text[:-1] + "," if text else "{"
+    return [head + pair for pair in _bound_pairs(upper_bounds)]
+
+
+@lru_cache(maxsize=256)
+def _bound_pairs(upper_bounds: tuple[float, ...]) -> list[str]:
+    """``le="0.5"}`` for each bound: the end of a bucket's label text."""
+    return [f'le="{format_value(bound)}"}}' for bound in upper_bounds]
+
+
+def _bucket_labels_escaped(
+    labels: LabelSet, upper_bounds: tuple[float, ...], escaping: str
+) -> list[str]:
+    """:func:`bucket_labels` for names that are not classic, memoised with the bounds they were
+    made for (a LabelSet may be shared by histograms with different buckets: ``EMPTY_LABELS``
+    in custom collectors)."""
     key = _memo_key("text:le", escaping)
     cached: tuple[tuple[float, ...], list[str]] | None = labels.rendered.get(key)
     if cached is not None and (cached[0] is upper_bounds or cached[0] == upper_bounds):
@@ -111,6 +136,17 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
     ``escaping`` is the scheme for names that are not classic (see
     :mod:`pytheus.exposition.escaping`); classic names are written as they are.
     """
+    return "".join(render_chunks(families, escaping))
+
+
+CHUNK_LINES = 4096
+"""Lines a formatter joins into one chunk: a scrape holds chunks, never a string per line."""
+
+
+def render_chunks(
+    families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME
+) -> Iterator[str]:
+    """:func:`render`'s text in chunks of about :data:`CHUNK_LINES` lines."""
     out: list[str] = []
     append = out.append
     for family in families:
@@ -129,7 +165,10 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
                 label_text = render_labels(labels, escaping)
                 start = series_name(name, True, label_text) if quoted else name + label_text
                 append(f"{start} {format_value(number)}\n")
-    return "".join(out)
+            if len(out) >= CHUNK_LINES:
+                yield "".join(out)
+                out.clear()
+    yield "".join(out)
 
 
 def _render_histogram(

@@ -13,7 +13,7 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.base import add_backend_listener, current_store
@@ -93,7 +93,7 @@ class Family(LegacyCollector):
         # Info and Enum keep their values in a gauge family of their own (``storage``) and
         # turn its series into theirs (``transform``); gauges may compute values at scrape.
         self.storage: Family | None = None
-        self.transform: Callable[[list[Series]], list[Series]] | None = None
+        self.transform: Callable[[Sequence[Series]], Sequence[Series]] | None = None
         self.functions: dict[tuple[str, ...], Callable[[], float]] = {}
         with _all_families_lock:
             _all_families.add(self)
@@ -114,7 +114,7 @@ class Family(LegacyCollector):
         """Neither registered anywhere nor ever recorded: safe to replace by an equal family."""
         return not self.attached and not self.bound
 
-    def finish(self, series: list[Series]) -> list[Series]:
+    def finish(self, series: Sequence[Series]) -> Sequence[Series]:
         """The series as exposed: transformed (Info, Enum), with scrape-time functions applied."""
         if self.transform is not None:
             series = self.transform(series)

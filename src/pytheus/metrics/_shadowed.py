@@ -14,7 +14,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pytheus.desc import MetricDesc
@@ -37,7 +37,7 @@ class _Shadowed(_Metric):
         required_labels: Sequence[str] | None,
         default_labels: Mapping[str, str] | None,
         registry: Registry | None,
-        transform: Callable[[Family, list[Series]], list[Series]],
+        transform: Callable[[Family, Sequence[Series]], Sequence[Series]],
         options: Mapping[str, object] | None = None,
     ) -> None:
         desc = MetricDesc.build(
@@ -100,7 +100,7 @@ class _StorageView(_Metric):
     type_ = MetricType.GAUGE
 
 
-def newest_per_series(series: list[Series]) -> dict[tuple[str, ...], tuple[str, float]]:
+def newest_per_series(series: Iterable[Series]) -> dict[tuple[str, ...], tuple[str, float]]:
     """For each series (labels without the hidden one): the hidden value set last, and when."""
     newest: dict[tuple[str, ...], tuple[str, float]] = {}
     for labels, value in series:
@@ -113,7 +113,7 @@ def newest_per_series(series: list[Series]) -> dict[tuple[str, ...], tuple[str, 
 
 
 def info_series(
-    own_names: tuple[str, ...], series: list[Series], cache: dict[Any, LabelSet] | None = None
+    own_names: tuple[str, ...], series: Iterable[Series], cache: dict[Any, LabelSet] | None = None
 ) -> list[Series]:
     """An Info's series: the newest information of each, as labels, with value 1."""
     cache = {} if cache is None else cache

@@ -43,7 +43,7 @@ class Info(_Shadowed):
             name = name[: -len("_info")]  # the suffix is added when exposed
         cache: dict[Any, LabelSet] = {}
 
-        def transform(family: Family, series: list[Series]) -> list[Series]:
+        def transform(family: Family, series: Sequence[Series]) -> Sequence[Series]:
             return info_series(family.desc.label_names, series, cache)
 
         self._define_shadowed(

@@ -51,7 +51,7 @@ class Enum(_Shadowed):
             )
         cache: dict[Any, LabelSet] = {}
 
-        def transform(family: Family, series: list[Series]) -> list[Series]:
+        def transform(family: Family, series: Sequence[Series]) -> Sequence[Series]:
             newest = newest_per_series(series)
             for own in list(family.children):  # known here but never set: the first state
                 newest.setdefault(own, (states[0], 0.0))

@@ -129,6 +129,7 @@ class RedisStore:
         self._label_sets = LabelSets()
         self._descriptions: dict[str, tuple[Key, Signature]] = {}
         self._series_ids: dict[str, tuple[Key, Signature, LabelSet]] = {}
+        self._signatures: dict[Signature, Signature] = {}
         self._lock = threading.Lock()
         _stores.add(self)
         at_process_end(_flush_at_process_end)
@@ -259,7 +260,8 @@ class RedisStore:
                 meta = metas.get(sid)
                 if meta is None:
                     continue
-                key, signature = self._describe(meta)
+                key, signature = _describe(meta)  # kept here only: not by meta as well
+                signature = self._signatures.setdefault(signature, signature)  # one per family
                 known = self._series_ids[sid] = (key, signature, self._label_sets.get(key))
             key, signature, labels = known
             cells = [float(x) for x in raw_cells.split()]
