@@ -11,17 +11,30 @@
 from __future__ import annotations
 
 import gc
+import math
 import tracemalloc
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
 
 from pytheus.backends import load_backend
 from pytheus.backends.memory import SingleProcessBackend
+from pytheus.collection import collect_registry
 from pytheus.exposition.negotiation import render_for_request
-from pytheus.metrics import Counter, Histogram
+from pytheus.metrics import Counter, CustomCollector, Histogram
 from pytheus.registry import CollectorRegistry
-from pytheus.samples import EMPTY_LABELS, LiveSeries, Series
+from pytheus.samples import (
+    EMPTY_LABELS,
+    HistogramData,
+    LiveSeries,
+    MetricFamily,
+    MetricType,
+    Series,
+)
 from tests.conftest import backend_restored
 
 SERIES = 20_000
@@ -124,3 +137,66 @@ def test_live_series_read_when_walked_and_keep_what_they_were_asked_for() -> Non
     value[0] = 3.0
     assert series == [(EMPTY_LABELS, 2.0)] and list(series) == [(EMPTY_LABELS, 2.0)]
     assert len(reads) == 3  # looked at as a list: read once and kept
+
+
+class _BoundsCollector(CustomCollector):
+    """Histograms made by hand, with bounds as a list and with 0.0 and -0.0 as bounds."""
+
+    def collect(self) -> Iterator[MetricFamily]:
+        yield MetricFamily(
+            "listed_seconds", MetricType.HISTOGRAM, "Listed.",
+            [(EMPTY_LABELS, HistogramData([1.0, math.inf], [1, 0], 0.5))],  # type: ignore[arg-type]
+        )  # fmt: skip
+        for name, zero in (("negative_zero_seconds", -0.0), ("zero_seconds", 0.0)):
+            data = HistogramData((zero, math.inf), [0, 1], 2.0)
+            yield MetricFamily(name, MetricType.HISTOGRAM, "Z.", [(EMPTY_LABELS, data)])
+
+
+@pytest.mark.parametrize("accept", [None, "application/openmetrics-text; version=1.0.0"])
+def test_hand_made_histogram_bounds_keep_their_spelling(accept: str | None) -> None:
+    registry = CollectorRegistry()
+    registry.register(_BoundsCollector())
+    for _ in range(2):  # the second scrape uses what the first memoised
+        body = render_for_request(registry, accept, None)[0].decode()
+        parse = openmetrics_families if accept else text_string_to_metric_families
+        found = {
+            (sample.name, sample.labels.get("le"))
+            for family in parse(body)
+            for sample in family.samples
+        }
+        assert ("listed_seconds_bucket", "1.0") in found, body
+        assert ("negative_zero_seconds_bucket", "-0.0") in found, body
+        assert ("zero_seconds_bucket", "0.0") in found, body
+
+
+def test_collect_is_a_snapshot_on_the_memory_backend() -> None:
+    with backend_restored():
+        load_backend(SingleProcessBackend)
+        registry = CollectorRegistry()
+        jobs = Counter("jobs_total", "Jobs.", registry=registry)
+        jobs.inc()
+        [family] = collect_registry(registry)
+        [collected] = jobs.collect()
+        jobs.inc(5)
+        assert [v for _, v in family.series] == [1.0]
+        assert [v for _, v in collected.series] == [1.0]
+
+
+def test_a_series_removed_during_a_scrape_is_not_brought_back() -> None:
+    with backend_restored():
+        load_backend(SingleProcessBackend)
+        registry = CollectorRegistry()
+        counter = Counter("rotated_total", "R.", required_labels=["t"], registry=registry)
+        for name in ("a", "b", "c"):
+            counter.labels(name).inc()
+        load_backend(SingleProcessBackend)  # every value binds again at its next use
+        [family] = collect_registry(registry, live=True)
+        walk = iter(family.series)
+        next(walk)  # the scrape has begun: the list of series is taken
+        counter.remove("c")
+        rest = [labels.values for labels, _ in walk]
+        assert ("c",) not in rest
+        assert [labels.values for labels, _ in collect_registry(registry)[0].series] == [
+            ("a",),
+            ("b",),
+        ]

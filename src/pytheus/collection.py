@@ -22,18 +22,25 @@ from pytheus.samples import LabelSet, MetricFamily, MetricType, Series
 logger = logging.getLogger(__name__)
 
 
-def collect_registry(registry: Registry) -> list[MetricFamily]:
-    """Every family of ``registry``, names prefixed, sorted by name."""
-    return collect_families(registry.collect(), registry.prefix)
+def collect_registry(registry: Registry, *, live: bool = False) -> list[MetricFamily]:
+    """Every family of ``registry``, names prefixed, sorted by name.
+
+    The series are read now, a snapshot. ``live=True`` is for a formatter that walks them once:
+    a store may then hand series that are read as they are walked
+    (:class:`~pytheus.samples.LiveSeries`), so a scrape never holds every reading at once.
+    """
+    return collect_families(registry.collect(), registry.prefix, live=live)
 
 
-def collect_families(collectors: Iterable[Any], prefix: str | None = None) -> list[MetricFamily]:
+def collect_families(
+    collectors: Iterable[Any], prefix: str | None = None, *, live: bool = False
+) -> list[MetricFamily]:
     families: list[StoredFamily] = []
     custom: list[Any] = []
     for collector in collectors:
         (families if hasattr(collector, "desc") else custom).append(collector)
 
-    output = _families_from_store(families)
+    output = _families_from_store(families, live)
     for collector in custom:
         output.extend(_run_custom_collector(collector))
 
@@ -68,12 +75,14 @@ def _relabel_states(series: Iterable[Series], old: str, new: str) -> list[Series
     return output
 
 
-def _families_from_store(families: Sequence[StoredFamily]) -> list[MetricFamily]:
+def _families_from_store(families: Sequence[StoredFamily], live: bool) -> list[MetricFamily]:
     if not families:
         return []
     stored = [getattr(f, "storage", None) or f for f in families]  # Info/Enum keep a gauge
     try:
         series_lists = current_store().read(stored)
+        if not live:
+            series_lists = [list(series) for series in series_lists]
     except BackendUnavailableException:
         raise
     except Exception as error:

@@ -46,7 +46,7 @@ def generate_metrics(registry: Registry = REGISTRY) -> str:
     Raises :class:`~pytheus.exceptions.BackendUnavailableException` only when the backend cannot
     be read; serve that as HTTP 503.
     """
-    return text.render(collect_registry(registry))
+    return text.render(collect_registry(registry, live=True))
 
 
 _SERVING = frozenset(

@@ -165,7 +165,7 @@ def render_for_request(
         # content_type == OPENMETRICS_CONTENT_TYPE, encoding == "gzip"
     """
     chosen, escaping, content_type = negotiate(accept)
-    families = collect_registry(registry)
+    families = collect_registry(registry, live=True)
     if name_filter is not None:
         wanted = set(name_filter)
         families = [f for f in families if not wanted.isdisjoint(exposed_names(f.name, f.type))]

@@ -16,8 +16,7 @@ Classic names are written as they are under every scheme.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from functools import lru_cache
+from collections.abc import Iterable, Iterator, Sequence
 
 from pytheus.exposition.escaping import (
     DEFAULT_SCHEME,
@@ -108,10 +107,24 @@ def bucket_labels(
     return [head + pair for pair in _bound_pairs(upper_bounds)]
 
 
-@lru_cache(maxsize=256)
-def _bound_pairs(upper_bounds: tuple[float, ...]) -> list[str]:
-    """``le="0.5"}`` for each bound: the end of a bucket's label text."""
-    return [f'le="{format_value(bound)}"}}' for bound in upper_bounds]
+_BOUND_PAIRS: dict[int, tuple[Sequence[float], list[str]]] = {}
+
+
+def _bound_pairs(upper_bounds: Sequence[float]) -> list[str]:
+    """``le="0.5"}`` for each bound: the end of a bucket's label text.
+
+    Memoised for the very same tuple of bounds (a family's, at every scrape), kept alive with
+    its entry so that its id is not reused; not by value, where ``0.0 == -0.0``.
+    """
+    cached = _BOUND_PAIRS.get(id(upper_bounds))
+    if cached is not None and cached[0] is upper_bounds:
+        return cached[1]
+    pairs = [f'le="{format_value(bound)}"}}' for bound in upper_bounds]
+    if isinstance(upper_bounds, tuple):
+        if len(_BOUND_PAIRS) >= 256:
+            _BOUND_PAIRS.clear()
+        _BOUND_PAIRS[id(upper_bounds)] = (upper_bounds, pairs)
+    return pairs
 
 
 def _bucket_labels_escaped(
@@ -139,7 +152,7 @@ def render(families: Iterable[MetricFamily], escaping: str = DEFAULT_SCHEME) -> 
     return "".join(render_chunks(families, escaping))
 
 
-CHUNK_LINES = 4096
+CHUNK_LINES = 1024
 """Lines a formatter joins into one chunk: a scrape holds chunks, never a string per line."""
 
 

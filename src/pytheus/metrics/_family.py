@@ -269,6 +269,8 @@ class Family(LegacyCollector):
         for child in children:
             value = child._value
             if isinstance(value, LazyValue):
+                if self.children.get(child._key) is not child:  # type: ignore[arg-type]
+                    continue  # removed since the list was taken: not brought back
                 value = self.bind(child)
             assert child._series is not None
             yield child._series, value

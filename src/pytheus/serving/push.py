@@ -120,7 +120,9 @@ def _send(
     basic_auth: tuple[str, str] | None,
 ) -> None:
     url = group_url(gateway, job, grouping_key)
-    body = b"" if registry is None else text.render(collect_registry(registry)).encode("utf-8")
+    body = b""
+    if registry is not None:
+        body = text.render(collect_registry(registry, live=True)).encode("utf-8")
     headers = {"Content-Type": text.CONTENT_TYPE}
     if basic_auth is not None:
         token = base64.b64encode(":".join(basic_auth).encode("utf-8")).decode("ascii")

@@ -25,7 +25,7 @@ def write_to_textfile(path: str | os.PathLike[str], registry: Registry = REGISTR
 
         write_to_textfile("/var/lib/node_exporter/textfile/backup.prom", registry)
     """
-    body = text.render(collect_registry(registry)).encode("utf-8")
+    body = text.render(collect_registry(registry, live=True)).encode("utf-8")
     directory, name = os.path.split(os.fspath(path))
     temporary = os.path.join(directory, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
