@@ -21,6 +21,7 @@ import gc
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from itertools import repeat
@@ -29,6 +30,8 @@ from typing import Any
 
 COUNTER_NAME = "bench_http_requests_total"
 HISTOGRAM_NAME = "bench_http_request_duration_seconds"
+SUMMARY_NAME = "bench_job_duration_seconds"
+QUANTILES = (0.5, 0.9, 0.99)
 # pytheus's default buckets, given to prometheus_client too (as in bench/workloads.py)
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 DEAD_IN_PARALLEL = 4
@@ -45,20 +48,25 @@ def observation(index: int, nth: int = 0) -> float:
     return 0.0005 * 1.4 ** ((index * 7 + nth * 13) % 45)  # 0.5 ms to about 1 h
 
 
-def sample_lines(counters: int, histograms: int, native: bool = False) -> int:
-    """Lines of a scrape: one per counter series; per histogram series its buckets, sum, count.
+def sample_lines(counters: int, histograms: int, native: bool = False, summaries: int = 0) -> int:
+    """Lines of a scrape: one per counter series; per histogram series its buckets, sum, count;
+    per summary series its quantiles, sum, count.
 
     A native-only histogram has the single classic bucket ``+Inf`` in the text format.
     """
-    return counters + histograms * (3 if native else len(BUCKETS) + 3)
+    per_histogram = 3 if native else len(BUCKETS) + 3
+    return counters + histograms * per_histogram + summaries * (len(QUANTILES) + 2)
 
 
 def check_scrape(
-    text: str, counters: int, histograms: int, writes: int, native: bool = False
-) -> int:
+    text: str, counters: int, histograms: int, writes: int, native: bool = False,
+    summaries: int = 0,
+) -> int:  # fmt: skip
     """Checks the sample lines and the counters' total (every write adds 1); returns the lines."""
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    expected = sample_lines(counters, histograms, native)
+    if any(line.endswith(" NaN") for line in lines if line.startswith(SUMMARY_NAME)):
+        raise AssertionError("a summary's quantile is NaN: the windows were not merged")
+    expected = sample_lines(counters, histograms, native, summaries)
     if len(lines) != expected:
         raise AssertionError(f"expected {expected} sample lines in a scrape, got {len(lines)}")
     total = sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(COUNTER_NAME))
@@ -77,8 +85,9 @@ class Side:
         self.spec = spec
         self.counters: int = spec.get("counters", 0)
         self.histograms: int = spec.get("histograms", 0)
+        self.summaries: int = spec.get("summaries", 0)
         self.values: int = spec.get("values", 1)
-        """Observations per histogram series in each write."""
+        """Observations per histogram (and summary) series in each write."""
 
     def write_series(self, times: int = 1) -> None:
         raise NotImplementedError
@@ -99,7 +108,7 @@ class PytheusSide(Side):
         super().__init__(spec)
         from pytheus.backends import load_backend
         from pytheus.backends.memory import SingleProcessBackend
-        from pytheus.metrics import Counter, Histogram
+        from pytheus.metrics import Counter, Histogram, Summary
         from pytheus.registry import CollectorRegistry
 
         backend = spec["backend"]
@@ -126,6 +135,10 @@ class PytheusSide(Side):
             registry=self.registry,
             native=spec.get("native", False),
         )
+        self.summary = Summary(
+            SUMMARY_NAME, "Jobs.", required_labels=["route"], registry=self.registry,
+            quantiles=QUANTILES,
+        )  # fmt: skip
 
     def write_series(self, times: int = 1) -> None:
         for index in range(self.counters):
@@ -136,6 +149,11 @@ class PytheusSide(Side):
             for _ in range(times):
                 for nth in range(self.values):
                     child.observe(observation(index, nth))
+        for index in range(self.summaries):
+            summary = self.summary.labels(route=f"route_{index}")
+            for _ in range(times):
+                for nth in range(self.values):
+                    summary.observe(observation(index, nth))
 
     def render(self) -> object:
         """A scrape as ``pytheus.exposition.render_for_request`` answers the spec's Accept."""
@@ -160,6 +178,28 @@ class PytheusSide(Side):
         def run(ops: int) -> None:
             for _ in repeat(None, ops):
                 counter.inc()
+
+        return run
+
+    def observe_loop(self) -> Callable[[int], None]:
+        """``observe`` on an unlabelled Histogram (default buckets) or Summary with quantiles
+        (the spec's ``metric``), cycling through 64 values from 0.5 ms to about 1 h."""
+        from pytheus.metrics import Histogram, Summary
+        from pytheus.registry import CollectorRegistry
+
+        registry = CollectorRegistry()
+        metric: Histogram | Summary
+        if self.spec["metric"] == "summary":
+            metric = Summary("bench_wait_seconds", "Wait.", quantiles=QUANTILES, registry=registry)
+        else:
+            metric = Histogram("bench_wait_seconds", "Wait.", registry=registry)
+        observe = metric.observe
+        values = [observation(3, nth) for nth in range(64)]
+
+        def run(ops: int) -> None:
+            for _ in repeat(None, ops // 64):
+                for value in values:
+                    observe(value)
 
         return run
 
@@ -339,6 +379,8 @@ def setup_scrape(spec: dict[str, Any], side: Side, writers: Writers) -> dict[str
     else:
         writers.start_dead(side.write_series, dead)
         writers.start_living(side.write_series, living)
+    if side.summaries and living:
+        time.sleep(1.5)  # living writers publish their quantile windows every second
     if spec.get("in_process_writes"):
         side.write_series(spec["in_process_writes"])
     writes = living + dead + spec.get("in_process_writes", 0)
@@ -346,7 +388,7 @@ def setup_scrape(spec: dict[str, Any], side: Side, writers: Writers) -> dict[str
     assert isinstance(text, str)
     report["first_ns"] = first_ns
     report["lines"] = check_scrape(
-        text, side.counters, side.histograms, writes, spec.get("native", False)
+        text, side.counters, side.histograms, writes, spec.get("native", False), side.summaries
     )
     rendered = side.render()
     body = rendered[0] if isinstance(rendered, tuple) else rendered
@@ -363,6 +405,10 @@ def main() -> int:
         if spec["role"] == "inc":
             loop = side.inc_loop()
             report: dict[str, Any] = {}
+        elif spec["role"] == "observe":
+            assert isinstance(side, PytheusSide)
+            loop = side.observe_loop()
+            report = {}
         else:
             report = setup_scrape(spec, side, writers)
             scrape = side.render

@@ -279,6 +279,60 @@ def client_multiprocess_scrape_after_deaths(scrapes: int) -> Iterator[Runner]:
         yield started.runner(scrapes)
 
 
+# --- summaries with quantiles vs histograms, on the shared-file backend (issue 19) --------------
+
+SUMMARIES = 1_000
+SUMMARY_VALUES = 20
+
+
+@contextmanager
+def file_summary_observe(ops: int) -> Iterator[Runner]:
+    with file_worker({"role": "observe", "metric": "summary"}) as started:
+        yield started.runner(ops)
+
+
+@contextmanager
+def file_histogram_observe(ops: int) -> Iterator[Runner]:
+    with file_worker({"role": "observe", "metric": "histogram"}) as started:
+        yield started.runner(ops)
+
+
+def _observers(summaries: int, histograms: int) -> dict[str, Any]:
+    return {"role": "scrape", "summaries": summaries, "histograms": histograms,
+            "values": SUMMARY_VALUES, "living": LIVING, "dead": 0}  # fmt: skip
+
+
+@contextmanager
+def file_summary_scrape(scrapes: int) -> Iterator[Runner]:
+    with file_worker(_observers(SUMMARIES, 0)) as started:
+        yield started.runner(scrapes)
+
+
+@contextmanager
+def file_histogram_scrape(scrapes: int) -> Iterator[Runner]:
+    with file_worker(_observers(0, SUMMARIES)) as started:
+        yield started.runner(scrapes)
+
+
+def _redis_observers(url: str, summaries: int, histograms: int) -> dict[str, Any]:
+    return _pytheus_spec(
+        "redis", role="scrape", url=url, namespace="bench", summaries=summaries,
+        histograms=histograms, values=SUMMARY_VALUES, dead=REDIS_WRITERS,
+    )  # fmt: skip
+
+
+@contextmanager
+def redis_summary_scrape(scrapes: int) -> Iterator[Runner]:
+    with redis_server() as url, worker(_redis_observers(url, SUMMARIES, 0)) as started:
+        yield started.runner(scrapes)
+
+
+@contextmanager
+def redis_histogram_scrape(scrapes: int) -> Iterator[Runner]:
+    with redis_server() as url, worker(_redis_observers(url, 0, SUMMARIES)) as started:
+        yield started.runner(scrapes)
+
+
 # --- Redis backend vs pytheus's single-process backend --------------------------------------------
 
 
@@ -349,6 +403,8 @@ def memory_scrape(scrapes: int) -> Iterator[Runner]:
 
 FILE_OURS = "pytheus file"
 FILE_THEIRS = "prometheus_client mp"
+SUMMARY_OURS = "Summary (quantiles)"
+SUMMARY_THEIRS = "Histogram, same backend"
 REDIS_OURS = "pytheus Redis"
 REDIS_THEIRS = "pytheus memory"
 
@@ -384,6 +440,39 @@ BACKEND_WORKLOADS: list[BackendWorkload] = [
         unit="scrape",
         ours_label=FILE_OURS,
         theirs_label=FILE_THEIRS,
+    ),
+    BackendWorkload(
+        name="file: Summary(quantiles).observe()",
+        target=1.5,
+        ops=HOT_PATH_OPS,
+        quick_ops=QUICK_OPS,
+        pytheus=file_summary_observe,
+        client=file_histogram_observe,
+        ours_label=SUMMARY_OURS,
+        theirs_label=SUMMARY_THEIRS,
+    ),
+    BackendWorkload(
+        name="file: scrape 8 procs x 1,000 summaries",
+        target=3.0,
+        ops=5,
+        quick_ops=1,
+        pytheus=file_summary_scrape,
+        client=file_histogram_scrape,
+        unit="scrape",
+        ours_label=SUMMARY_OURS,
+        theirs_label=SUMMARY_THEIRS,
+    ),
+    BackendWorkload(
+        name="redis: scrape 8 procs x 1,000 summaries",
+        target=3.0,
+        ops=5,
+        quick_ops=1,
+        pytheus=redis_summary_scrape,
+        client=redis_histogram_scrape,
+        unit="scrape",
+        ours_label=SUMMARY_OURS,
+        theirs_label=SUMMARY_THEIRS,
+        needs=("redis-server",),
     ),
     BackendWorkload(
         name="redis: Counter.inc()",

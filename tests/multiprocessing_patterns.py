@@ -10,6 +10,7 @@ or ``after`` (its first use of pytheus is the scrape, once the children have end
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import multiprocessing
 import os
 import signal
@@ -31,6 +32,7 @@ task_seconds = Histogram(
     "task_seconds", "Task time.", required_labels=["kind"], buckets=[0.1, 1], registry=registry
 )
 task_bytes = Summary("task_bytes", "Task sizes.", registry=registry)
+pool_wait = Summary("pool_wait_seconds", "Waits.", quantiles=[0.5, 0.99], registry=registry)
 
 
 def task(number: int) -> int:
@@ -39,7 +41,14 @@ def task(number: int) -> int:
         tasks_total.labels(kind=kind).inc()
         task_seconds.labels(kind=kind).observe(0.5)
         task_bytes.observe(2)
+    for i in range(PER_TASK):
+        pool_wait.observe(wait_of(number, i))
     return number
+
+
+def wait_of(number: int, i: int) -> float:
+    """The ``i``-th wait task ``number`` observes: every one different, 0.001 to 0.4."""
+    return (number * PER_TASK + i + 1) / 1000
 
 
 def expected() -> dict[str, float]:
@@ -55,6 +64,16 @@ def expected() -> dict[str, float]:
         samples[f'task_seconds_sum{{kind="{kind}"}}'] = per_kind * 0.5
     samples["task_bytes_count"] = float(TASKS * PER_TASK)
     samples["task_bytes_sum"] = float(TASKS * PER_TASK * 2)
+    return samples
+
+
+def expected_waits() -> dict[str, float]:
+    """The samples of the summary with quantiles: count and sum exact, each quantile the exact
+    one of every task's observations (a scrape's is within 1 % of it)."""
+    waits = sorted(wait_of(n, i) for n in range(TASKS) for i in range(PER_TASK))
+    samples = {"pool_wait_seconds_count": float(len(waits)), "pool_wait_seconds_sum": sum(waits)}
+    for q in (0.5, 0.99):
+        samples[f'pool_wait_seconds{{quantile="{q}"}}'] = waits[math.floor(q * (len(waits) - 1))]
     return samples
 
 

@@ -715,6 +715,7 @@ Gauge("queue_bytes", "Bytes queued.", multiprocess_mode="max", unit="bytes").set
 Gauge("temperature_celsius", "Temperature.", multiprocess_mode="sum", unit="celsius").set(21)
 Histogram("wait_seconds", "Time waited.", buckets=[0.1, 1], unit="seconds").observe(0.5)
 Summary("payload_bytes", "Payload sizes.", unit="bytes").observe(100)
+Summary("service_seconds", "Service time.", quantiles=[0.5, 0.99]).observe(0.25)
 Info("build", "Build information.").info({"version": "1.2.3"})
 Enum("phase", "Lifecycle phase.", states=["starting", "running", "stopping"]).state("running")
 from pytheus.backends.base import get_backend_class
@@ -763,6 +764,8 @@ def test_the_exporter_serves_what_the_application_serves(
         assert process.stdout is not None and process.stdout.readline().strip() == "ready"
         application = described_families(own_scrape.read_text())
         assert application["queue_bytes"][1:3] == ("Bytes queued.", "bytes")
+        median = sample(application["service_seconds"][3], "service_seconds", quantile="0.5")
+        assert median == pytest.approx(0.25, rel=0.01)
         with exporter(*source) as running:
             status, _, body = fetch(running.url, OPENMETRICS_ACCEPT)
             assert status == 200

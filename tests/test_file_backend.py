@@ -232,6 +232,11 @@ def test_bad_directory_is_an_error_at_load_backend(tmp_path: Path) -> None:
             load_backend(MultiProcessFileBackend, {})
         with pytest.raises(InvalidBackendConfigException, match="cannot write"):
             load_backend(MultiProcessFileBackend, {"path": "/proc"})
+        for interval in (0, -1, "1", True, 3601):
+            with pytest.raises(InvalidBackendConfigException, match="'publish_interval'"):
+                load_backend(
+                    MultiProcessFileBackend, {"path": str(tmp_path), "publish_interval": interval}
+                )
     finally:
         load_backend(SingleProcessBackend, {})
 

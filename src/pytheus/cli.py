@@ -119,6 +119,7 @@ class StoredDefinition:
     help: str = EXPORTED_HELP
     unit: str = ""
     states: tuple[str, ...] = ()
+    quantiles: tuple[float, ...] = ()
 
 
 Lister = Callable[[], "list[StoredDefinition]"]
@@ -210,8 +211,9 @@ def _with_description(
     if description is None:
         return definition
     return dataclasses.replace(
-        definition, help=description.help, unit=description.unit, states=description.states
-    )
+        definition, help=description.help, unit=description.unit, states=description.states,
+        quantiles=description.quantiles,
+    )  # fmt: skip
 
 
 def file_lister(store: Any) -> Lister:
@@ -330,7 +332,11 @@ def zero_value(desc: MetricDesc) -> SeriesValue:
 
 def exported_family(definition: StoredDefinition) -> ExportedFamily:
     """The family serving the series of ``definition``; Info and Enum are recognised."""
-    options = (("multiprocess_mode", definition.mode),) if definition.mode else ()
+    options: tuple[tuple[str, object], ...] = ()
+    if definition.mode:
+        options = (("multiprocess_mode", definition.mode),)
+    if definition.quantiles:
+        options = (("quantiles", definition.quantiles),)
     stored = ExportedFamily(
         MetricDesc(
             name=definition.name,

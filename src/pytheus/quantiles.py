@@ -17,12 +17,12 @@ them lose the bound. Magnitudes below ``sys.float_info.min`` count as 0, infinit
 largest finite magnitude; NaN is ignored.
 
 Sketches are mergeable: merging two gives exactly the sketch of all their observations (when
-no buckets were merged). That is what :class:`SlidingQuantiles` does over its age buckets. Today
-only the memory backend keeps a Summary's quantiles (in each process, for its own
-observations); the shared-file and Redis backends keep ``_count`` and ``_sum`` only. The
-serialisation (``to_floats``, ``from_floats``, ``merge``) and the per-bucket counters (``slot``,
-``bucket_id``, ``add_bucket``) are here for a multi-process backend to merge windows across
-processes; none does yet.
+no buckets were merged). That is what :class:`SlidingQuantiles` does over its age buckets, and
+what the multi-process backends do across processes. The shared-file backend: each process
+writes its window whole (``to_floats``), a scrape merges them (``merge_floats``), and
+``subtract`` takes a removed series' earlier state out of a window that goes on. The Redis
+backend sums counts by (age slot, bucket id) across processes (``bucket_id``,
+``add_bucket_pairs``, ``slot_pairs``, ``window_of_slots``), as it sums a counter.
 
 Example::
 
@@ -48,6 +48,7 @@ _SMALLEST = sys.float_info.min
 _LARGEST = sys.float_info.max
 _NO_FLOOR = -(2**53)  # below every bucket key; exact as a float
 _FORMAT = 1.0  # first float of a serialised SlidingQuantiles
+_PENDING_LIMIT = 256  # observations a window keeps aside before adding them to its sketch
 
 
 class _Buckets:
@@ -82,8 +83,44 @@ class _Buckets:
 
     def merge(self, other: _Buckets) -> None:
         self.raise_floor(other.floor)
+        counts = self.counts
+        if not counts and other.floor >= self.floor:
+            counts.update(other.counts)
+            return
         for key, count in other.counts.items():
-            self.add(key, count)
+            if key in counts:
+                counts[key] += count
+            else:
+                self.add(key, count)
+
+    def subtract(self, other: _Buckets) -> None:
+        """Take away ``other``'s counts (an earlier state of the same buckets); none below 0."""
+        counts = self.counts
+        for key, count in other.counts.items():
+            key = max(key, self.floor)
+            left = counts.get(key, 0) - count
+            if left > 0:
+                counts[key] = left
+            else:
+                counts.pop(key, None)
+
+    def add_pairs(self, floor: int, pairs: Sequence[float]) -> None:
+        """Add ``key, count, key, count, ...`` counted with lower keys at ``floor``."""
+        if floor > self.floor:
+            self.raise_floor(floor)
+        if not pairs:
+            return
+        counts = self.counts
+        keys, numbers = map(int, pairs[0::2]), map(int, pairs[1::2])
+        if len(counts) + len(pairs) // 2 > self.limit or min(pairs[0::2]) < self.floor:
+            for key, count in zip(keys, numbers):
+                self.add(key, count)
+        elif not counts:
+            counts.update(zip(keys, numbers))
+        else:
+            get = counts.get
+            for key, count in zip(keys, numbers):
+                counts[key] = get(key, 0) + count
 
     def to_floats(self) -> list[float]:
         floats = [float(self.floor), float(len(self.counts))]
@@ -93,14 +130,14 @@ class _Buckets:
 
     def load(self, floats: Sequence[float], start: int) -> int:
         """Read what ``to_floats`` wrote from ``floats[start:]``; return the next position."""
-        self.raise_floor(int(floats[start]))
-        size = int(floats[start + 1])
-        for position in range(start + 2, start + 2 + 2 * size, 2):
-            count = int(floats[position + 1])
-            if count < 0:
-                raise ValueError(f"negative count {count}")
-            self.add(int(floats[position]), count)
-        return start + 2 + 2 * size
+        end = start + 2 + 2 * int(floats[start + 1])
+        pairs = floats[start + 2 : end]
+        if len(pairs) != end - start - 2:
+            raise IndexError("fewer floats than the bucket count says")
+        if min(pairs[1::2], default=0) < 0:
+            raise ValueError("a negative count")
+        self.add_pairs(int(floats[start]), pairs)
+        return end
 
 
 class QuantileSketch:
@@ -148,6 +185,20 @@ class QuantileSketch:
         elif magnitude == magnitude:  # not NaN
             self._zero += 1
 
+    def add_many(self, values: Iterable[float]) -> None:
+        """:meth:`add` each of ``values``; faster for a batch (positive values that fall in a
+        bucket already counted take a path of their own)."""
+        counts = self._pos.counts
+        multiplier = self._multiplier
+        add = self.add
+        for value in values:
+            if _SMALLEST <= value <= _LARGEST:  # positive, normal and finite
+                key = _ceil(_log(value) * multiplier)
+                if key in counts:
+                    counts[key] += 1
+                    continue
+            add(value)
+
     def bucket_id(self, value: float) -> int | None:
         """The bucket of ``value`` as one integer (None for NaN), for :meth:`add_bucket`.
 
@@ -175,6 +226,31 @@ class QuantileSketch:
         else:
             key = abs(bucket_id) + self._lowest_key - 1
             (self._pos if bucket_id > 0 else self._neg).add(key, count)
+
+    def add_bucket_pairs(self, pairs: Sequence[float]) -> None:
+        """:meth:`add_bucket` for ``bucket id, count, bucket id, count, ...``."""
+        offset = self._lowest_key - 1
+        for position in range(0, len(pairs), 2):
+            bucket_id, count = int(pairs[position]), int(pairs[position + 1])
+            if count < 0:
+                raise ValueError(f"a bucket count cannot be negative, got {count}")
+            if bucket_id > 0:
+                self._pos.add(bucket_id + offset, count)
+            elif bucket_id < 0:
+                self._neg.add(offset - bucket_id, count)
+            else:
+                self._zero += count
+
+    def bucket_pairs(self) -> list[int]:
+        """``[bucket id, count, ...]`` of every bucket with a count: :meth:`add_bucket_pairs`
+        of them rebuilds the sketch."""
+        offset = self._lowest_key - 1
+        pairs = [0, self._zero] if self._zero else []
+        for key, count in self._pos.counts.items():
+            pairs += (key - offset, count)
+        for key, count in self._neg.counts.items():
+            pairs += (offset - key, count)
+        return pairs
 
     @property
     def count(self) -> int:
@@ -237,6 +313,24 @@ class QuantileSketch:
         self._neg.merge(other._neg)
         self._zero += other._zero
 
+    def subtract(self, other: QuantileSketch) -> None:
+        """Take away the observations of ``other``, an earlier state of this sketch (what a
+        series had counted when it was removed); a count never goes below 0."""
+        self._pos.subtract(other._pos)
+        self._neg.subtract(other._neg)
+        self._zero = max(0, self._zero - other._zero)
+
+    def empty_like(self) -> QuantileSketch:
+        """A new empty sketch with this one's settings (without checking them again)."""
+        sketch = QuantileSketch.__new__(QuantileSketch)
+        sketch.relative_accuracy, sketch.max_buckets = self.relative_accuracy, self.max_buckets
+        sketch._gamma, sketch._multiplier = self._gamma, self._multiplier
+        sketch._largest_key, sketch._lowest_key = self._largest_key, self._lowest_key
+        sketch._log_scale = self._log_scale
+        sketch._pos, sketch._neg = _Buckets(self.max_buckets), _Buckets(self.max_buckets)
+        sketch._zero = 0
+        return sketch
+
     def copy(self) -> QuantileSketch:
         sketch = QuantileSketch(self.relative_accuracy, self.max_buckets)
         sketch.merge(self)
@@ -296,7 +390,8 @@ class SlidingQuantiles:
     """
 
     __slots__ = ("targets", "max_age_seconds", "age_buckets", "relative_accuracy",
-                 "max_buckets", "_width", "_latest", "_slots", "_sketches", "_head")  # fmt: skip
+                 "max_buckets", "_width", "_latest", "_slots", "_sketches", "_head", "_pending",
+                 "_pending_end")  # fmt: skip
 
     def __init__(
         self,
@@ -322,11 +417,32 @@ class SlidingQuantiles:
         self._width = self.max_age_seconds / age_buckets
         self._latest = _NO_FLOOR
         self._slots = [_NO_FLOOR] * age_buckets
-        self._sketches = [self._new_sketch() for _ in range(age_buckets)]
+        first = QuantileSketch(self.relative_accuracy, self.max_buckets)
+        self._sketches = [first, *(first.empty_like() for _ in range(age_buckets - 1))]
         self._head = self._sketches[self._latest % age_buckets]  # the sketch of the latest slot
+        # observations of the latest slot not yet added to its sketch: adding them in batches
+        # costs half as much per value; any read adds them first
+        self._pending: list[float] = []
+        self._pending_end = -math.inf  # when the latest slot ends: pending values go before
 
-    def _new_sketch(self) -> QuantileSketch:
-        return QuantileSketch(self.relative_accuracy, self.max_buckets)
+    def empty_like(self) -> SlidingQuantiles:
+        """A new empty window with this one's settings (without checking them again)."""
+        window = SlidingQuantiles.__new__(SlidingQuantiles)
+        window.targets, window.max_age_seconds = self.targets, self.max_age_seconds
+        window.age_buckets, window.relative_accuracy = self.age_buckets, self.relative_accuracy
+        window.max_buckets, window._width = self.max_buckets, self._width
+        window._latest = _NO_FLOOR
+        window._slots = [_NO_FLOOR] * self.age_buckets
+        window._sketches = [self._sketches[0].empty_like() for _ in range(self.age_buckets)]
+        window._head = window._sketches[window._latest % self.age_buckets]
+        window._pending, window._pending_end = [], -math.inf
+        return window
+
+    def new_sketch(self) -> QuantileSketch:
+        """An empty sketch of this window's accuracy and size."""
+        return self._sketches[0].empty_like()
+
+    _new_sketch = new_sketch
 
     def _slot(self, now: float) -> int:
         """The slot of ``now``; a clock going back stays in the latest slot."""
@@ -351,9 +467,18 @@ class SlidingQuantiles:
 
     def observe(self, value: float, now: float) -> None:
         """Record ``value`` observed at time ``now`` (seconds); NaN is ignored."""
-        if now >= (self._latest + 1) * self._width:
-            self._slot(now)
-        self._head.add(value)
+        pending = self._pending
+        if now >= self._pending_end or len(pending) >= _PENDING_LIMIT:
+            self._add_pending()
+            if now >= self._pending_end:
+                self._slot(now)
+                self._pending_end = max((self._latest + 1) * self._width, now)
+        pending.append(value)
+
+    def _add_pending(self) -> None:
+        if self._pending:
+            self._head.add_many(self._pending)
+            self._pending.clear()
 
     def slot(self, now: float) -> int:
         """The age slot of time ``now``: ``floor(now / (max_age_seconds / age_buckets))``."""
@@ -366,18 +491,56 @@ class SlidingQuantiles:
     def add_bucket(self, slot: int, bucket_id: int, count: int = 1) -> None:
         """Count ``count`` observations of bucket ``bucket_id`` in ``slot``; expired slots are
         ignored. Rebuilds a window from per-(slot, bucket) counts summed over processes."""
+        self._add_pending()
         self._advance(slot)
         sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
         if sketch is not None:
             sketch.add_bucket(bucket_id, count)
 
-    def window(self, now: float) -> QuantileSketch:
-        """One sketch of every observation the window holds at ``now``."""
+    def add_values(self, slot: int, values: Sequence[float]) -> None:
+        """Record ``values``, observed during ``slot`` (see :meth:`slot`; an expired slot's are
+        ignored): what :meth:`observe` does for each, in one batch."""
+        self._add_pending()
+        self._advance(slot)
+        sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
+        if sketch is not None:
+            sketch.add_many(values)
+
+    def add_bucket_pairs(self, slot: int, pairs: Sequence[float]) -> None:
+        """:meth:`add_bucket` for ``bucket id, count, ...`` of one slot (ValueError for a
+        negative count)."""
+        self._add_pending()
+        self._advance(slot)
+        sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
+        if sketch is not None:
+            sketch.add_bucket_pairs(pairs)
+
+    def slot_pairs(self) -> dict[int, list[int]]:
+        """Slot -> ``[bucket id, count, ...]`` of every slot the window holds, for a backend
+        that sums counts by (slot, bucket) across processes."""
+        self._add_pending()
+        return {
+            slot: sketch.bucket_pairs()
+            for slot, sketch in zip(self._slots, self._sketches)
+            if slot > self._latest - self.age_buckets and sketch.count
+        }
+
+    def window(self, now: float, copy: bool = True) -> QuantileSketch:
+        """One sketch of every observation the window holds at ``now``; without ``copy``, it
+        may be the sketch of a slot, which the caller must then not change."""
+        self._add_pending()
         current = self._slot(now)
+        live = [
+            sketch
+            for slot, sketch in zip(self._slots, self._sketches)
+            if current - self.age_buckets < slot and (sketch._zero or sketch._pos.counts
+                                                      or sketch._neg.counts)
+        ]  # fmt: skip
+        if len(live) == 1 and not copy:
+            return live[0]
         merged = self._new_sketch()
-        for slot, sketch in zip(self._slots, self._sketches):
-            if current - self.age_buckets < slot:
-                merged.merge(sketch)
+        for sketch in live:
+            merged.merge(sketch)
         return merged
 
     def query(self, now: float) -> tuple[tuple[float, float], ...]:
@@ -387,6 +550,7 @@ class SlidingQuantiles:
     @property
     def stored_buckets(self) -> int:
         """How many buckets the ring holds: the memory used is proportional to it."""
+        self._add_pending()
         return sum(sketch.bucket_count for sketch in self._sketches)
 
     def merge(self, other: SlidingQuantiles) -> None:
@@ -397,12 +561,40 @@ class SlidingQuantiles:
             self.relative_accuracy,
         ):
             raise ValueError("cannot merge windows of different max_age, age_buckets or accuracy")
+        self._add_pending()
+        other._add_pending()
         self._advance(other._latest)
         for slot, sketch in zip(other._slots, other._sketches):
             if slot > self._latest - self.age_buckets:
                 mine = self._sketch_at(slot)
                 if mine is not None:
                     mine.merge(sketch)
+
+    def subtract(self, other: SlidingQuantiles) -> None:
+        """Take away ``other``, an earlier state of this window, slot by slot (a slot ``other``
+        holds that this window has replaced since was already dropped)."""
+        self._add_pending()
+        other._add_pending()
+        for slot, sketch in zip(other._slots, other._sketches):
+            index = slot % self.age_buckets
+            if self._slots[index] == slot:
+                self._sketches[index].subtract(sketch)
+
+    @property
+    def empty_after(self) -> float:
+        """When (by the clock of ``observe``) the latest slot leaves the window: from then on
+        the window holds nothing of what it holds now."""
+        return (self._latest + self.age_buckets) * self._width
+
+    @property
+    def count(self) -> int:
+        """How many observations the stored slots hold (some may have left the window)."""
+        self._add_pending()
+        return sum(
+            sketch.count
+            for slot, sketch in zip(self._slots, self._sketches)
+            if slot > self._latest - self.age_buckets
+        )
 
     def to_floats(self) -> list[float]:
         """The state as floats, for a multi-process backend to store.
@@ -411,6 +603,7 @@ class SlidingQuantiles:
         n_slots, (slot, length, *QuantileSketch.to_floats()) * n_slots]``; only live, non-empty
         slots are written.
         """
+        self._add_pending()
         floats = [_FORMAT, self.max_age_seconds, float(self.age_buckets), self.relative_accuracy,
                   float(self.max_buckets), float(len(self.targets)), *self.targets,
                   float(self._latest)]  # fmt: skip
@@ -423,6 +616,25 @@ class SlidingQuantiles:
         for slot, sketch_floats in live:
             floats += (float(slot), float(len(sketch_floats)), *sketch_floats)
         return floats
+
+    def merge_floats(self, floats: Sequence[float]) -> None:
+        """``merge(SlidingQuantiles.from_floats(floats))`` without building that window: what a
+        scrape does for each process's window. ValueError (and nothing merged) if ``floats`` is
+        not a window of the same ``max_age_seconds``, ``age_buckets`` and accuracy."""
+        latest, slots = _parse_window(floats)
+        if (floats[1], int(floats[2]), floats[3]) != (
+            self.max_age_seconds, self.age_buckets, self.relative_accuracy,
+        ):  # fmt: skip
+            raise ValueError("cannot merge windows of different max_age, age_buckets or accuracy")
+        self._add_pending()
+        self._advance(latest)
+        for slot, zeros, positive_floor, positive, negative_floor, negative in slots:
+            if slot > self._latest - self.age_buckets:
+                sketch = self._sketch_at(slot)
+                if sketch is not None:
+                    sketch._zero += zeros
+                    sketch._pos.add_pairs(positive_floor, positive)
+                    sketch._neg.add_pairs(negative_floor, negative)
 
     @classmethod
     def from_floats(cls, floats: Sequence[float]) -> SlidingQuantiles:
@@ -456,6 +668,91 @@ class SlidingQuantiles:
         except (IndexError, ValueError, OverflowError, MetricDefinitionException) as error:
             raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
         return window
+
+
+_prototypes: dict[tuple[float, ...], SlidingQuantiles] = {}
+
+
+def empty_window_like(floats: Sequence[float]) -> SlidingQuantiles:
+    """An empty window with the settings of the serialised window ``floats`` (ValueError if
+    they are not a window's), made from a prototype per settings: a scrape makes thousands."""
+    settings = tuple(floats[: 6 + int(floats[5])]) if len(floats) > 6 else ()
+    prototype = _prototypes.get(settings)
+    if prototype is None:
+        if len(_prototypes) > 64:
+            _prototypes.clear()
+        prototype = SlidingQuantiles.from_floats([*settings, float(_NO_FLOOR), 0.0])
+        _prototypes[settings] = prototype
+    return prototype.empty_like()
+
+
+def window_of_slots(
+    settings: tuple[float, float, float, float], slots: Iterable[tuple[int, Sequence[float]]]
+) -> SlidingQuantiles:
+    """A window from ``(slot, [bucket id, count, ...])`` summed across processes, of the
+    settings ``(max_age_seconds, age_buckets, relative_accuracy, max_buckets)`` (ValueError if
+    they are not valid ones, or a count is negative)."""
+    max_age, age_buckets, accuracy, max_buckets = settings
+    key = (_FORMAT, max_age, age_buckets, accuracy, max_buckets, 0.0)
+    prototype = _prototypes.get(key)
+    if prototype is None:
+        try:
+            prototype = SlidingQuantiles((), max_age, int(age_buckets), accuracy, int(max_buckets))
+        except (MetricDefinitionException, OverflowError) as error:
+            raise ValueError(f"not a window's settings: {error}") from None
+        if len(_prototypes) > 64:
+            _prototypes.clear()
+        _prototypes[key] = prototype
+    window = prototype.empty_like()
+    for slot, pairs in slots:
+        window.add_bucket_pairs(slot, pairs)
+    return window
+
+
+def window_quantiles(
+    window: SlidingQuantiles | None, targets: Sequence[float], now: float
+) -> tuple[tuple[float, float], ...]:
+    """``((q, value), ...)`` of ``window`` at ``now``; NaN values when there is no window."""
+    if window is None:
+        return tuple((q, math.nan) for q in targets)
+    return tuple(zip(targets, window.window(now, copy=False).quantiles(targets)))
+
+
+# a slot of a serialised window: (slot, zeros, positive floor, positive key/count pairs,
+# negative floor, negative pairs)
+_ParsedSlot = tuple[int, int, int, Sequence[float], int, Sequence[float]]
+
+
+def _parse_window(floats: Sequence[float]) -> tuple[int, list[_ParsedSlot]]:
+    """The latest slot and the slots of a serialised window (``SlidingQuantiles.to_floats``);
+    ValueError if it is not one."""
+    try:
+        if floats[0] != _FORMAT:
+            raise ValueError(f"unknown format {floats[0]!r}")
+        position = 6 + int(floats[5])
+        latest, n_slots = int(floats[position]), int(floats[position + 1])
+        position += 2
+        slots: list[_ParsedSlot] = []
+        for _ in range(n_slots):
+            slot, end = int(floats[position]), position + 2 + int(floats[position + 1])
+            zeros = int(floats[position + 4])
+            at = position + 5
+            positive_floor, positive_end = int(floats[at]), at + 2 + 2 * int(floats[at + 1])
+            positive = floats[at + 2 : positive_end]
+            at = positive_end
+            negative_floor, negative_end = int(floats[at]), at + 2 + 2 * int(floats[at + 1])
+            negative = floats[at + 2 : negative_end]
+            if negative_end != end or end > len(floats) or zeros < 0:
+                raise ValueError("a slot's length does not match its sketch")
+            if min(positive[1::2], default=0) < 0 or min(negative[1::2], default=0) < 0:
+                raise ValueError("a negative count")
+            slots.append((slot, zeros, positive_floor, positive, negative_floor, negative))
+            position = end
+        if position != len(floats):
+            raise ValueError("trailing floats")
+    except (IndexError, ValueError, OverflowError) as error:
+        raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
+    return latest, slots
 
 
 def _check_quantile(q: float) -> None:

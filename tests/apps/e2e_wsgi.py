@@ -1,9 +1,11 @@
 """A Flask app for the end-to-end scrape tests, served by gunicorn (``tests.apps.e2e_wsgi:app``).
 
 Routes: ``/items/<int:item_id>`` sleeps :data:`ITEM_SLEEP` seconds, so its duration falls in a
-known bucket of ``http_request_duration_seconds``; ``/metrics`` is
-:func:`~pytheus.exposition.make_wsgi_app`, mounted with Werkzeug's dispatcher. Requests are
-recorded by :class:`~pytheus.middleware.PytheusMiddlewareWSGI` (``/metrics`` itself is skipped).
+known bucket of ``http_request_duration_seconds``, and observes :func:`item_size` of its id in
+the summary ``e2e_item_size_bytes`` (quantiles 0.5, 0.9 and 0.99 across gunicorn's workers);
+``/metrics`` is :func:`~pytheus.exposition.make_wsgi_app`, mounted with Werkzeug's dispatcher.
+Requests are recorded by :class:`~pytheus.middleware.PytheusMiddlewareWSGI` (``/metrics`` itself
+is skipped).
 
 Prometheus 2.42 always asks for OpenMetrics first and has no per-job setting to change that, so
 a scrape of ``/metrics?e2e_format=text`` is served with its ``Accept`` header removed: the text
@@ -27,7 +29,7 @@ from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from pytheus.exposition import make_wsgi_app
-from pytheus.metrics import Counter
+from pytheus.metrics import Counter, Summary
 from pytheus.middleware import PytheusMiddlewareWSGI
 
 if TYPE_CHECKING:
@@ -45,13 +47,23 @@ METRICS_RESPONSES = Counter(
     required_labels=["scrape_job", "requested", "content_type"],
 )
 
+ITEM_SIZES = Summary(
+    "e2e_item_size_bytes", "Sizes of the items served.", quantiles=[0.5, 0.9, 0.99]
+)
+
 app = Flask(__name__)
+
+
+def item_size(item_id: int) -> float:
+    """The size item ``item_id`` is recorded with: known to the test for every request."""
+    return 1.0 + 10.0 * item_id
 
 
 @app.get(ROUTE)
 def item(item_id: int) -> str:
     """Sleep a known time, so the request's duration is known."""
     time.sleep(ITEM_SLEEP)
+    ITEM_SIZES.observe(item_size(item_id))
     return f"item {item_id}"
 
 

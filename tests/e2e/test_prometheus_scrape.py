@@ -46,7 +46,10 @@ scrape:
 * the duration buckets' ``le`` labels in float form (``le="1.0"``): Prometheus 3 rewrites ``le``
   into that form whatever the format (2.42 keeps what it got, and pytheus writes that form), so
   every job stores the same series; and no ``_created`` series (pytheus writes none);
-* every scrape of the job was answered with the job's ``Content-Type``.
+* every scrape of the job was answered with the job's ``Content-Type``;
+* gunicorn: the summary ``e2e_item_size_bytes``, observed by the 4 workers, stored with its
+  exact count and each quantile within 1 % of the exact quantile of the sizes the requests
+  recorded (a scrape after the workers published their windows: ``publish_interval``, 1 s).
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ LOAD_SECONDS = 2.4
 CONCURRENCY = 4
 RECORDING_MARGIN = 0.2
 """Seconds after the last response before a scrape surely holds it (it is recorded at close)."""
+PUBLISH_MARGIN = 1.5
+"""Seconds after the last response before every worker surely published its summary window."""
 BUCKET = (0.025, 0.05)
 """The duration bucket of ``ITEM_SLEEP`` (0.03 s) plus the server's overhead."""
 LE_LABELS = {*(repr(bound) for bound in DURATION_BUCKETS), "+Inf"}
@@ -375,6 +380,8 @@ def test_prometheus_sees_every_request(
 
     served = _served(prometheus, job, at)
     assert set(served) == {(scrape.requested, scrape.content_type)}, served
+    if server == "gunicorn":
+        _check_summary_quantiles(prometheus, job, load)
 
     print(
         f"\n{job}: {load.requests} requests counted, median {over_rate:.4f}s (rate) / "
@@ -382,6 +389,20 @@ def test_prometheus_sees_every_request(
         f"{served}, last scrape {at - load.ended:.2f}s after the load, "
         f"{time.monotonic() - stack.began:.1f}s since the stack started"
     )
+
+
+def _check_summary_quantiles(prometheus: Prometheus, job: str, load: Load) -> None:
+    """The workers' windows, merged by whichever worker answered: exact within 1 %."""
+    at = prometheus.wait_for_scrape_after(
+        job, load.ended + PUBLISH_MARGIN, timeout=20, successful=True
+    )
+    sizes = sorted(e2e_wsgi.item_size(i) for i in range(load.requests))
+    selector = f'job="{job}"'
+    assert prometheus.value(f"e2e_item_size_bytes_count{{{selector}}}", at) == load.requests
+    for q in (0.5, 0.9, 0.99):
+        exact = sizes[math.floor(q * (len(sizes) - 1))]
+        stored = prometheus.value(f'e2e_item_size_bytes{{{selector},quantile="{q}"}}', at)
+        assert stored is not None and abs(stored - exact) <= 0.01 * exact, (q, stored, exact)
 
 
 def _check_every_scrape_up(

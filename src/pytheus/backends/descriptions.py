@@ -7,7 +7,9 @@ store), where every process can read it, so that a process holding no metric obj
 (``pytheus serve``) serves the family as the application would: with its real HELP and UNIT,
 and even once all its series are gone.
 
-The encoding is a JSON array: ``[name, type, mode, label names, buckets, help, unit, states]``.
+The encoding is a JSON array: ``[name, type, mode, label names, buckets, help, unit, states,
+quantiles]`` (a Summary's target quantiles; descriptions written before they were kept have
+eight elements).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class StoredDescription:
     help: str
     unit: str
     states: tuple[str, ...] = ()
+    quantiles: tuple[float, ...] = ()
 
 
 def encode(desc: MetricDesc) -> str:
@@ -42,6 +45,7 @@ def encode(desc: MetricDesc) -> str:
             desc.name, desc.type.value, str(desc.option("multiprocess_mode") or ""),
             list(desc.label_names), list(desc.upper_bounds), desc.help, desc.unit,
             list(states),  # type: ignore[call-overload]
+            list(desc.option("quantiles") or ()),  # type: ignore[call-overload]
         ],
         separators=(",", ":"), ensure_ascii=False,
     )  # fmt: skip
@@ -51,11 +55,14 @@ def decode(text: str | bytes) -> StoredDescription | None:
     """A stored description, or None when it cannot be read (another version's, damaged)."""
     try:
         raw: Any = json.loads(text)
-        name, kind, mode, names, bounds, help_text, unit, states = raw
+        name, kind, mode, names, bounds, help_text, unit, states, *rest = raw
+        quantiles = tuple(float(q) for q in rest[0]) if rest else ()
+        if not all(0 <= q <= 1 for q in quantiles):
+            return None
         return StoredDescription(
             str(name), MetricType(kind), str(mode), tuple(str(n) for n in names),
             tuple(float(b) for b in bounds), str(help_text), str(unit),
-            tuple(str(s) for s in states),
+            tuple(str(s) for s in states), quantiles,
         )  # fmt: skip
     except (TypeError, ValueError):
         return None

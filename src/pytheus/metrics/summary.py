@@ -21,8 +21,8 @@ class Summary(_Metric):
 
     With ``quantiles``, it also reports those quantiles of the observations of the last
     ``max_age_seconds`` (a sliding window of ``age_buckets`` parts), each within 1 % of the true
-    value (see :mod:`pytheus.quantiles`). Quantiles are computed in the process that observes:
-    the multi-process backends expose ``_count`` and ``_sum`` only; use a histogram there.
+    value (see :mod:`pytheus.quantiles`), across processes too: on the shared-file and Redis
+    backends each process keeps its window and a scrape merges those of every process.
 
     Example::
 

@@ -18,6 +18,7 @@ every process.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import threading
@@ -34,8 +35,10 @@ from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.file._directory import (
     EXEMPLAR,
     NATIVE,
+    QUANTILES,
     Exemplars,
     SharedDirectory,
+    block_window,
     native_histogram,
 )
 from pytheus.backends.file._format import (
@@ -53,13 +56,16 @@ from pytheus.backends.file._values import (
     FileGauge,
     FileHistogram,
     FileNativeHistogram,
+    FileQuantileSummary,
     FileSummary,
     native_block_cells,
     native_room,
 )
+from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import InvalidBackendConfigException
 from pytheus.native import NativeHistogram
+from pytheus.quantiles import SlidingQuantiles, window_quantiles
 from pytheus.samples import (
     CounterData,
     Exemplar,
@@ -78,17 +84,33 @@ __all__ = ["FileStore", "MultiProcessFileBackend", "mark_process_dead"]
 DESCRIPTION = "description"  # the type of a family's description entry (backends.descriptions)
 
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
+logger = logging.getLogger("pytheus.backends.file")
 
 
 class FileStore:
     """Binds series to cells of this process's segments; reads the whole directory.
 
     ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``
-    with; values bound after it is replaced use the new one (tests move time forward with it).
+    with, ``wall_clock`` the clock of summaries' quantile windows (shared by every process);
+    values bound after they are replaced use the new ones (tests move time forward with them).
+    ``publish_interval``: how often (seconds) a process publishes the windows of its summaries
+    with quantiles for other processes' scrapes (its own scrapes publish first).
     """
 
-    def __init__(self, path: Path, clear_stale: bool = True, join_run: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clear_stale: bool = True,
+        join_run: bool = True,
+        publish_interval: float = 1.0,
+    ) -> None:
         self.clock: Callable[[], float] = time.monotonic
+        self.wall_clock: Callable[[], float] = time.time
+        self.publish_interval = publish_interval
+        self._windows: dict[bytes, FileQuantileSummary] = {}
+        self._publisher: threading.Thread | None = None
+        self._publisher_pid = 0
+        self._stop = threading.Event()
         self.path = path
         self.directory = SharedDirectory(path)
         # an exporter that only reads must not keep a run alive, nor start one
@@ -137,6 +159,8 @@ class FileStore:
         if desc.type is MetricType.SUMMARY:
             assert size is not None
             cells, index = self._process_file().allocate(raw, size)
+            if desc.option("quantiles"):
+                return self._quantile_summary(desc, key, raw, cells, index)
             return FileSummary(cells, index)
         if desc.type is MetricType.GAUGE:
             cells, index = self._process_file().allocate(raw, GAUGE_CELLS)
@@ -177,6 +201,71 @@ class FileStore:
             self.clock,
         )  # fmt: skip
 
+    def _quantile_summary(
+        self, desc: MetricDesc, key: Key, raw: bytes, cells: memoryview[float], index: int
+    ) -> FileQuantileSummary:
+        """The series' value; after a removal, the same one, going on with the same window and
+        block as the cells go on (the tombstone takes away what they held then)."""
+        existing = self._windows.get(raw)
+        if existing is not None:
+            return existing
+        window = SlidingQuantiles(
+            desc.option("quantiles"),  # type: ignore[arg-type]
+            desc.option("max_age_seconds"),  # type: ignore[arg-type]
+            desc.option("age_buckets"),  # type: ignore[arg-type]
+        )
+
+        def allocate(needed: int) -> tuple[memoryview[float], int, int]:
+            room = 64
+            while room < needed:
+                room *= 2
+            block_key = (key[0], QUANTILES, "", key[3], key[4], (), room)
+            block, at = self._process_file().allocate(encode_key(block_key), room)
+            return block, at, room
+
+        value = FileQuantileSummary(cells, index, window, allocate, self.wall_clock)
+        with self._file_lock:
+            self._windows[raw] = value
+        self._start_publisher()
+        return value
+
+    def _start_publisher(self) -> None:
+        if self._publisher is not None and self._publisher_pid == os.getpid():
+            return
+        with self._file_lock:
+            if self._publisher is not None and self._publisher_pid == os.getpid():
+                return
+            self._publisher_pid = os.getpid()
+            self._publisher = threading.Thread(
+                target=self._publish_periodically, name="pytheus-file-publish", daemon=True
+            )
+            start_without_sigterm(self._publisher)
+        # a window to publish at the end: a SIGTERM must run the callbacks, also when it comes
+        # while the main thread blocks in C (a pool worker waiting for its task queue's lock)
+        at_process_end(_publish_at_process_end)
+        arm_watchdog()
+
+    def _publish_periodically(self) -> None:
+        stop = self._stop
+        while not stop.wait(self.publish_interval):
+            try:
+                self.publish()
+            except Exception:  # never let the thread die
+                logger.exception("pytheus: could not publish summary quantiles")
+
+    def close(self) -> None:
+        """Publish once more and stop the publishing thread (the backend was replaced)."""
+        self._stop.set()
+        if self._publisher_pid == os.getpid():
+            self.publish()
+
+    def publish(self) -> None:
+        """Write the windows of this process's summaries that changed since last written."""
+        with self._file_lock:
+            values = list(self._windows.values())
+        for value in values:
+            value.publish()
+
     def _exemplar_slot(self, raw: bytes, bucket: int) -> tuple[memoryview[float], int]:
         """A new exemplar slot of the series stored under ``raw``, for ``bucket``."""
         key = decode_key(raw)
@@ -200,6 +289,11 @@ class FileStore:
             keys.append(key)
             if metric._desc.option("native"):
                 keys.append((key[0], NATIVE, "", key[3], key[4], key[5], None))
+            if metric._desc.type is MetricType.SUMMARY and metric._desc.option("quantiles"):
+                keys.append((key[0], QUANTILES, "", key[3], key[4], (), None))
+                value = self._windows.get(encode_key(key))
+                if value is not None:
+                    value.publish()  # what the tombstone takes away must be in the file
         if keys:
             self.directory.remove_series(*keys)
 
@@ -207,6 +301,7 @@ class FileStore:
         for family in families:  # every local series exists in our file, zero if never used
             for _ in family.local_values():
                 pass
+        self.publish()
         table, exemplars = self.directory.read_all()
         by_name: dict[str, list[tuple[Key, list[float]]]] = {}
         for key, cells in table.items():
@@ -227,6 +322,13 @@ class FileStore:
         metric_type = desc.type.value
         series: list[Series] = []
         natives: dict[tuple[str, ...], list[float]] | None = None
+        windows: dict[tuple[str, ...], list[float]] | None = None
+        if desc.type is MetricType.SUMMARY and desc.option("quantiles"):
+            windows = {
+                key[4]: cells
+                for key, cells in entries
+                if key[1] == QUANTILES and key[3] == desc.label_names
+            }
         if desc.option("native"):
             natives = {
                 key[4]: cells
@@ -248,6 +350,8 @@ class FileStore:
                     desc.option("native_schema"),  # type: ignore[arg-type]
                     desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                 )
+            if windows is not None and isinstance(data, SummaryData):
+                data.quantiles = _quantiles(desc, windows.get(key[4]), self.wall_clock())
             found = exemplars.get((key[0], "", "", *key[3:6]))
             if found:
                 data = _with_exemplars(data, found)
@@ -259,6 +363,9 @@ class FileStore:
             self._file.release_after_fork()
         self._file = None
         self._described = set()  # the child writes a file of its own
+        self._windows = {}  # its values are bound again (rebind_all_values)
+        self._publisher = None
+        self._stop = threading.Event()
         self._exemplars = ExemplarBook(self._exemplar_slot)
         self._file_lock = threading.Lock()
         self.directory.after_fork()
@@ -272,6 +379,21 @@ def _series_value(
     if metric_type is MetricType.SUMMARY:
         return SummaryData(cells[0], cells[1])
     return cells[0]
+
+
+def _quantiles(
+    desc: MetricDesc, block: list[float] | None, now: float
+) -> tuple[tuple[float, float], ...]:
+    """The summary's quantiles over the merged window of every process (NaN when empty)."""
+    targets: tuple[float, ...] = desc.option("quantiles")  # type: ignore[assignment]
+    return window_quantiles(block_window(block) if block is not None else None, targets, now)
+
+
+def _publish_at_process_end(deadline: float) -> None:
+    """However this process ends, its summaries' windows reach its file (``process_end``)."""
+    for store in list(_stores):
+        if store._publisher is not None and store._publisher_pid == os.getpid():
+            store.publish()
 
 
 def _with_exemplars(data: SeriesValue, found: dict[int, Exemplar]) -> SeriesValue:
@@ -295,8 +417,10 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class MultiProcessFileBackend:
     """Configuration: ``path`` (required: a writable directory, created if only its parent
     exists), ``clear_stale``
-    (default true: the first process of a run removes files an earlier run left behind) and
-    ``join_run`` (default true; false for a process that only reads, such as an exporter).
+    (default true: the first process of a run removes files an earlier run left behind),
+    ``join_run`` (default true; false for a process that only reads, such as an exporter) and
+    ``publish_interval`` (default 1 second: how often a process publishes the quantile windows
+    of its summaries for the scrapes of other processes; counts and sums need no publishing).
     """
 
     def __init__(self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None):
@@ -305,6 +429,7 @@ class MultiProcessFileBackend:
     @classmethod
     def _initialize(cls, config: BackendConfig) -> None:
         _directory_from(config)
+        _publish_interval(config)
 
     @classmethod
     def _make_store(cls, config: BackendConfig) -> FileStore:
@@ -312,7 +437,18 @@ class MultiProcessFileBackend:
             _directory_from(config),
             clear_stale=bool(config.get("clear_stale", True)),
             join_run=bool(config.get("join_run", True)),
+            publish_interval=_publish_interval(config),
         )
+
+
+def _publish_interval(config: BackendConfig) -> float:
+    raw = config.get("publish_interval", 1.0)
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not 0 < raw <= 3600:
+        raise InvalidBackendConfigException(
+            "MultiProcessFileBackend: 'publish_interval' must be a number of seconds in "
+            f"(0, 3600], got {raw!r}"
+        )
+    return float(raw)
 
 
 def _directory_from(config: BackendConfig) -> Path:

@@ -9,6 +9,7 @@ shared, by every process using the directory; see ``claim_run``).
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import fcntl
 import json
@@ -44,6 +45,7 @@ from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._run import RUN_LOCK, claim_run
 from pytheus.backends.file._values import native_restarts
 from pytheus.native import CELLS_HEADER, NativeHistogram, decode_cells, encode_cells, subtract
+from pytheus.quantiles import SlidingQuantiles, empty_window_like
 from pytheus.samples import Exemplar
 
 logger = logging.getLogger("pytheus.backends.file")
@@ -52,6 +54,7 @@ ARCHIVE = "archive.db"
 TOMBSTONES = "removed.json"
 EXEMPLAR = "exemplar"  # the type of exemplar slot entries
 NATIVE = "native"  # the type of native histogram blocks (see _values.FileNativeHistogram)
+QUANTILES = "quantiles"  # the type of a summary's window blocks (_values.FileQuantileSummary)
 # series (a key without the pid) -> bucket -> the newest exemplar
 Exemplars = dict[tuple[Any, ...], dict[int, Exemplar]]
 # (pid, key, cells) of one source (a living process, or the archive: pid None)
@@ -210,19 +213,19 @@ class SharedDirectory:
             cells: memoryview[float] = memoryview(data).cast("d")
             entries: list[tuple[Key, list[float]]] = []
             # versioned values and native blocks, read below in order from the mapped file:
-            # (position in entries, native or not, first cell, cells)
-            versioned: list[tuple[int, bool, int, int]] = []
+            # (position in entries, type, first cell, cells)
+            versioned: list[tuple[int, str, int, int]] = []
             for key, index, count in parsed.entries:
-                if key[1] == NATIVE or count == versioned_size(key):
-                    versioned.append((len(entries), key[1] == NATIVE, index, count))
+                if key[1] in (NATIVE, QUANTILES) or count == versioned_size(key):
+                    versioned.append((len(entries), key[1], index, count))
                     entries.append((key, []))
                 else:
                     entries.append((key, cells[index : index + count].tolist()))  # type: ignore[arg-type]
             if versioned:
                 with _mapped(path) as mapped:
-                    for at, native, index, count in versioned:
+                    for at, kind, index, count in versioned:
                         source = mapped if index + count <= len(mapped) else cells
-                        read = _whole_block if native else _whole_value
+                        read = _READERS.get(kind, _whole_value)
                         entries[at] = (entries[at][0], read(source, index, count))
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
@@ -407,7 +410,7 @@ class SharedDirectory:
                 entries = self._read_dead(paths)
                 for owner, key, cells in _since_removals(token, entries, removed):
                     table.add(merge_key(key, owner), cells)
-            table.finish()
+            table.finish(serialise=True)
             still_on_disk = (absorbed | to_merge.keys()) & groups.keys()
             self._write_archive(table, still_on_disk)
         for paths in dead.values():
@@ -487,8 +490,12 @@ class _Table(dict[Key, list[float]]):
         super().__init__()
         self._decoded = decoded
         self._natives: dict[Key, list[NativeHistogram]] = {}
+        self._windows: dict[Key, SlidingQuantiles] = {}
 
     def add(self, key: Key, cells: list[float]) -> None:
+        if key[1] == QUANTILES:
+            _merge_window(self._windows, key, cells)
+            return
         if key[1] != NATIVE:
             merge_into(self, key, cells)
             return
@@ -496,11 +503,15 @@ class _Table(dict[Key, list[float]]):
         if histogram is not None:
             self._natives.setdefault(key, []).append(histogram)
 
-    def finish(self) -> None:
-        """Put the merged native blocks in the table; call once, after the last ``add``."""
+    def finish(self, serialise: bool = False) -> None:
+        """Put the merged native blocks and windows in the table; call once, after the last
+        ``add``. ``serialise``: the windows as floats too (for the archive)."""
         for key, (first, *others) in self._natives.items():
             self[key] = _native_block(first.merge(others) if others else first.copy())
         self._natives.clear()
+        for key, window in self._windows.items():
+            self[key] = window_block(window, serialise)
+        self._windows.clear()
 
 
 class NativeBlock(list[float]):
@@ -514,6 +525,68 @@ def _native_block(histogram: NativeHistogram) -> NativeBlock:
     block = NativeBlock([1.0, *encode_cells(histogram), 1.0])
     block.histogram = histogram
     return block
+
+
+class WindowBlock(list[float]):
+    """A summary's merged window block (versions 1, no spare room), holding the window. A
+    scrape's table leaves the floats out (``serialise`` false): only the archive needs them."""
+
+    window: SlidingQuantiles
+
+
+def window_block(window: SlidingQuantiles, serialise: bool = True) -> WindowBlock:
+    block = WindowBlock()
+    if serialise:
+        floats = window.to_floats()
+        block += (1.0, float(len(floats)), *floats, 1.0)
+    block.window = window
+    return block
+
+
+def _window_floats(block: list[float]) -> list[float] | None:
+    """The serialised window of a block read from a file (None when it holds none)."""
+    if len(block) < 3 or not block[1]:
+        return None
+    return block[2 : 2 + int(block[1])]
+
+
+def block_window(block: list[float]) -> SlidingQuantiles | None:
+    """The window of a summary's block (None when it holds none, or not a readable one)."""
+    if isinstance(block, WindowBlock):
+        return block.window
+    floats = _window_floats(block)
+    if floats is None:
+        return None
+    try:
+        return SlidingQuantiles.from_floats(floats)
+    except ValueError:
+        return None
+
+
+def _merge_window(windows: dict[Key, SlidingQuantiles], key: Key, cells: list[float]) -> None:
+    current = windows.get(key)
+    if isinstance(cells, WindowBlock):  # what a tombstone left of a window
+        if current is None:
+            windows[key] = _copied(cells.window)
+        else:
+            with contextlib.suppress(ValueError):  # another definition: keep the first
+                current.merge(cells.window)
+        return
+    floats = _window_floats(cells)
+    if floats is None:
+        return
+    if current is None:
+        try:
+            windows[key] = empty_window_like(floats)
+        except ValueError:
+            return
+        current = windows[key]
+    with contextlib.suppress(ValueError):  # another definition (program version): keep the first
+        current.merge_floats(floats)
+
+
+def _copied(window: SlidingQuantiles) -> SlidingQuantiles:
+    return SlidingQuantiles.from_floats(window.to_floats())
 
 
 def native_histogram(block: list[float]) -> NativeHistogram | None:
@@ -572,7 +645,12 @@ def _since_removals(source: str, entries: Entries, removed: Tombstones) -> Entri
             if restarts_then is not None and restarts is None:
                 restarts = _restarts(entries)
             if restarts_then is None or restarts_then == (restarts or {}).get(_series(key)):
-                if key[1] == NATIVE:
+                if key[1] == QUANTILES:
+                    since = _window_since(cells, before)
+                    if since is None:
+                        continue
+                    cells = since
+                elif key[1] == NATIVE:
                     since = _native_since(cells, before)
                     if since is None:
                         continue
@@ -585,6 +663,18 @@ def _since_removals(source: str, entries: Entries, removed: Tombstones) -> Entri
     return kept
 
 
+def _window_since(cells: list[float], baseline: list[float]) -> list[float] | None:
+    """A window block minus its tombstone's baseline; None when nothing was observed since."""
+    now = block_window(cells)
+    if now is None:
+        return None
+    before = block_window(baseline)
+    if before is not None:
+        now = _copied(now)
+        now.subtract(before)
+    return window_block(now, serialise=False) if now.count > 0 else None
+
+
 def _drop_emptied(table: dict[Key, list[float]], removed: Tombstones) -> None:
     """Leave out the removed series that counted nothing since (they stay out of scrapes)."""
     for key in [k for k in table if k[:6] in removed and k[1] != "gauge"]:
@@ -592,6 +682,9 @@ def _drop_emptied(table: dict[Key, list[float]], removed: Tombstones) -> None:
         if key[1] == NATIVE:
             histogram = native_histogram(cells)
             empty = histogram is None or histogram.count == 0
+        elif key[1] == QUANTILES:
+            window = block_window(cells)
+            empty = window is None or window.count == 0
         elif key[1] == "summary":
             empty = not cells[0]
         elif key[1] == "histogram":
@@ -654,6 +747,28 @@ def _whole_block(cells: memoryview[float], index: int, count: int) -> list[float
             return block
         time.sleep(0 if attempt < 1000 else 0.0001)
     return _repaired(block)
+
+
+def _whole_window(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """A summary's window block (see ``_values.FileQuantileSummary``) as of one moment: head
+    version, length, the window's floats and tail version, without the room it does not use.
+
+    Read in order from the mapped file, again until the versions match, as :func:`_whole_value`;
+    one whose versions stay apart (its writer was killed while publishing) reads as empty.
+    """
+    for attempt in range(2000):
+        head = cells[index]
+        length = int(cells[index + 1])
+        if not 0 <= length <= count - 3:
+            length = 0
+        body: list[float] = cells[index + 2 : index + 2 + length].tolist()  # type: ignore[assignment]
+        if cells[index + count - 1] == head:
+            return [head, float(length), *body, head]
+        time.sleep(0 if attempt < 1000 else 0.0001)
+    return [0.0, 0.0, 0.0]
+
+
+_READERS = {NATIVE: _whole_block, QUANTILES: _whole_window}
 
 
 def _repaired(block: list[float]) -> list[float]:

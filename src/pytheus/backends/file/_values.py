@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import array
 import json
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from pytheus.native import (
     decode_cells,
     encode_cells,
 )
+from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # (bucket) -> the cells of a new exemplar slot for that bucket, and the slot's first index
@@ -385,3 +387,103 @@ class FileSummary:
     def snapshot(self) -> SummaryData:
         with self._lock:
             return SummaryData(self._cells[self._index + 1], self._cells[self._index + 2])
+
+
+_UNSENT_LIMIT = 256  # observations set aside before the hot path adds them to the window
+
+# (cells needed) -> the cells of a block with room for at least that many, and its first index
+BlockAllocator = Callable[[int], "tuple[memoryview[float], int, int]"]
+
+
+class FileQuantileSummary(FileSummary):
+    """A summary with quantiles: count and sum in cells (exact at every moment, as
+    :class:`FileSummary`), and this process's sliding window of observations, kept in memory
+    and published to a block of this process's file by :meth:`publish` (the store's publisher
+    thread calls it every ``publish_interval``, a scrape in this process and the end of the
+    process too), where every process's scrape merges the windows of all.
+
+    Block cells (from ``at``, ``room`` of them): head version | length | the window's
+    ``SlidingQuantiles.to_floats()`` | ... | tail version. The writer stores the tail version
+    first and the head version last, as for every versioned value. A window that outgrows its
+    block moves to a new block twice as large (``allocate``); the old one is left empty.
+    """
+
+    __slots__ = ("_window", "_published", "_allocate", "_block", "_at", "_room", "_clock",
+                 "_width", "_unsent", "_unsent_slot", "_slot_end")  # fmt: skip
+
+    def __init__(
+        self,
+        cells: memoryview[float],
+        index: int,
+        window: SlidingQuantiles,
+        allocate: BlockAllocator,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(cells, index)
+        self._window = window
+        self._published = -1.0  # the count cell when the window was last written
+        self._allocate = allocate
+        self._block: memoryview[float] | None = None
+        self._at = 0
+        self._room = 0
+        self._clock = clock
+        self._width = window.max_age_seconds / window.age_buckets
+        self._unsent: list[float] = []  # observations of slot _unsent_slot, not in the window yet
+        self._unsent_slot = 0
+        self._slot_end = -math.inf  # when _unsent_slot ends
+
+    def observe(self, value: float) -> None:
+        i = self._index
+        cells = self._cells
+        now = self._clock()
+        with self._lock:
+            version = cells[i] + 1
+            cells[i + 3] = version
+            cells[i + 1] += 1
+            cells[i + 2] += value
+            cells[i] = version
+            unsent = self._unsent
+            if now >= self._slot_end or len(unsent) >= _UNSENT_LIMIT:
+                self._add_unsent(now)
+            unsent.append(value)
+
+    def _add_unsent(self, now: float | None) -> None:
+        """Add the observations set aside to the window (in a batch: half the cost of one by
+        one); past the slot's end (``now``), go on in the slot of ``now``, never an earlier one
+        (the clock may go back)."""
+        if self._unsent:
+            self._window.add_values(self._unsent_slot, self._unsent)
+            self._unsent.clear()
+        if now is not None and now >= self._slot_end:
+            self._unsent_slot = max(math.floor(now / self._width), self._unsent_slot)
+            self._slot_end = max((self._unsent_slot + 1) * self._width, now)
+
+    def publish(self) -> None:
+        """Write the window to this process's file if it changed since it was last written."""
+        with self._lock:
+            count = self._cells[self._index + 1]
+            if count == self._published:
+                return
+            self._published = count
+            self._add_unsent(None)
+            floats = self._window.to_floats()
+            if self._block is None or len(floats) + 3 > self._room:
+                self._move(len(floats) + 3)
+            block, at = self._block, self._at
+            assert block is not None
+            tail = at + self._room - 1
+            version = block[at] + 1
+            block[tail] = version
+            block[at + 1] = len(floats)
+            block[at + 2 : at + 2 + len(floats)] = array.array("d", floats)
+            block[at] = version
+
+    def _move(self, needed: int) -> None:
+        """A block with room for ``needed`` cells; the old one, if any, left empty."""
+        old, old_at, old_room = self._block, self._at, self._room
+        self._block, self._at, self._room = self._allocate(needed)
+        if old is not None:
+            version = old[old_at] + 1
+            old[old_at + old_room - 1] = version
+            old[old_at + 1] = 0
+            old[old_at] = version

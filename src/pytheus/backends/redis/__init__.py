@@ -48,12 +48,14 @@ from pytheus.backends.redis._values import (
     RedisGauge,
     RedisHistogram,
     RedisNativeHistogram,
+    RedisQuantileSummary,
     RedisSummary,
     decode_exemplar,
 )
 from pytheus.backends.store import BoundSeries, StoredFamily, Value
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram, decode_cells
+from pytheus.quantiles import SlidingQuantiles, window_of_slots, window_quantiles
 from pytheus.samples import (
     CounterData,
     Exemplar,
@@ -116,11 +118,13 @@ class RedisStore:
     """Binds series to values that flush to Redis; reads the namespace with one script call.
 
     ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``
-    with; values bound after it is replaced use the new one (tests move time forward with it).
+    with, ``wall_clock`` the clock of summaries' quantile windows (shared by every process);
+    values bound after they are replaced use the new ones (tests move time forward with them).
     """
 
     def __init__(self, options: RedisOptions) -> None:
         self.clock: Callable[[], float] = time.monotonic
+        self.wall_clock: Callable[[], float] = time.time
         self.options = options
         self.client = _client(options)
         self.board = DescriptionBoard(self.client, options.base, options.expire_key_time)
@@ -214,6 +218,13 @@ class RedisStore:
                 )  # fmt: skip
             elif desc.type is MetricType.HISTOGRAM:
                 value = RedisHistogram(desc.upper_bounds, queue)
+            elif desc.type is MetricType.SUMMARY and desc.option("quantiles"):
+                window = SlidingQuantiles(
+                    desc.option("quantiles"),  # type: ignore[arg-type]
+                    desc.option("max_age_seconds"),  # type: ignore[arg-type]
+                    desc.option("age_buckets"),  # type: ignore[arg-type]
+                )
+                value = RedisQuantileSummary(queue, window, self.wall_clock)
             elif desc.type is MetricType.SUMMARY:
                 value = RedisSummary(queue)
             elif desc.type is MetricType.GAUGE:
@@ -239,7 +250,7 @@ class RedisStore:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        index, packed, exemplar_fields, gauge_rows, recovering, native_rows = (
+        index, packed, exemplar_fields, gauge_rows, recovering, native_rows, window_rows = (
             _text(p) for p in reply
         )
         if recovering == "1":
@@ -282,7 +293,13 @@ class RedisStore:
             kept = [part for part in parts if part is not None]
             if kept:
                 natives[(signature, key[4])] = kept[0].merge(kept[1:])
-        return [self._series(family, found, natives) for family in families]
+        windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles] = {}
+        for (key, signature), fields in self._described_rows(window_rows, metas):
+            window = _window(fields)
+            if window is not None:
+                windows[(signature, key[4])] = window
+        now = self.wall_clock()
+        return [self._series(family, found, natives, windows, now) for family in families]
 
     def _described_rows(
         self, rows: str, metas: dict[str, str]
@@ -306,6 +323,8 @@ class RedisStore:
         family: StoredFamily,
         found: dict[Signature, list[Series]],
         natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram],
+        windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles],
+        now: float,
     ) -> list[Series]:
         desc = family.desc
         mode = str(desc.option("multiprocess_mode") or "")
@@ -323,6 +342,12 @@ class RedisStore:
                         desc.option("native_schema"),  # type: ignore[arg-type]
                         desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                     )
+        targets: tuple[float, ...] = desc.option("quantiles") or ()  # type: ignore[assignment]
+        if targets:
+            for labels, data in series:
+                if isinstance(data, SummaryData):
+                    window = windows.get((signature, labels.values))
+                    data.quantiles = window_quantiles(window, targets, now)
         return series
 
     def close(self) -> None:
@@ -347,6 +372,25 @@ def _describe(meta: str) -> tuple[Key, Signature]:
     return (name, metric_type, mode, names, tuple(values), bounds, None), (
         name, metric_type, mode, names, bounds,
     )  # fmt: skip
+
+
+def _window(fields: list[str]) -> SlidingQuantiles | None:
+    """A summary's window from the fields of its window hash: slot, then ``"<empty after>
+    <max age> <age buckets> <accuracy> <max buckets> <bucket id> <count> ..."``, summed over
+    every process (None when unreadable: another version's, damaged)."""
+    try:
+        slots = [(int(slot), list(map(float, raw.split()))) for slot, raw in zip(
+            fields[0::2], fields[1::2]
+        )]  # fmt: skip
+        if not slots:
+            return None
+        settings = slots[0][1]
+        return window_of_slots(
+            (settings[1], settings[2], settings[3], settings[4]),
+            ((slot, numbers[5:]) for slot, numbers in slots),
+        )
+    except (ValueError, IndexError):
+        return None
 
 
 def _text(part: bytes | str) -> str:

@@ -21,6 +21,13 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
   expires): a process that only stopped flushing for longer than its heartbeat takes it back
   out of ``_a`` at its next flush, so it is never counted twice. A process that exits says so
   (``bye``) and leaves nothing of the kind.
+- ``<base>:quantiles``: the ids of the summary series that have quantiles.
+- ``<base>:q:<series id>``: a summary's window (``pytheus.quantiles``), summed over every
+  process: one field per age slot, ``"<empty after> <max age> <age buckets> <accuracy> <max
+  buckets> <bucket id> <count> ..."``. A batch adds a process's new counts to them (and keeps
+  at most ``max buckets`` ids of each sign, counting the lowest magnitudes at the lowest kept,
+  as the sketch does); a scrape deletes the slots that left the window (``empty after``, by the
+  writers' clock, before the server's time).
 - ``<base>:seq:<process>``: the last batch sequence number applied for a process.
 - ``<base>:skipped:<process>``: ``"<seq> <series id>..."``, the series whose entries the batch
   ``seq`` of that process skipped (see the ``c`` op), so that a batch sent again after its
@@ -164,6 +171,8 @@ local function forget(sid)
   redis.call('DEL', base .. ':s:' .. sid)
   redis.call('DEL', base .. ':n:' .. sid)
   redis.call('SREM', base .. ':natives', sid)
+  redis.call('DEL', base .. ':q:' .. sid)
+  redis.call('SREM', base .. ':quantiles', sid)
   redis.call('HDEL', base .. ':index', sid)
   redis.call('HDEL', base .. ':v', sid)
   redis.call('ZREM', base .. ':seen', sid)
@@ -176,6 +185,50 @@ local function add(current, delta)
   for token in string.gmatch(delta, '%S+') do
     j = j + 1
     out[j] = string.format('%.17g', (cells[j] or 0) + tonumber(token))
+  end
+  return table.concat(out, ' ')
+end
+-- "<empty after> <max age> <age buckets> <accuracy> <max buckets> <id> <count> ..." plus the
+-- same from a batch: counts summed by bucket id; past max buckets ids of one sign, the lowest
+-- magnitudes are counted at the lowest id kept (pytheus.quantiles._Buckets.raise_floor)
+local function window_add(current, delta)
+  local head, counts = {}, {}
+  local function read(raw)
+    local j, id = 0, nil
+    for token in string.gmatch(raw, '%S+') do
+      j = j + 1
+      local number = tonumber(token)
+      if j <= 5 then
+        if j > 1 or not head[1] or number > head[1] then head[j] = number end
+      elseif id == nil then
+        id = number
+      else
+        counts[id] = (counts[id] or 0) + number
+        id = nil
+      end
+    end
+  end
+  if current then read(current) end
+  read(delta)
+  local limit = head[5]
+  for sign = 1, -1, -2 do
+    local ids = {}
+    for id in pairs(counts) do
+      if id * sign > 0 then ids[#ids + 1] = id * sign end
+    end
+    if #ids > limit then
+      table.sort(ids)
+      local lowest = ids[#ids - limit + 1] * sign
+      for j = 1, #ids - limit do
+        counts[lowest] = counts[lowest] + counts[ids[j] * sign]
+        counts[ids[j] * sign] = nil
+      end
+    end
+  end
+  local out = {fmt(head[1]), fmt(head[2]), fmt(head[3]), fmt(head[4]), fmt(head[5])}
+  for id, count in pairs(counts) do
+    out[#out + 1] = fmt(id)
+    out[#out + 1] = fmt(count)
   end
   return table.concat(out, ' ')
 end
@@ -210,6 +263,11 @@ while i <= #ARGV do
     elseif op == 'x' then  -- the latest exemplar of a bucket
       redis.call('HSET', base .. ':e', sid .. ':' .. field, value)
     elseif op == 'c' then  -- checked above
+    elseif op == 'w' then  -- add this process's new counts to one slot of a summary's window
+      local key = base .. ':q:' .. sid
+      redis.call('HSET', key, field, window_add(redis.call('HGET', key, field), value))
+      redis.call('EXPIRE', key, ttl)
+      redis.call('SADD', base .. ':quantiles', sid)
     elseif op == 'n' then  -- this process's whole native histogram
       local key = base .. ':n:' .. sid
       redis.call('HSET', key, field, value)
@@ -247,6 +305,8 @@ for _, sid in ipairs(redis.call('ZRANGEBYSCORE', base .. ':seen', '-inf', now - 
   redis.call('HDEL', base .. ':v', sid)
   redis.call('DEL', base .. ':n:' .. sid)
   redis.call('SREM', base .. ':natives', sid)
+  redis.call('DEL', base .. ':q:' .. sid)
+  redis.call('SREM', base .. ':quantiles', sid)
   redis.call('ZREM', base .. ':seen', sid)
 end
 local index = redis.call('HGETALL', index_key)
@@ -316,6 +376,25 @@ for _, sid in ipairs(redis.call('SMEMBERS', base .. ':natives')) do
     redis.call('SREM', base .. ':natives', sid)
   end
 end
+-- Summary windows: the slots that left the window are deleted.
+local windows = {}
+for _, sid in ipairs(redis.call('SMEMBERS', base .. ':quantiles')) do
+  local key = base .. ':q:' .. sid
+  local fields, kept = redis.call('HGETALL', key), {}
+  for f = 1, #fields, 2 do
+    local empty_after = tonumber(string.match(fields[f + 1], '^%S+'))
+    if empty_after and empty_after > now then
+      table.insert(kept, fields[f]); table.insert(kept, fields[f + 1])
+    else
+      redis.call('HDEL', key, fields[f])
+    end
+  end
+  if #kept > 0 then
+    table.insert(windows, sid .. unit .. table.concat(kept, unit))
+  else  -- expired, or every slot of it left the window
+    redis.call('SREM', base .. ':quantiles', sid)
+  end
+end
 -- Gauges: fields of dead processes are dropped or folded into `_a`, as the mode says.
 for i = 1, #index, 2 do
   local sid, meta = index[i], index[i + 1]
@@ -367,7 +446,8 @@ for i = 1, #index, 2 do
 end
 -- Four strings, their parts separated by the unit separator (never in JSON text, numbers or
 -- process names): one string is far cheaper for the client to parse than many; then whether
--- Redis is recovering from lost data; then the native histograms' fields, as the gauges'.
+-- Redis is recovering from lost data; then the native histograms' fields and the summaries'
+-- windows, as the gauges'.
 return {
   table.concat(index, unit),
   table.concat(redis.call('HGETALL', base .. ':v'), unit),
@@ -375,6 +455,7 @@ return {
   table.concat(gauges, string.char(30)),
   tostring(redis.call('EXISTS', base .. ':recovering')),
   table.concat(natives, string.char(30)),
+  table.concat(windows, string.char(30)),
 }
 """
 )

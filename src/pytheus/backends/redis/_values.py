@@ -9,6 +9,7 @@ and pending).
 from __future__ import annotations
 
 import json
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -16,11 +17,13 @@ from typing import Any
 
 from pytheus.backends.memory import striped_lock
 from pytheus.native import NativeHistogram, ResetTimer, decode_cells, encode_cells, subtract
+from pytheus.quantiles import QuantileSketch, SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
-# from expiring | "n" set this process's native histogram | "c" skip the entry unless this
-# process's native histogram is still there, field, value)
+# from expiring | "n" set this process's native histogram | "w" add to a slot of a summary's
+# window | "c" skip the entry unless this process's native histogram is still there, field,
+# value)
 Op = tuple[str, str, str]
 
 
@@ -478,15 +481,121 @@ class RedisSummary:
 
     def take(self) -> list[Op]:
         with self._lock:
-            self._queued = False
-            count, self._pending_count = self._pending_count, 0
-            total, self._pending_sum = self._pending_sum, 0.0
-            self._count += count
-            self._sum += total
+            return self._take_locked()
+
+    def _take_locked(self) -> list[Op]:
+        self._queued = False
+        count, self._pending_count = self._pending_count, 0
+        total, self._pending_sum = self._pending_sum, 0.0
+        self._count += count
+        self._sum += total
         return [("p", "", _packed([count], total))] if count else []
 
     def totals(self) -> list[Op]:
         with self._lock:
-            if not self._count:
-                return []
-            return [("p", "", _packed([self._count], self._sum))]
+            return self._totals_locked()
+
+    def _totals_locked(self) -> list[Op]:
+        return [("p", "", _packed([self._count], self._sum))] if self._count else []
+
+
+class RedisQuantileSummary(RedisSummary):
+    """A summary with quantiles: count and sum flush as deltas (as :class:`RedisSummary`), and
+    so does the sliding window: each batch adds this process's new observations, counted by
+    (age slot, sketch bucket), to the series' counts in Redis, which sum those of every process
+    (see :meth:`pytheus.quantiles.SlidingQuantiles.add_bucket`). A scrape reads one window per
+    series, however many processes wrote it, and a removal or a retried batch needs nothing
+    more than for a counter.
+
+    The hot path only keeps the observation aside (and its count and sum); the flusher thread
+    counts them by bucket. ``_window`` holds what this process has sent, for a Redis that lost
+    it (:meth:`totals`) and for :meth:`snapshot`.
+    """
+
+    __slots__ = ("_window", "_clock", "_width", "_unsent", "_unsent_slot", "_slot_end",
+                 "_slot_counts", "_settings")  # fmt: skip
+
+    def __init__(
+        self, queue: list[Any], window: SlidingQuantiles, clock: Callable[[], float] = time.time
+    ) -> None:
+        super().__init__(queue)
+        self._window = window
+        self._clock = clock
+        self._width = window.max_age_seconds / window.age_buckets
+        self._unsent: list[float] = []  # observations of slot _unsent_slot, not counted yet
+        self._unsent_slot = 0
+        self._slot_end = -math.inf  # when _unsent_slot ends
+        self._slot_counts: dict[int, QuantileSketch] = {}  # slot -> what was not sent of it
+        self._settings = " ".join(
+            map(_num, (window.max_age_seconds, window.age_buckets, window.relative_accuracy,
+                       window.max_buckets))
+        )  # fmt: skip
+
+    def observe(self, value: float) -> None:
+        now = self._clock()
+        with self._lock:
+            self._pending_count += 1
+            self._pending_sum += value
+            unsent = self._unsent
+            if now >= self._slot_end or len(unsent) >= _UNSENT_LIMIT:
+                self._count_unsent(now)
+            unsent.append(value)
+            if not self._queued:
+                self._queued = True
+                self._queue.append(self)
+
+    def _count_unsent(self, now: float | None) -> None:
+        """Count the observations set aside by bucket; past the slot's end (``now``), go on in
+        the slot of ``now`` (never an earlier one: the clock may go back)."""
+        if self._unsent:
+            sketch = self._slot_counts.get(self._unsent_slot)
+            if sketch is None:
+                sketch = self._slot_counts[self._unsent_slot] = self._window.new_sketch()
+            sketch.add_many(self._unsent)  # NaN: in count and sum only
+            self._unsent.clear()
+        if now is not None and now >= self._slot_end:
+            self._unsent_slot = max(math.floor(now / self._width), self._unsent_slot)
+            self._slot_end = max((self._unsent_slot + 1) * self._width, now)
+
+    def snapshot(self) -> SummaryData:
+        with self._lock:
+            self._count_unsent(None)
+            window = self._window.empty_like()
+            window.merge(self._window)
+            for slot, sketch in self._slot_counts.items():
+                window.add_bucket_pairs(slot, sketch.bucket_pairs())
+            return SummaryData(
+                self._count + self._pending_count,
+                self._sum + self._pending_sum,
+                window.query(self._clock()),
+            )
+
+    def take(self) -> list[Op]:
+        with self._lock:
+            ops = super()._take_locked()
+            self._count_unsent(None)
+            slots, self._slot_counts = self._slot_counts, {}
+            for slot, sketch in sorted(slots.items()):
+                pairs = sketch.bucket_pairs()
+                if pairs:
+                    self._window.add_bucket_pairs(slot, pairs)
+                    ops.append(self._slot_op(slot, pairs))
+        return ops
+
+    def _slot_op(self, slot: int, pairs: list[int]) -> Op:
+        """Add ``pairs`` (bucket id, count, ...) to the series' counts of ``slot`` in Redis;
+        with when the slot leaves the window and the window's settings."""
+        empty_after = _num((slot + self._window.age_buckets) * self._width)
+        return ("w", str(slot), f"{empty_after} {self._settings} {' '.join(map(str, pairs))}")
+
+    def totals(self) -> list[Op]:
+        """This process's whole contribution, for a Redis that lost it: its window too (what
+        was not taken yet goes with the next batch, as the pending count)."""
+        with self._lock:
+            ops = super()._totals_locked()
+            for slot, pairs in sorted(self._window.slot_pairs().items()):
+                ops.append(self._slot_op(slot, pairs))
+        return ops
+
+
+_UNSENT_LIMIT = 256  # observations set aside before the hot path counts them by bucket
