@@ -484,6 +484,12 @@ class SlidingQuantiles:
         """The age slot of time ``now``: ``floor(now / (max_age_seconds / age_buckets))``."""
         return math.floor(now / self._width)
 
+    def slot_from(self, now: float, current: int) -> tuple[int, float]:
+        """The slot to record in at ``now``, ``current`` or a later one (never an earlier one:
+        the clock may go back), and when that slot ends."""
+        slot = max(math.floor(now / self._width), current)
+        return slot, max((slot + 1) * self._width, now)
+
     def bucket_id(self, value: float) -> int | None:
         """The sketch bucket of ``value``: see :meth:`QuantileSketch.bucket_id`."""
         return self._head.bucket_id(value)

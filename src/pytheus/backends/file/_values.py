@@ -409,7 +409,7 @@ class FileQuantileSummary(FileSummary):
     """
 
     __slots__ = ("_window", "_published", "_allocate", "_block", "_at", "_room", "_clock",
-                 "_width", "_unsent", "_unsent_slot", "_slot_end")  # fmt: skip
+                 "_unsent", "_unsent_slot", "_slot_end")  # fmt: skip
 
     def __init__(
         self,
@@ -427,7 +427,6 @@ class FileQuantileSummary(FileSummary):
         self._at = 0
         self._room = 0
         self._clock = clock
-        self._width = window.max_age_seconds / window.age_buckets
         self._unsent: list[float] = []  # observations of slot _unsent_slot, not in the window yet
         self._unsent_slot = 0
         self._slot_end = -math.inf  # when _unsent_slot ends
@@ -455,8 +454,7 @@ class FileQuantileSummary(FileSummary):
             self._window.add_values(self._unsent_slot, self._unsent)
             self._unsent.clear()
         if now is not None and now >= self._slot_end:
-            self._unsent_slot = max(math.floor(now / self._width), self._unsent_slot)
-            self._slot_end = max((self._unsent_slot + 1) * self._width, now)
+            self._unsent_slot, self._slot_end = self._window.slot_from(now, self._unsent_slot)
 
     def publish(self) -> None:
         """Write the window to this process's file if it changed since it was last written."""

@@ -554,8 +554,7 @@ class RedisQuantileSummary(RedisSummary):
             sketch.add_many(self._unsent)  # NaN: in count and sum only
             self._unsent.clear()
         if now is not None and now >= self._slot_end:
-            self._unsent_slot = max(math.floor(now / self._width), self._unsent_slot)
-            self._slot_end = max((self._unsent_slot + 1) * self._width, now)
+            self._unsent_slot, self._slot_end = self._window.slot_from(now, self._unsent_slot)
 
     def snapshot(self) -> SummaryData:
         with self._lock:
