@@ -3,7 +3,7 @@
 #
 # Order: $PROMETHEUS3_BIN if it runs as 3.x; `prometheus` on the PATH if it is 3.x; the copy
 # cached in .cache/prometheus3/ (git-ignored); else Debian unstable's `prometheus` package,
-# fetched by scripts/debian-unstable.sh (the machine's apt configuration is left alone).
+# fetched by scripts/debian-package.sh (the machine's apt configuration is left alone).
 #
 # Usage: bash scripts/prometheus3.sh     (stdout: the binary's path; nothing else on success)
 # Exits non-zero with a message on stderr when Prometheus 3 cannot be found or fetched.
@@ -42,7 +42,7 @@ if is_3 "$CACHED"; then
     exit 0
 fi
 
-bash scripts/debian-unstable.sh prometheus "$CACHE.new" ||
+bash scripts/debian-package.sh prometheus "$CACHE.new" ||
     fail "could not fetch Debian unstable's prometheus package"
 is_3 "$CACHE.new/root/usr/bin/prometheus" ||
     fail "$(cat "$CACHE.new/package") does not hold a working Prometheus 3: $("$CACHE.new/root/usr/bin/prometheus" --version 2>&1 | head -n 1)"

@@ -9,6 +9,10 @@ missing=()
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v prometheus-pushgateway >/dev/null 2>&1 || missing+=(prometheus-pushgateway)
+# Valkey, where the release has it (trixie and later); else scripts/valkey.sh fetches it below
+if ! command -v valkey-server >/dev/null 2>&1 && apt-cache show valkey-server >/dev/null 2>&1; then
+    missing+=(valkey-server)
+fi
 # the official io.prometheus.client schema, the oracle the protobuf tests decode with
 [ -f /usr/share/gocode/src/github.com/prometheus/client_model/io/prometheus/client/metrics.proto ] ||
     missing+=(golang-github-prometheus-client-model-dev)
@@ -65,9 +69,29 @@ PYTHEUS_TEST_BACKENDS=rs_single,rs_atomic .venv/bin/python -m pytest -q -p no:ca
 echo "== pytest (Python $(python_version .venv/bin/python), tests/e2e)"
 .venv/bin/python -m pytest tests/e2e "$@"
 
-# The other supported Pythons this machine has (python3.X on the PATH, or under pyenv): every
-# test but the end-to-end ones, two at a time. Set PYTHEUS_OTHER_PYTHONS="" to skip them.
-for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.12 3.13}; do
+# Every test of the Redis backend again on Valkey (tests/redis_server.py), the soak's Redis
+# scenarios included: Debian's valkey-server, else the release's backports' package unpacked into
+# .cache/valkey/ by scripts/valkey.sh (no apt configuration changed).
+if VALKEY_SERVER="$(bash scripts/valkey.sh)"; then
+    echo "== pytest (Python $(python_version .venv/bin/python), the Redis tests on $("$VALKEY_SERVER" --version | cut -d ' ' -f 1-3))"
+    # (but the heap measurements, the task queues and the benchmarks, which test this process,
+    # Celery and RQ, not the server: they ran on Redis above)
+    PYTHEUS_TEST_REDIS_SERVER="$VALKEY_SERVER" .venv/bin/python -m pytest -q -p no:cacheprovider \
+        -n 2 --ignore=tests/e2e \
+        -k "(redis or Redis) and not series_memory and not task_queues and not bench" "$@"
+    PYTHEUS_TEST_REDIS_SERVER="$VALKEY_SERVER" .venv/bin/python -m pytest -q -p no:cacheprovider \
+        tests/e2e/test_soak.py -k redis "$@"
+elif [ "${CI:-}" = true ]; then
+    echo "could not fetch Valkey: under CI=true its tests may not be skipped"
+    exit 1
+else
+    echo "could not fetch Valkey: the Redis tests did not run on it"
+fi
+
+# The oldest supported Python and the newest other one this machine may have (python3.X on the
+# PATH, or under pyenv): every test but the end-to-end and system ones (real programs and servers,
+# which ran above), two at a time. Set PYTHEUS_OTHER_PYTHONS (e.g. "3.10 3.12 3.13") to choose.
+for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.13}; do
     interpreter=""
     for candidate in "$(command -v "python$version" || true)" \
         "$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/"python$version" 2>/dev/null | tail -n 1)"; do
@@ -87,6 +111,6 @@ for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.12 3.13}; do
         "$interpreter" -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,redis]'
-    echo "== pytest (Python $(python_version "$venv/bin/python"), all but end to end)"
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not e2e"
+    echo "== pytest (Python $(python_version "$venv/bin/python"), all but end to end and system)"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not e2e and not system"
 done

@@ -1,8 +1,13 @@
-"""A real redis-server for the tests, on a free loopback port, which tests can stop and restart."""
+"""A real redis-server for the tests, on a free loopback port, which tests can stop and restart.
+
+``PYTHEUS_TEST_REDIS_SERVER`` names another server binary to run instead (scripts/test.sh runs
+the Redis tests a second time on ``valkey-server``, see scripts/valkey.sh).
+"""
 
 from __future__ import annotations
 
 import atexit
+import os
 import socket
 import subprocess
 import tempfile
@@ -19,9 +24,17 @@ def free_port() -> int:
         return port
 
 
+SERVER_ENV = "PYTHEUS_TEST_REDIS_SERVER"
+
+
+def server_binary() -> str:
+    """The server the Redis tests run: ``$PYTHEUS_TEST_REDIS_SERVER``, else redis-server."""
+    return os.environ.get(SERVER_ENV) or require_program("redis-server")
+
+
 class RedisServer:
     def __init__(self, *extra: str) -> None:
-        self.binary = require_program("redis-server")
+        self.binary = server_binary()
         self.port = free_port()
         self.directory = Path(tempfile.mkdtemp(prefix="pytheus-redis-"))
         self.extra = extra
@@ -52,7 +65,7 @@ class RedisServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()  # never leave a half-started server behind
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
+                raise RuntimeError(f"{self.binary} did not start on port {self.port}")
             time.sleep(0.05)
 
     def stop(self) -> None:

@@ -99,6 +99,14 @@ def test_processes_exact_totals(loaded: dict[str, Any], start_method: str) -> No
 TOP_LEVEL = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_script", "cmdstat_ping")
 
 
+def test_the_server_is_the_one_asked_for(server: RedisServer) -> None:
+    """The tests run on redis-server, or on valkey-server when scripts/test.sh asks for it."""
+    info = redis.Redis.from_url(server.url).info("server")
+    assert ("valkey_version" in info) == ("valkey" in Path(server.binary).name), info
+    version = info.get("valkey_version") or info["redis_version"]
+    print(f"server under test: {server.binary}, version {version}")
+
+
 def test_round_trips_per_scrape_do_not_grow_with_series(server: RedisServer) -> None:
     client = redis.Redis.from_url(server.url)
 

@@ -17,9 +17,8 @@ from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfig
 from pytheus.exposition import generate_metrics
 from pytheus.metrics import Counter
 from pytheus.registry import CollectorRegistry
-from tests.conftest import require_program
 from tests.helpers import value
-from tests.redis_server import free_port
+from tests.redis_server import free_port, server_binary
 from tests.test_http_server import Certs, certs  # noqa: F401 - the certificate fixture
 
 PASSWORD = "acl-s3cret-9"
@@ -27,7 +26,7 @@ PASSWORD = "acl-s3cret-9"
 
 @pytest.fixture
 def tls_server(certs: Certs, tmp_path: Path) -> Iterator[int]:  # noqa: F811
-    binary = require_program("redis-server")
+    binary = server_binary()
     port = free_port()
     process = subprocess.Popen(
         [

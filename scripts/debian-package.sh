@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# Downloads one package from Debian unstable and unpacks it, leaving the machine's apt alone.
+# Downloads one package from a Debian suite (default: unstable) and unpacks it, leaving the
+# machine's apt alone.
 #
-# Used for what Debian's stable release is too old for: Prometheus 3 (scripts/prometheus3.sh) and
-# the current io.prometheus.client schema (scripts/metrics-proto.sh). A temporary sources list
+# Used for what the machine's Debian release is too old for or lacks: Prometheus 3
+# (scripts/prometheus3.sh) and the current io.prometheus.client schema (scripts/metrics-proto.sh)
+# from unstable, Valkey from the release's backports (scripts/valkey.sh). A temporary sources list
 # and state directories are used; the mirror is the one the machine's own sources already use
 # (override with DEBIAN_UNSTABLE_MIRROR). The package is checked against Debian's archive key.
 #
-# Usage: bash scripts/debian-unstable.sh PACKAGE DEST
+# Usage: bash scripts/debian-package.sh PACKAGE DEST [SUITE]
 #   unpacks PACKAGE's files under DEST/root (replacing DEST whole, atomically) and writes the
 #   .deb's file name to DEST/package. Exits non-zero with a message on stderr on failure.
 set -euo pipefail
 
-package="${1:?usage: debian-unstable.sh PACKAGE DEST}"
-dest="${2:?usage: debian-unstable.sh PACKAGE DEST}"
+package="${1:?usage: debian-package.sh PACKAGE DEST [SUITE]}"
+dest="${2:?usage: debian-package.sh PACKAGE DEST [SUITE]}"
+suite="${3:-unstable}"
 
 fail() {
-    echo "debian-unstable.sh: $*" >&2
+    echo "debian-package.sh: $*" >&2
     exit 1
 }
 
@@ -39,12 +42,12 @@ fi
 mirror="${mirror%/}"
 
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-[ -r "$keyring" ] || fail "no $keyring to check Debian unstable's signature (package debian-archive-keyring)"
+[ -r "$keyring" ] || fail "no $keyring to check Debian's signature (package debian-archive-keyring)"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/debian-unstable.XXXXXX")"
+work="$(mktemp -d "${TMPDIR:-/tmp}/debian-package.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/cache"
-echo "deb [signed-by=$keyring] $mirror unstable main" >"$work/sources.list"
+echo "deb [signed-by=$keyring] $mirror $suite main" >"$work/sources.list"
 apt_options=(
     -o "Dir::Etc::SourceList=$work/sources.list"
     -o "Dir::Etc::SourceParts=/dev/null"
@@ -55,10 +58,10 @@ apt_options=(
     -o "APT::Sandbox::User=$(id -un)"
 )
 apt-get -qq "${apt_options[@]}" --error-on=any update >"$work/apt.log" 2>&1 ||
-    fail "apt-get update of $mirror unstable failed:
+    fail "apt-get update of $mirror $suite failed:
 $(tail -n 5 "$work/apt.log")"
-(cd "$work" && apt-get -qq "${apt_options[@]}" download "$package/unstable" >>"$work/apt.log" 2>&1) ||
-    fail "apt-get download $package from $mirror unstable failed:
+(cd "$work" && apt-get -qq "${apt_options[@]}" download "$package/$suite" >>"$work/apt.log" 2>&1) ||
+    fail "apt-get download $package from $mirror $suite failed:
 $(tail -n 5 "$work/apt.log")"
 deb="$(ls "$work/${package}"_*.deb 2>/dev/null | head -n 1)"
 [ -n "$deb" ] || fail "apt-get download left no ${package}_*.deb"
