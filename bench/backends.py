@@ -43,14 +43,16 @@ COUNTERS = 1_000
 HISTOGRAMS = 100
 REDIS_WRITERS = 8
 
-_scale = {"dead": DEAD}
+_scale = {"dead": DEAD, "summaries": 1_000}
 NOTES: list[str] = []
 """Figures the setups measured besides the timed loops, printed after the tables."""
 
 
 def set_quick(quick: bool) -> None:
-    """A ``--quick`` run forks a few dead processes instead of 100."""
+    """A ``--quick`` run forks a few dead processes instead of 100, and writes 100 summaries
+    (and histograms) instead of 1,000."""
     _scale["dead"] = QUICK_DEAD if quick else DEAD
+    _scale["summaries"] = 100 if quick else 1_000
 
 
 @dataclass(frozen=True)
@@ -281,7 +283,6 @@ def client_multiprocess_scrape_after_deaths(scrapes: int) -> Iterator[Runner]:
 
 # --- summaries with quantiles vs histograms, on the shared-file backend (issue 19) --------------
 
-SUMMARIES = 1_000
 SUMMARY_VALUES = 20
 
 
@@ -304,13 +305,13 @@ def _observers(summaries: int, histograms: int) -> dict[str, Any]:
 
 @contextmanager
 def file_summary_scrape(scrapes: int) -> Iterator[Runner]:
-    with file_worker(_observers(SUMMARIES, 0)) as started:
+    with file_worker(_observers(_scale["summaries"], 0)) as started:
         yield started.runner(scrapes)
 
 
 @contextmanager
 def file_histogram_scrape(scrapes: int) -> Iterator[Runner]:
-    with file_worker(_observers(0, SUMMARIES)) as started:
+    with file_worker(_observers(0, _scale["summaries"])) as started:
         yield started.runner(scrapes)
 
 
@@ -323,13 +324,13 @@ def _redis_observers(url: str, summaries: int, histograms: int) -> dict[str, Any
 
 @contextmanager
 def redis_summary_scrape(scrapes: int) -> Iterator[Runner]:
-    with redis_server() as url, worker(_redis_observers(url, SUMMARIES, 0)) as started:
+    with redis_server() as url, worker(_redis_observers(url, _scale["summaries"], 0)) as started:
         yield started.runner(scrapes)
 
 
 @contextmanager
 def redis_histogram_scrape(scrapes: int) -> Iterator[Runner]:
-    with redis_server() as url, worker(_redis_observers(url, 0, SUMMARIES)) as started:
+    with redis_server() as url, worker(_redis_observers(url, 0, _scale["summaries"])) as started:
         yield started.runner(scrapes)
 
 

@@ -69,16 +69,20 @@ PYTHEUS_TEST_BACKENDS=rs_single,rs_atomic .venv/bin/python -m pytest -q -p no:ca
 echo "== pytest (Python $(python_version .venv/bin/python), tests/e2e)"
 .venv/bin/python -m pytest tests/e2e "$@"
 
-# Every test of the Redis backend again on Valkey (tests/redis_server.py), the soak's Redis
-# scenarios included: Debian's valkey-server, else the release's backports' package unpacked into
+# The Redis backend's tests again on Valkey (tests/redis_server.py), the soak's Redis scenarios
+# included: Debian's valkey-server, else the release's backports' package unpacked into
 # .cache/valkey/ by scripts/valkey.sh (no apt configuration changed).
 if VALKEY_SERVER="$(bash scripts/valkey.sh)"; then
     echo "== pytest (Python $(python_version .venv/bin/python), the Redis tests on $("$VALKEY_SERVER" --version | cut -d ' ' -f 1-3))"
-    # (but the heap measurements, the task queues and the benchmarks, which test this process,
-    # Celery and RQ, not the server: they ran on Redis above)
+    # the modules that drive the server: the Redis backend's own (Sentinel included), the
+    # behavioural suite and the multi-process ones, on the Redis backend (the formats, the
+    # middleware and the serving tests read the same stores: they ran on Redis above)
     PYTHEUS_TEST_REDIS_SERVER="$VALKEY_SERVER" .venv/bin/python -m pytest -q -p no:cacheprovider \
-        -n 2 --ignore=tests/e2e \
-        -k "(redis or Redis) and not series_memory and not task_queues and not bench" "$@"
+        -n 2 tests/test_redis_*.py tests/test_metrics.py tests/test_labels.py \
+        tests/test_registry.py tests/test_summary_multiprocess.py tests/test_native_multiprocess.py \
+        tests/test_remove_multiprocess.py tests/test_multiprocessing_patterns.py \
+        tests/test_concurrency.py tests/test_threads.py tests/test_cli.py tests/test_process_end.py \
+        -k "redis or Redis" "$@"
     PYTHEUS_TEST_REDIS_SERVER="$VALKEY_SERVER" .venv/bin/python -m pytest -q -p no:cacheprovider \
         tests/e2e/test_soak.py -k redis "$@"
 elif [ "${CI:-}" = true ]; then

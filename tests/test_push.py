@@ -27,6 +27,7 @@ from pytheus.metrics import Counter, Gauge, Histogram, Summary
 from pytheus.registry import CollectorRegistry
 from pytheus.serving.push import group_url, urllib_handler
 from tests.conftest import require_program
+from tests.helpers import eventually
 
 AUTH = ("pusher", "s3cret pass")
 GATEWAY_OWN = {"push_time_seconds", "push_failure_time_seconds"}
@@ -155,15 +156,31 @@ def test_pushadd_replaces_only_metrics_of_the_same_name(gateway: str) -> None:
     }
 
 
+def deleted(gateway: str, job: str) -> None:
+    """Nothing of ``job`` left: the Pushgateway answers a DELETE with 202 Accepted and applies
+    it soon after."""
+
+    def empty() -> None:
+        assert read_group(gateway, job, with_own=True) == {}
+
+    eventually(empty, timeout=10)
+
+
 @pytest.mark.system
 def test_delete_removes_the_group(gateway: str) -> None:
     push_to_gateway(gateway, "delete-job", batch_registry(1), grouping_key={"shard": "1"})
     push_to_gateway(gateway, "delete-job", batch_registry(2), grouping_key={"shard": "2"})
     delete_from_gateway(gateway, "delete-job", grouping_key={"shard": "1"})
-    remaining = read_group(gateway, "delete-job", with_own=True)
-    assert {dict(key[1])["shard"] for key in remaining} == {"2"}
+
+    def shards() -> set[str]:
+        return {dict(key[1])["shard"] for key in read_group(gateway, "delete-job", with_own=True)}
+
+    def shards_are(expected: set[str]) -> None:
+        assert shards() == expected
+
+    eventually(lambda: shards_are({"2"}), timeout=10)  # a DELETE is applied after its answer
     delete_from_gateway(gateway, "delete-job", grouping_key={"shard": "2"})
-    assert read_group(gateway, "delete-job", with_own=True) == {}
+    deleted(gateway, "delete-job")
 
 
 @pytest.mark.system
@@ -175,7 +192,7 @@ def test_grouping_key_with_slash_empty_and_odd_values(gateway: str) -> None:
         ("batch_records_total", labels(job=job, instance="", **key)): 7
     }
     delete_from_gateway(gateway, job, grouping_key=key)
-    assert read_group(gateway, job, with_own=True) == {}
+    deleted(gateway, job)
 
 
 @pytest.mark.system
@@ -239,7 +256,7 @@ def test_custom_handler(gateway: str) -> None:
     delete_from_gateway(gateway, "handler-job", handler=handler)
     url = f"http://{gateway}/metrics/job/handler-job"
     assert calls == [(url, "PUT"), (url, "DELETE")]
-    assert read_group(gateway, "handler-job", with_own=True) == {}
+    deleted(gateway, "handler-job")
 
 
 @pytest.mark.system

@@ -491,3 +491,63 @@ def test_a_forked_child_leaves_its_parents_flusher_alone(loaded: dict[str, Any])
     os.waitpid(pid, 0)
     counter.inc(2)
     assert value(registry, "forked_total") == 7
+
+
+def count_then_wait(counter: Counter, counted: Any, write_again: Any, leave: Any) -> None:
+    """A process that writes, then writes nothing more until told (its flusher held)."""
+    counter.inc(5)
+    assert wait_for_flush(30)
+    with store().flusher._flush_lock:
+        counted.set()
+        assert write_again.wait(60)
+    assert wait_for_flush(30)
+    leave.wait(60)
+
+
+def scrape_or_unavailable(registry: CollectorRegistry) -> float | None:
+    """The total, or None when the scrape answers unavailable (503)."""
+    try:
+        return value(registry, "held_total")
+    except BackendUnavailableException:
+        return None
+
+
+@pytest.mark.parametrize("how", ["came back empty", "a replica that lacks the last batch"])
+def test_a_changed_server_answers_503_until_every_process_wrote_again(
+    server: RedisServer, how: str
+) -> None:
+    """Another server (a failover, a restart) may lack what a process wrote: until that process
+    writes again, scrapes answer 503, not totals without its part; then the exact totals."""
+    settings = config(server, flush_interval=0.2)
+    load_backend(MultiProcessRedisBackend, settings)
+    context: Any = multiprocessing.get_context("fork")
+    counted, write_again, leave = context.Event(), context.Event(), context.Event()
+    try:
+        registry = CollectorRegistry()
+        counter = Counter("held_total", "H.", registry=registry)
+        child = context.Process(target=count_then_wait, args=(counter, counted, write_again, leave))
+        child.start()
+        assert counted.wait(60)
+        assert scrape_or_unavailable(registry) == 5  # this scraper now knows the server
+        client = redis.Redis.from_url(server.url)
+        base = f"pytheus:{settings['namespace']}"
+        if how == "came back empty":
+            server.restart()  # no persistence: empty, and with another run_id
+        else:  # what a promoted replica that missed the child's last batch holds
+            client.set(f"{base}:server", "0123456789abcdef-the-old-master")
+            [seq_key] = client.keys(f"{base}:seq:*")
+            client.decr(seq_key)
+            client.delete(f"{base}:v")
+        for _ in range(3):  # however often asked, and while the child lives
+            assert scrape_or_unavailable(registry) is None
+        write_again.set()  # the child writes: it finds what the server lacks and sends it
+
+        def answered() -> float | None:
+            found = scrape_or_unavailable(registry)
+            assert found is not None
+            return found
+
+        assert eventually(answered) == 5
+    finally:
+        leave.set()
+        load_backend(SingleProcessBackend, {})

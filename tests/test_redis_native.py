@@ -262,7 +262,9 @@ def test_a_process_taken_for_dead_is_counted_once(loaded: dict[str, Any], restar
     namespace = loaded["namespace"]
     with current.flusher._flush_lock:  # this process stops flushing: its heartbeat lapses
         client(loaded).delete(f"pytheus:{namespace}:proc:{current.flusher.process}")
-        current._scrape(args=[current.options.base, current.options.expire_key_time])
+        current._scrape(
+            args=[current.options.base, current.options.expire_key_time, 30, current._server]
+        )
         assert native_fields(loaded) == {"_a"}  # both folded: the child and this process
         [key] = client(loaded).keys(f"pytheus:{namespace}:n:*")
         assert client(loaded).ttl(key) > 0  # the hash still expires with the series

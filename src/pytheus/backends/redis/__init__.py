@@ -14,7 +14,9 @@ Example::
     load_backend(MultiProcessRedisBackend, {"host": "127.0.0.1", "port": 6379, "namespace": "shop"})
 
 Options: ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``db``/
-``username``/``password`` and any other redis-py connection option; ``namespace``;
+``username``/``password`` and any other redis-py connection option, or, behind Sentinel,
+``sentinels`` (``[[host, port], ...]``), ``service_name`` and ``sentinel_kwargs`` (the
+sentinels' own connection options) with the master's connection options; ``namespace``;
 ``expire_key_time`` (seconds, default 3600); ``flush_interval`` (seconds, default 1; 0 writes
 through on every operation); ``max_pending_series`` (default 100000); ``exit_timeout``
 (seconds, default 5: how long a process that ends waits for Redis to take its last values).
@@ -79,17 +81,31 @@ def _client(options: RedisOptions) -> Any:
         raise InvalidBackendConfigException(
             "the Redis backend needs redis-py: pip install 'pytheus[redis]'"
         ) from None
+    client: Any
     try:
-        if options.url:
+        if options.sentinels:
+            from redis.sentinel import Sentinel
+
+            sentinel = Sentinel(
+                options.sentinels,
+                sentinel_kwargs={**_TIMEOUTS, **options.sentinel_kwargs},
+                **options.connection,
+            )
+            client = sentinel.master_for(options.service_name, **options.connection)
+        elif options.url:
             client = redis.Redis.from_url(options.url, **options.connection)
         else:
             client = redis.Redis(**options.connection)
         # redis-py passes the options on to a connection only when it makes one: make one now
         # (it connects on first use, not here), so that a misspelt option is refused at load
-        client.connection_pool.make_connection().disconnect()  # type: ignore[no-untyped-call]
+        client.connection_pool.make_connection().disconnect()
     except (TypeError, ValueError) as error:
         raise InvalidBackendConfigException(f"Redis backend: {_option_error(error)}") from None
     return client
+
+
+# the sentinels' own timeouts, unless sentinel_kwargs says otherwise
+_TIMEOUTS = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
 
 
 def _option_error(error: Exception) -> str:
@@ -130,6 +146,8 @@ class RedisStore:
         self.board = DescriptionBoard(self.client, options.base, options.expire_key_time)
         self.flusher = self._new_flusher()
         self._scrape = self.client.register_script(SCRAPE)
+        self._server = ""  # the run_id of the server of the last scrape, and its processes
+        self._processes: list[str] = []
         self._label_sets = LabelSets()
         self._descriptions: dict[str, tuple[Key, Signature]] = {}
         self._series_ids: dict[str, tuple[Key, Signature, LabelSet]] = {}
@@ -245,18 +263,26 @@ class RedisStore:
             self.board.add(family.desc)
         self.flusher.flush()
         try:
-            reply = self._scrape(args=[self.options.base, self.options.expire_key_time])
+            reply = self._scrape(
+                args=[
+                    self.options.base, self.options.expire_key_time, self.flusher.heartbeat_ttl,
+                    self._server, *self._processes,
+                ]
+            )  # fmt: skip
         except Exception as error:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        index, packed, exemplar_fields, gauge_rows, recovering, native_rows, window_rows = (
-            _text(p) for p in reply
-        )
+        texts = [_text(p) for p in reply]
+        index, packed, exemplar_fields, gauge_rows, recovering, native_rows, window_rows = texts[:7]
+        server, procs = texts[7:]
+        # what a server that comes back empty cannot tell: that it did, and whom to wait for
+        self._server, self._processes = server, procs.split("\x1f") if procs else []
         if recovering == "1":
             raise BackendUnavailableException(
-                f"Redis at {self.options.address} lost data (it restarted empty); waiting for "
-                "every process to write its metrics again"
+                f"Redis at {self.options.address} lost data, or may have (it restarted, or a "
+                "failover promoted a replica); waiting for every process to write its metrics "
+                "again"
             )
         metas = _pairs(index)
         exemplars: dict[str, dict[str, str]] = {}

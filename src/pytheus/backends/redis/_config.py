@@ -11,7 +11,7 @@ from pytheus.exceptions import InvalidBackendConfigException
 
 _OWN_OPTIONS = {
     "namespace", "key_prefix", "expire_key_time", "flush_interval", "max_pending_series", "url",
-    "exit_timeout",
+    "exit_timeout", "sentinels", "service_name", "sentinel_kwargs",
 }  # fmt: skip
 
 
@@ -24,6 +24,11 @@ class RedisOptions:
     exit_timeout: float = 5.0
     url: str | None = None
     connection: dict[str, Any] = field(default_factory=dict)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    """Sentinel addresses: the master of ``service_name`` is asked of them (and again after a
+    failover)."""
+    service_name: str = ""
+    sentinel_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -32,6 +37,9 @@ class RedisOptions:
     @property
     def address(self) -> str:
         """Where Redis is, for messages: never with the password."""
+        if self.sentinels:
+            found = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"sentinel://{found}/{self.service_name}"
         if self.url:
             parts = urllib.parse.urlsplit(self.url)
             netloc = parts.hostname or ""
@@ -57,6 +65,11 @@ class RedisOptions:
                     f"Redis backend: url must start with redis://, rediss:// or unix://, "
                     f"got scheme {scheme!r}"
                 )
+        sentinels, service_name, sentinel_kwargs = _sentinel_options(config)
+        if sentinels and url is not None:
+            raise InvalidBackendConfigException(
+                "Redis backend: give either 'url' or 'sentinels' (with 'service_name'), not both"
+            )
         options = cls(
             namespace=namespace,
             expire_key_time=_number(config, "expire_key_time", 3600, int),
@@ -65,6 +78,9 @@ class RedisOptions:
             exit_timeout=_number(config, "exit_timeout", 5.0, float),
             url=None if url is None else str(url),
             connection=connection,
+            sentinels=sentinels,
+            service_name=service_name,
+            sentinel_kwargs=sentinel_kwargs,
         )
         if options.expire_key_time <= 0 or options.flush_interval < 0 or options.exit_timeout < 0:
             raise InvalidBackendConfigException(
@@ -75,6 +91,42 @@ class RedisOptions:
                 f"Redis backend: namespace {namespace!r} must not contain ':' or '{{'"
             )
         return options
+
+
+def _sentinel_options(
+    config: BackendConfig,
+) -> tuple[tuple[tuple[str, int], ...], str, dict[str, Any]]:
+    """``sentinels`` (``[[host, port], ...]``), ``service_name`` and ``sentinel_kwargs``,
+    checked; empty when there are no sentinels."""
+    raw = config.get("sentinels")
+    if raw is None:
+        if "service_name" in config or "sentinel_kwargs" in config:
+            raise InvalidBackendConfigException(
+                "Redis backend: 'service_name' and 'sentinel_kwargs' need 'sentinels'"
+            )
+        return (), "", {}
+    try:
+        if isinstance(raw, (str, bytes)) or not raw:
+            raise TypeError
+        sentinels = tuple((str(host), int(port)) for host, port in raw)
+    except (TypeError, ValueError):
+        raise InvalidBackendConfigException(
+            "Redis backend: 'sentinels' must be a list of [host, port] pairs such as "
+            f"[[\"10.0.0.1\", 26379]], got {raw!r}"
+        ) from None
+    service_name = config.get("service_name")
+    if not isinstance(service_name, str) or not service_name:
+        raise InvalidBackendConfigException(
+            "Redis backend: 'sentinels' needs 'service_name', the name the sentinels monitor "
+            f"the master under (such as \"mymaster\"), got {service_name!r}"
+        )
+    kwargs = config.get("sentinel_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise InvalidBackendConfigException(
+            "Redis backend: 'sentinel_kwargs' must be a mapping of redis-py connection options "
+            f"for the sentinels (password, ssl, ...), got {kwargs!r}"
+        )
+    return sentinels, service_name, dict(kwargs)
 
 
 def _number(config: BackendConfig, name: str, default: Any, kind: type[Any]) -> Any:

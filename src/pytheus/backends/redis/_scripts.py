@@ -35,6 +35,15 @@ Keys, under a base of ``pytheus`` or ``pytheus:<namespace>``:
 - ``<base>:proc:<process>``: a heartbeat that expires when the process stops flushing, or that
   the process deletes with its last flush, at exit.
 - ``<base>:recovering``: set for a few seconds when a process finds that Redis lost its data.
+- ``<base>:server``: the ``run_id`` of the server that took the namespace's last writes. Another
+  one may lack some of them: a replica that a failover promoted (the key came with the data), or
+  a server that came back empty (a scraping process remembers the server and the processes of
+  its last scrape). Every process then alive goes in ``<base>:resync`` (a sorted set: process ->
+  when to give up on it, a heartbeat's time later), and scrapes answer 503 until each has
+  written again (after sending what the server lacked) or its time is up.
+- ``<base>:procs``: the processes that flush to the namespace (those whose heartbeat expired
+  leave it at the next scrape); ``<base>:gone:<process>``: a process that said goodbye, for a
+  heartbeat's time (no scrape waits for it).
 
 A flush is idempotent: a batch carries a sequence number, and a batch whose number was already
 applied is acknowledged without being applied again. So a flush whose reply was lost can be
@@ -109,8 +118,29 @@ local function native_format(h)
 end
 """
 
+# Both scripts first check that the server is the one that took the namespace's last writes.
+SERVER = """
+local function check_server(base, wait)
+  local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+  local known = redis.call('GET', base .. ':server')
+  if known == run_id then return run_id end
+  redis.call('SET', base .. ':server', run_id)
+  if not known then return run_id end
+  -- another server took the earlier writes (a failover promoted a replica): it may lack some,
+  -- so every process then alive must write again, or be found dead, before a scrape shows totals
+  local deadline = tonumber(redis.call('TIME')[1]) + wait
+  for _, p in ipairs(redis.call('SMEMBERS', base .. ':procs')) do
+    if redis.call('EXISTS', base .. ':proc:' .. p) == 1 then
+      redis.call('ZADD', base .. ':resync', 'NX', deadline, p)
+    end
+  end
+  return run_id
+end
+"""
+
 FLUSH = (
     NATIVE
+    + SERVER
     + """
 local base, proc = ARGV[1], ARGV[2]
 local seq, expected = tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -120,10 +150,16 @@ local now, resync = ARGV[7], ARGV[8]
 local seqkey, heartbeat_key = base .. ':seq:' .. proc, base .. ':proc:' .. proc
 local last = tonumber(redis.call('GET', seqkey) or '-1')
 local skipped_key = base .. ':skipped:' .. proc
+check_server(base, heartbeat)
 if ARGV[10] == '1' then
   -- bye: the process flushed for the last time (all acknowledged): dead from now on, and never
   -- back, so a scrape folds its native fields at once and keeps nothing to take back
-  if last == seq then redis.call('DEL', heartbeat_key, seqkey, skipped_key) end
+  if last == seq then
+    redis.call('DEL', heartbeat_key, seqkey, skipped_key)
+    redis.call('SREM', base .. ':procs', proc)
+    redis.call('ZREM', base .. ':resync', proc)
+    redis.call('SET', base .. ':gone:' .. proc, '1', 'EX', heartbeat)  -- not to wait for
+  end
   return {'bye', tostring(last)}
 end
 local folded_key = base .. ':nb:' .. proc
@@ -148,8 +184,10 @@ if redis.call('EXISTS', folded_key) == 1 then
   redis.call('DEL', folded_key)
 end
 redis.call('SET', heartbeat_key, '1', 'EX', heartbeat)
+redis.call('SADD', base .. ':procs', proc)
 if last >= 0 then redis.call('EXPIRE', seqkey, seq_ttl) end
 if last >= seq then
+  redis.call('ZREM', base .. ':resync', proc)  -- the server has all this process wrote
   local noted = redis.call('GET', skipped_key)
   local prefix = tostring(seq) .. ' '
   if noted and string.sub(noted, 1, #prefix) == prefix then
@@ -163,6 +201,7 @@ if resync ~= '1' and last ~= expected then
   redis.call('SET', base .. ':recovering', '1', 'PX', tonumber(ARGV[9]), 'NX')
   return {'gap', tostring(last)}
 end
+redis.call('ZREM', base .. ':resync', proc)  -- what it lacked of this process comes now
 local function forget(sid)
   local meta = redis.call('HGET', base .. ':index', sid)
   if meta then
@@ -292,10 +331,32 @@ return {'ok', tostring(seq), table.concat(skipped, ' ')}
 # native fields of dead processes are folded into `_a`.
 SCRAPE = (
     NATIVE
+    + SERVER
     + """
-local base, ttl = ARGV[1], tonumber(ARGV[2])
+local base, ttl, wait, seen_server = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local index_key = base .. ':index'
 local now = tonumber(redis.call('TIME')[1])
+local run_id = check_server(base, wait)
+if seen_server ~= '' and seen_server ~= run_id then
+  -- this scraper last read another server, and this one may have come back empty (nothing
+  -- told check_server): the processes of that last scrape that have neither written here
+  -- (no heartbeat, no sequence number; those that came with the data are check_server's) nor
+  -- ended since (said goodbye)
+  for i = 5, #ARGV do
+    local p = ARGV[i]
+    if redis.call('EXISTS', base .. ':proc:' .. p, base .. ':seq:' .. p, base .. ':gone:' .. p)
+        == 0 then
+      redis.call('ZADD', base .. ':resync', 'NX', now + wait, p)
+    end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', base .. ':resync', '-inf', now)  -- given up on: dead
+local resyncing = redis.call('ZCARD', base .. ':resync') > 0
+for _, p in ipairs(redis.call('SMEMBERS', base .. ':procs')) do
+  if redis.call('EXISTS', base .. ':proc:' .. p) == 0 then
+    redis.call('SREM', base .. ':procs', p)
+  end
+end
 for _, sid in ipairs(redis.call('ZRANGEBYSCORE', base .. ':seen', '-inf', now - ttl)) do
   local meta = redis.call('HGET', index_key, sid)
   if meta then
@@ -453,9 +514,11 @@ return {
   table.concat(redis.call('HGETALL', base .. ':v'), unit),
   table.concat(redis.call('HGETALL', base .. ':e'), unit),
   table.concat(gauges, string.char(30)),
-  tostring(redis.call('EXISTS', base .. ':recovering')),
+  (resyncing and '1') or tostring(redis.call('EXISTS', base .. ':recovering')),
   table.concat(natives, string.char(30)),
   table.concat(windows, string.char(30)),
+  run_id,
+  table.concat(redis.call('SMEMBERS', base .. ':procs'), unit),
 }
 """
 )

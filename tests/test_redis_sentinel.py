@@ -1,0 +1,140 @@
+"""The Redis backend behind Sentinel (issue 21): a master, a replica and three real sentinels.
+
+The master is killed with SIGKILL while 4 processes count, after the replica was held still for
+a while: the sentinels promote the replica, which lacks the last writes the master took; the
+processes find the new master through the sentinels, and whatever it lacks of theirs they send
+again. Every scrape meanwhile answers 503 or totals that never go back; the totals end exact.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytheus.backends import SingleProcessBackend, load_backend
+from pytheus.backends.redis import MultiProcessRedisBackend, wait_for_flush
+from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
+from pytheus.metrics import Counter
+from pytheus.registry import CollectorRegistry
+from tests.helpers import value
+from tests.redis_sentinel import SERVICE, SentinelGroup
+
+pytestmark = pytest.mark.system
+PROCESSES = 4
+INCREMENTS = 20_000
+
+
+@pytest.fixture
+def group() -> Iterator[SentinelGroup]:
+    started = SentinelGroup()
+    yield started
+    started.stop()
+
+
+def config(group: SentinelGroup, **extra: Any) -> dict[str, Any]:
+    return {"sentinels": group.addresses, "service_name": SERVICE, "namespace": "ha", **extra}
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sentinels": [["127.0.0.1", 26379]]}, "needs 'service_name'"),
+        ({"sentinels": "127.0.0.1:26379", "service_name": "m"}, "list of \\[host, port\\] pairs"),
+        ({"sentinels": [["127.0.0.1", "x"]], "service_name": "m"}, "list of \\[host, port\\]"),
+        ({"sentinels": [], "service_name": "m"}, "list of \\[host, port\\] pairs"),
+        ({"service_name": "m"}, "need 'sentinels'"),
+        (
+            {"sentinels": [["127.0.0.1", 26379]], "service_name": "m", "url": "redis://h"},
+            "either 'url' or 'sentinels'",
+        ),
+        (
+            {"sentinels": [["127.0.0.1", 26379]], "service_name": "m", "sentinel_kwargs": 1},
+            "'sentinel_kwargs' must be a mapping",
+        ),
+    ],
+)
+def test_sentinel_configuration_errors(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidBackendConfigException, match=message):
+        load_backend(MultiProcessRedisBackend, settings)
+
+
+def test_the_master_is_found_through_the_sentinels(group: SentinelGroup) -> None:
+    load_backend(MultiProcessRedisBackend, config(group))
+    try:
+        registry = CollectorRegistry()
+        Counter("found_total", "F.", registry=registry).inc(3)
+        assert value(registry, "found_total") == 3
+    finally:
+        load_backend(SingleProcessBackend, {})
+
+
+def count(settings: dict[str, Any], started: Any) -> None:
+    load_backend(MultiProcessRedisBackend, settings)
+    counter = Counter("ha_total", "Counted through a failover.", registry=CollectorRegistry())
+    started.set()
+    for _ in range(INCREMENTS // 100):
+        for _ in range(100):
+            counter.inc()
+        time.sleep(0.02)  # the run lasts some 4 s: the master dies in the middle of it
+    assert wait_for_flush(90)  # finish once the new master has it all
+
+
+def test_a_failover_keeps_exact_totals(group: SentinelGroup) -> None:
+    settings = config(group, flush_interval=0.2)
+    context: Any = multiprocessing.get_context("spawn")
+    started = [context.Event() for _ in range(PROCESSES)]
+    children = [context.Process(target=count, args=(settings, event)) for event in started]
+    for child in children:
+        child.start()
+    load_backend(MultiProcessRedisBackend, settings)
+    try:
+        registry = CollectorRegistry()
+        Counter("ha_total", "Counted through a failover.", registry=registry)
+        for event in started:
+            assert event.wait(60)
+        seen: list[float] = []
+        unavailable: list[float] = []  # when scrapes answered 503
+
+        def scrape() -> None:
+            try:
+                total = value(registry, "ha_total") or 0.0
+            except BackendUnavailableException:
+                unavailable.append(time.monotonic())
+                return
+            assert not seen or total >= seen[-1], f"a scrape went back: {seen[-1]} -> {total}"
+            seen.append(total)
+
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            scrape()
+        group.hold_replica(1.5)
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:  # batches the replica never gets
+            scrape()
+        before = seen[-1]
+        group.kill_master()
+        while any(child.is_alive() for child in children):
+            scrape()
+            time.sleep(0.05)
+        for child in children:
+            child.join(timeout=120)
+            assert child.exitcode == 0
+        group.wait_for_failover()
+        deadline = time.monotonic() + 60
+        while not seen or seen[-1] != PROCESSES * INCREMENTS:
+            assert time.monotonic() < deadline, (seen[-5:], len(unavailable))
+            scrape()
+            time.sleep(0.1)
+        assert group.master_port() == group.replica.port
+        assert unavailable  # the failover was seen, and answered 503 rather than guessed
+        print(
+            f"\n{len(seen)} scrapes with totals; {len(unavailable)} answered 503, over "
+            f"{unavailable[-1] - unavailable[0]:.1f} s from the first; {before:.0f} counted when "
+            "the master died"
+        )
+    finally:
+        load_backend(SingleProcessBackend, {})
