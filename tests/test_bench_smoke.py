@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from bench.workloads import WORKLOADS
 
+from tests.conftest import require_program
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "bench" / "run.py"
 pytestmark = pytest.mark.e2e  # the benchmark program, on the main Python
@@ -67,3 +69,16 @@ def test_the_memory_benchmark_runs() -> None:
     scale = completed.stdout.split("3,000 counter series")[1]
     for row in ("creating them", "scrape", "response body", "extra peak memory", "gzip"):
         assert row in scale, completed.stdout
+
+
+def test_the_redis_sizing_benchmark_runs() -> None:
+    """``bench/redis_sizing.py`` measures a namespace (figures this small say nothing)."""
+    require_program("redis-server")
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "redis_sizing.py"), "--series", "200", "300",
+         "--processes", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    rows = [line.split()[:2] for line in completed.stdout.splitlines()[1:]]
+    assert rows == [["200", "2"], ["300", "2"]], completed.stdout
