@@ -86,6 +86,17 @@ class SentinelGroup:
         sock.sendall(f"DEBUG SLEEP {seconds}\r\n".encode())
         self._held.append(sock)  # closed at stop(); the answer comes once it slept
 
+    def wait_for_replica_to_catch_up(self) -> None:
+        """Until the replica has every write the master took (replication offsets equal)."""
+        master = redis.Redis(port=self.master.port)
+        replica = redis.Redis(port=self.replica.port)
+
+        def caught_up() -> bool:
+            offset = master.info("replication")["master_repl_offset"]
+            return bool(replica.info("replication").get("slave_repl_offset", -1) >= offset)
+
+        self._wait(caught_up, "the replica never caught up with the master")
+
     def kill_master(self) -> None:
         """SIGKILL the master: the sentinels promote the replica."""
         assert self.master.process is not None

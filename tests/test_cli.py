@@ -58,7 +58,8 @@ OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;vers
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 SERVE_OPTIONS = (
-    "--dir", "--redis-url", "--namespace", "--port", "--bind", "--certfile", "--keyfile",
+    "--dir", "--redis-url", "--redis-sentinels", "--redis-service", "--namespace", "--port",
+    "--bind", "--certfile", "--keyfile",
     "--client-cafile", "--client-auth-required", "--basic-auth-user",
     "--basic-auth-password-file", "--name-validation", "--log-level", "--help",
 )  # fmt: skip
@@ -301,6 +302,10 @@ def test_console_script_is_declared() -> None:
         (["--dir", "/tmp", "--client-auth-required"], "needs --client-cafile"),
         (["--dir", "/nonexistent/pytheus"], "not an existing directory"),
         (["--redis-url", "http://127.0.0.1:1"], "url must start with"),
+        (["--redis-sentinels", "127.0.0.1:1"], "needs --redis-service"),
+        (["--redis-sentinels", "127.0.0.1", "--redis-service", "m"], "is not host:port"),
+        (["--redis-url", "redis://127.0.0.1:1", "--redis-sentinels", "h:1"], "not allowed with"),
+        (["--dir", "/tmp", "--redis-service", "m"], "goes with --redis-sentinels"),
         (["--dir", "/tmp", "--port", "70000"], "not a port number"),
     ],
 )
@@ -425,6 +430,43 @@ def test_redis_namespace(tmp_path: Path, redis_server: RedisServer) -> None:
         env = clean_env(PYTHEUS_REDIS_URL=redis_server.url)
         with exporter("--namespace", "other", env=env) as running:
             assert sample(scrape_text(running.url), "jobs_total", kind="a") == 6
+
+
+@pytest.mark.system
+def test_a_redis_behind_sentinel(tmp_path: Path) -> None:
+    """Workers and the exporter find the master through the sentinels, after a failover too."""
+    from tests.redis_sentinel import SERVICE, SentinelGroup
+
+    group = SentinelGroup()
+    try:
+        config = tmp_path / "sentinel.json"
+        config.write_text(json.dumps(
+            {"sentinels": group.addresses, "service_name": SERVICE, "namespace": "ha"}
+        ))  # fmt: skip
+        env = clean_env(
+            PYTHEUS_BACKEND_CLASS="pytheus.backends.redis.MultiProcessRedisBackend",
+            PYTHEUS_BACKEND_CONFIG=str(config),
+        )
+        run_worker(0, env)
+        run_worker(1, env)
+        addresses = ",".join(f"{host}:{port}" for host, port in group.addresses)
+        with exporter("--redis-sentinels", addresses, "--redis-service", SERVICE,
+                      "--namespace", "ha") as running:  # fmt: skip
+            assert_worker_totals(scrape_text(running.url), 2)
+            group.wait_for_replica_to_catch_up()
+            group.kill_master()
+            group.wait_for_failover()
+            run_worker(2, env)  # finds the promoted replica through the sentinels too
+
+            def three_workers() -> None:
+                assert_worker_totals(scrape_text(running.url), 3)
+
+            eventually(three_workers, timeout=60)
+        env = clean_env(PYTHEUS_REDIS_SENTINELS=addresses, PYTHEUS_REDIS_SERVICE=SERVICE)
+        with exporter("--namespace", "ha", env=env) as running:  # from the environment
+            assert_worker_totals(scrape_text(running.url), 3)
+    finally:
+        group.stop()
 
 
 @pytest.mark.system

@@ -8,6 +8,7 @@ text format like every pytheus server::
 
     pytheus serve --dir /run/myapp-metrics                  # or PYTHEUS_MULTIPROC_DIR
     pytheus serve --redis-url redis://10.0.0.5:6379/0 --namespace shop --port 9095
+    pytheus serve --redis-sentinels 10.0.0.1:26379,10.0.0.2:26379 --redis-service mymaster
     python -m pytheus serve --help
 
 The exporter defines no metric itself: the metric objects live in the workers. It lists the
@@ -89,6 +90,8 @@ DEFAULT_PORT = 9095
 DEFAULT_BIND = "127.0.0.1"
 PASSWORD_ENV = "PYTHEUS_BASIC_AUTH_PASSWORD"
 REDIS_URL_ENV = "PYTHEUS_REDIS_URL"
+REDIS_SENTINELS_ENV = "PYTHEUS_REDIS_SENTINELS"
+REDIS_SERVICE_ENV = "PYTHEUS_REDIS_SERVICE"
 EXPORTED_HELP = "Recorded by worker processes; aggregated by pytheus serve."
 """The help text of a family the store holds no description of (written by an older pytheus)."""
 
@@ -457,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             f"Environment: {MULTIPROC_DIR_ENV} (the directory, when --dir is not given), "
             f"{REDIS_URL_ENV} (the Redis URL, when --redis-url is not given; keeps its "
-            f"password out of the process list), {PASSWORD_ENV} (the basic-auth password, "
+            f"password out of the process list), {REDIS_SENTINELS_ENV} and {REDIS_SERVICE_ENV} "
+            "(a Redis behind Sentinel, when neither --redis-url nor --redis-sentinels is given), "
+            f"{PASSWORD_ENV} (the basic-auth password, "
             "when --basic-auth-password-file is not given), "
             f"{NAME_VALIDATION_ENV} (utf8 or legacy, when --name-validation is not given). "
             "There is deliberately no password option: command lines are visible to every "
@@ -483,6 +488,17 @@ def _add_source_options(serve: argparse.ArgumentParser) -> None:
         "--redis-url",
         metavar="URL",
         help=f"redis://, rediss:// or unix:// URL of the Redis backend (default: ${REDIS_URL_ENV})",
+    )
+    exclusive.add_argument(
+        "--redis-sentinels",
+        metavar="HOST:PORT,...",
+        help=f"the sentinels of a Redis behind Sentinel (default: ${REDIS_SENTINELS_ENV})",
+    )
+    source.add_argument(
+        "--redis-service",
+        metavar="NAME",
+        default=None,
+        help=f"the name the sentinels monitor the master under (default: ${REDIS_SERVICE_ENV})",
     )
     source.add_argument(
         "--namespace",
@@ -569,18 +585,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @dataclass(frozen=True)
 class Source:
-    """Where the workers' metrics are: a directory, or a Redis URL and namespace."""
+    """Where the workers' metrics are: a directory, or a Redis (a URL, or sentinels and the
+    service they monitor) and namespace."""
 
     directory: str | None = None
     redis_url: str | None = None
     namespace: str = ""
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str = ""
 
     def describe(self) -> str:
         """For the log: never with the Redis password."""
         if self.directory is not None:
             return f"directory {self.directory}"
         namespace = f" namespace {self.namespace!r}" if self.namespace else ""
+        if self.sentinels:
+            found = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            return f"Redis {self.service!r} behind sentinels {found}{namespace}"
         return f"Redis {redact_url(self.redis_url or '')}{namespace}"
+
+    def redis_config(self) -> dict[str, Any]:
+        """The Redis backend's configuration for this source."""
+        if self.sentinels:
+            sentinels = [list(address) for address in self.sentinels]
+            return {"sentinels": sentinels, "service_name": self.service,
+                    "namespace": self.namespace}  # fmt: skip
+        return {"url": self.redis_url, "namespace": self.namespace}
 
 
 def redact_url(url: str) -> str:
@@ -598,22 +628,49 @@ def redact_url(url: str) -> str:
 
 def resolve_source(args: argparse.Namespace, environ: dict[str, str]) -> Source:
     """The source from the options, else from the environment; ValueError when unclear."""
-    directory, url = args.dir, args.redis_url
-    if directory is None and url is None:
+    directory, url, sentinels = args.dir, args.redis_url, args.redis_sentinels
+    service = args.redis_service or environ.get(REDIS_SERVICE_ENV) or ""
+    if directory is None and url is None and sentinels is None:
         directory = environ.get(MULTIPROC_DIR_ENV) or None
         url = environ.get(REDIS_URL_ENV) or None
-        if directory is not None and url is not None:
+        sentinels = environ.get(REDIS_SENTINELS_ENV) or None
+        given = [name for name, value in ((MULTIPROC_DIR_ENV, directory), (REDIS_URL_ENV, url),
+                 (REDIS_SENTINELS_ENV, sentinels)) if value is not None]  # fmt: skip
+        if len(given) > 1:
             raise ValueError(
-                f"both ${MULTIPROC_DIR_ENV} and ${REDIS_URL_ENV} are set: "
-                "say which with --dir or --redis-url"
+                f"{'both' if len(given) == 2 else 'all of'} "
+                f"{' and '.join('$' + name for name in given)} are set: say which with "
+                "--dir, --redis-url or --redis-sentinels"
             )
-    if directory is None and url is None:
+    if directory is None and url is None and sentinels is None:
         raise ValueError(
-            f"no source: give --dir (or ${MULTIPROC_DIR_ENV}) or --redis-url (or ${REDIS_URL_ENV})"
+            f"no source: give --dir (or ${MULTIPROC_DIR_ENV}), --redis-url (or ${REDIS_URL_ENV})"
+            f" or --redis-sentinels with --redis-service (or ${REDIS_SENTINELS_ENV} and "
+            f"${REDIS_SERVICE_ENV})"
         )
     if directory is not None and args.namespace:
         raise ValueError("--namespace applies to the Redis backend, not to --dir")
-    return Source(directory, url, args.namespace)
+    if sentinels is None:
+        if args.redis_service:
+            raise ValueError("--redis-service goes with --redis-sentinels")
+        return Source(directory, url, args.namespace)
+    if not service:
+        raise ValueError(
+            f"--redis-sentinels needs --redis-service (or ${REDIS_SERVICE_ENV}): the name the "
+            "sentinels monitor the master under"
+        )
+    return Source(None, None, args.namespace, _sentinel_addresses(sentinels), service)
+
+
+def _sentinel_addresses(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` as address pairs; ValueError naming the one that is not."""
+    found = []
+    for part in text.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--redis-sentinels: {part.strip()!r} is not host:port")
+        found.append((host.strip("[]"), int(port)))
+    return tuple(found)
 
 
 def resolve_basic_auth(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, str] | None:
@@ -666,7 +723,7 @@ def load_source(source: Source) -> Lister:
         raise InvalidBackendConfigException(
             f"the Redis backend needs redis-py (pip install 'pytheus[redis]'): {error}"
         ) from None
-    load_backend(MultiProcessRedisBackend, {"url": source.redis_url, "namespace": source.namespace})
+    load_backend(MultiProcessRedisBackend, source.redis_config())
     store = current_store()
     assert isinstance(store, RedisStore)
     return _own_lister(store) or redis_lister(store)
