@@ -48,7 +48,7 @@ _SMALLEST = sys.float_info.min
 _LARGEST = sys.float_info.max
 _NO_FLOOR = -(2**53)  # below every bucket key; exact as a float
 _FORMAT = 1.0  # first float of a serialised SlidingQuantiles
-_PENDING_LIMIT = 256  # observations a window keeps aside before adding them to its sketch
+PENDING_LIMIT = 256  # observations kept aside before they are added to a sketch, in a batch
 
 
 class _Buckets:
@@ -253,6 +253,11 @@ class QuantileSketch:
         return pairs
 
     @property
+    def empty(self) -> bool:
+        """Whether no observation was added."""
+        return not (self._zero or self._pos.counts or self._neg.counts)
+
+    @property
     def count(self) -> int:
         """How many observations were added."""
         return self._zero + sum(self._pos.counts.values()) + sum(self._neg.counts.values())
@@ -438,11 +443,15 @@ class SlidingQuantiles:
         window._pending, window._pending_end = [], -math.inf
         return window
 
+    def copy(self) -> SlidingQuantiles:
+        """A window holding what this one holds, changed independently of it."""
+        copied = self.empty_like()
+        copied.merge(self)
+        return copied
+
     def new_sketch(self) -> QuantileSketch:
         """An empty sketch of this window's accuracy and size."""
         return self._sketches[0].empty_like()
-
-    _new_sketch = new_sketch
 
     def _slot(self, now: float) -> int:
         """The slot of ``now``; a clock going back stays in the latest slot."""
@@ -457,22 +466,29 @@ class SlidingQuantiles:
             self._head = head
         return self._latest
 
+    def _live_sketch(self, slot: int) -> QuantileSketch | None:
+        """The sketch to add observations of ``slot`` to (None when the slot left the window),
+        after the observations set aside."""
+        self._add_pending()
+        self._advance(slot)
+        return self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
+
     def _sketch_at(self, slot: int) -> QuantileSketch | None:
         """The sketch of ``slot``, replacing an older one at its place; None if that is newer."""
         index = slot % self.age_buckets
         if self._slots[index] < slot:
             self._slots[index] = slot
-            self._sketches[index] = self._new_sketch()
+            self._sketches[index] = self.new_sketch()
         return self._sketches[index] if self._slots[index] == slot else None
 
     def observe(self, value: float, now: float) -> None:
         """Record ``value`` observed at time ``now`` (seconds); NaN is ignored."""
         pending = self._pending
-        if now >= self._pending_end or len(pending) >= _PENDING_LIMIT:
+        if now >= self._pending_end or len(pending) >= PENDING_LIMIT:
             self._add_pending()
             if now >= self._pending_end:
-                self._slot(now)
-                self._pending_end = max((self._latest + 1) * self._width, now)
+                latest, self._pending_end = self.slot_from(now, self._latest)
+                self._advance(latest)
         pending.append(value)
 
     def _add_pending(self) -> None:
@@ -497,27 +513,14 @@ class SlidingQuantiles:
     def add_bucket(self, slot: int, bucket_id: int, count: int = 1) -> None:
         """Count ``count`` observations of bucket ``bucket_id`` in ``slot``; expired slots are
         ignored. Rebuilds a window from per-(slot, bucket) counts summed over processes."""
-        self._add_pending()
-        self._advance(slot)
-        sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
+        sketch = self._live_sketch(slot)
         if sketch is not None:
             sketch.add_bucket(bucket_id, count)
-
-    def add_values(self, slot: int, values: Sequence[float]) -> None:
-        """Record ``values``, observed during ``slot`` (see :meth:`slot`; an expired slot's are
-        ignored): what :meth:`observe` does for each, in one batch."""
-        self._add_pending()
-        self._advance(slot)
-        sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
-        if sketch is not None:
-            sketch.add_many(values)
 
     def add_bucket_pairs(self, slot: int, pairs: Sequence[float]) -> None:
         """:meth:`add_bucket` for ``bucket id, count, ...`` of one slot (ValueError for a
         negative count)."""
-        self._add_pending()
-        self._advance(slot)
-        sketch = self._sketch_at(slot) if slot > self._latest - self.age_buckets else None
+        sketch = self._live_sketch(slot)
         if sketch is not None:
             sketch.add_bucket_pairs(pairs)
 
@@ -539,12 +542,11 @@ class SlidingQuantiles:
         live = [
             sketch
             for slot, sketch in zip(self._slots, self._sketches)
-            if current - self.age_buckets < slot and (sketch._zero or sketch._pos.counts
-                                                      or sketch._neg.counts)
-        ]  # fmt: skip
+            if current - self.age_buckets < slot and not sketch.empty
+        ]
         if len(live) == 1 and not copy:
             return live[0]
-        merged = self._new_sketch()
+        merged = self.new_sketch()
         for sketch in live:
             merged.merge(sketch)
         return merged
@@ -635,61 +637,47 @@ class SlidingQuantiles:
         self._add_pending()
         self._advance(latest)
         for slot, zeros, positive_floor, positive, negative_floor, negative in slots:
-            if slot > self._latest - self.age_buckets:
-                sketch = self._sketch_at(slot)
-                if sketch is not None:
-                    sketch._zero += zeros
-                    sketch._pos.add_pairs(positive_floor, positive)
-                    sketch._neg.add_pairs(negative_floor, negative)
+            sketch = self._live_sketch(slot)
+            if sketch is not None:
+                sketch._zero += zeros
+                sketch._pos.add_pairs(positive_floor, positive)
+                sketch._neg.add_pairs(negative_floor, negative)
 
     @classmethod
     def from_floats(cls, floats: Sequence[float]) -> SlidingQuantiles:
         """The window that ``to_floats`` wrote; ValueError if ``floats`` is not one."""
-        try:
-            if floats[0] != _FORMAT:
-                raise ValueError(f"unknown format {floats[0]!r}")
-            n_targets = int(floats[5])
-            window = cls(
-                quantiles=floats[6 : 6 + n_targets],
-                max_age_seconds=floats[1],
-                age_buckets=int(floats[2]),
-                relative_accuracy=floats[3],
-                max_buckets=int(floats[4]),
-            )
-            position = 6 + n_targets
-            window._advance(int(floats[position]))
-            n_slots = int(floats[position + 1])
-            position += 2
-            for _ in range(n_slots):
-                slot, length = int(floats[position]), int(floats[position + 1])
-                sketch, end = QuantileSketch._load(floats, position + 2)
-                if end != position + 2 + length:
-                    raise ValueError("a slot's length does not match its sketch")
-                position = end
-                target = window._sketch_at(slot)
-                if target is not None:
-                    target.merge(sketch)
-            if position != len(floats):
-                raise ValueError("trailing floats")
-        except (IndexError, ValueError, OverflowError, MetricDefinitionException) as error:
-            raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
+        window = empty_window_like(floats)
+        window.merge_floats(floats)
         return window
 
 
-_prototypes: dict[tuple[float, ...], SlidingQuantiles] = {}
+_prototypes: dict[tuple[object, ...], SlidingQuantiles] = {}
+
+
+def _empty_window(
+    targets: Sequence[float], max_age: float, age_buckets: int, accuracy: float, max_buckets: int
+) -> SlidingQuantiles:
+    """An empty window of these settings (MetricDefinitionException when they are not valid),
+    made from a prototype per settings: a scrape makes thousands."""
+    key = (tuple(targets), max_age, age_buckets, accuracy, max_buckets)
+    prototype = _prototypes.get(key)
+    if prototype is None:
+        prototype = SlidingQuantiles(targets, max_age, age_buckets, accuracy, max_buckets)
+        if len(_prototypes) > 64:
+            _prototypes.clear()
+        _prototypes[key] = prototype
+    return prototype.empty_like()
 
 
 def empty_window_like(floats: Sequence[float]) -> SlidingQuantiles:
     """An empty window with the settings of the serialised window ``floats`` (ValueError if
-    they are not a window's), made from a prototype per settings: a scrape makes thousands."""
-    settings = tuple(floats[: 6 + int(floats[5])]) if len(floats) > 6 else ()
-    prototype = _prototypes.get(settings)
-    if prototype is None:
-        if len(_prototypes) > 64:
-            _prototypes.clear()
-        prototype = SlidingQuantiles.from_floats([*settings, float(_NO_FLOOR), 0.0])
-        _prototypes[settings] = prototype
-    return prototype.empty_like()
+    they are not a window's)."""
+    try:
+        return _empty_window(
+            floats[6 : 6 + int(floats[5])], floats[1], int(floats[2]), floats[3], int(floats[4])
+        )
+    except (IndexError, OverflowError, MetricDefinitionException) as error:
+        raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
 
 
 def window_of_slots(
@@ -699,17 +687,10 @@ def window_of_slots(
     settings ``(max_age_seconds, age_buckets, relative_accuracy, max_buckets)`` (ValueError if
     they are not valid ones, or a count is negative)."""
     max_age, age_buckets, accuracy, max_buckets = settings
-    key = (_FORMAT, max_age, age_buckets, accuracy, max_buckets, 0.0)
-    prototype = _prototypes.get(key)
-    if prototype is None:
-        try:
-            prototype = SlidingQuantiles((), max_age, int(age_buckets), accuracy, int(max_buckets))
-        except (MetricDefinitionException, OverflowError) as error:
-            raise ValueError(f"not a window's settings: {error}") from None
-        if len(_prototypes) > 64:
-            _prototypes.clear()
-        _prototypes[key] = prototype
-    window = prototype.empty_like()
+    try:
+        window = _empty_window((), max_age, int(age_buckets), accuracy, int(max_buckets))
+    except (MetricDefinitionException, OverflowError) as error:
+        raise ValueError(f"not a window's settings: {error}") from None
     for slot, pairs in slots:
         window.add_bucket_pairs(slot, pairs)
     return window

@@ -15,7 +15,7 @@ from math import ceil, log2
 from threading import Lock, RLock
 from typing import TYPE_CHECKING, Any
 
-from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_live
+from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_live, summary_window
 from pytheus.native import NativeHistogram, ResetTimer
 from pytheus.native import bounds_table as native_bounds_table
 from pytheus.native import bucket_index as native_bucket_index
@@ -314,16 +314,7 @@ class MemoryStore:
                 )
             return MemoryHistogram(desc.upper_bounds)
         if desc.type is MetricType.SUMMARY:
-            quantiles = desc.option("quantiles")
-            if not quantiles:
-                return MemorySummary()
-            return MemorySummary(
-                SlidingQuantiles(
-                    quantiles,  # type: ignore[arg-type]
-                    desc.option("max_age_seconds"),  # type: ignore[arg-type]
-                    desc.option("age_buckets"),  # type: ignore[arg-type]
-                )
-            )
+            return MemorySummary(summary_window(desc))
         if desc.type is MetricType.COUNTER:
             return MemoryCounter()
         return SingleProcessBackend(lock=striped_lock())

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, Union
 
+from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import (
     CounterData,
     HistogramData,
@@ -110,3 +111,15 @@ def _read_family(family: StoredFamily) -> Iterator[Series]:
     metric_type = family.desc.type
     for labels, value in family.local_values():
         yield labels, read_value(metric_type, value)
+
+
+def summary_window(desc: MetricDesc) -> SlidingQuantiles | None:
+    """A new sliding window for a series of the Summary ``desc`` (None without quantiles)."""
+    quantiles = desc.option("quantiles")
+    if not quantiles:
+        return None
+    return SlidingQuantiles(
+        quantiles,  # type: ignore[arg-type]
+        desc.option("max_age_seconds"),  # type: ignore[arg-type]
+        desc.option("age_buckets"),  # type: ignore[arg-type]
+    )

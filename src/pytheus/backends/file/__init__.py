@@ -62,10 +62,10 @@ from pytheus.backends.file._values import (
     native_room,
 )
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
-from pytheus.backends.store import BoundSeries, StoredFamily, Value
+from pytheus.backends.store import BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import InvalidBackendConfigException
 from pytheus.native import NativeHistogram
-from pytheus.quantiles import SlidingQuantiles, window_quantiles
+from pytheus.quantiles import window_quantiles
 from pytheus.samples import (
     CounterData,
     Exemplar,
@@ -159,7 +159,7 @@ class FileStore:
         if desc.type is MetricType.SUMMARY:
             assert size is not None
             cells, index = self._process_file().allocate(raw, size)
-            if desc.option("quantiles"):
+            if desc.option("quantiles"):  # a window of its own: see _quantile_summary
                 return self._quantile_summary(desc, key, raw, cells, index)
             return FileSummary(cells, index)
         if desc.type is MetricType.GAUGE:
@@ -209,11 +209,8 @@ class FileStore:
         existing = self._windows.get(raw)
         if existing is not None:
             return existing
-        window = SlidingQuantiles(
-            desc.option("quantiles"),  # type: ignore[arg-type]
-            desc.option("max_age_seconds"),  # type: ignore[arg-type]
-            desc.option("age_buckets"),  # type: ignore[arg-type]
-        )
+        window = summary_window(desc)
+        assert window is not None  # a summary with quantiles
 
         def allocate(needed: int) -> tuple[memoryview[float], int, int]:
             room = 64

@@ -567,7 +567,7 @@ def _merge_window(windows: dict[Key, SlidingQuantiles], key: Key, cells: list[fl
     current = windows.get(key)
     if isinstance(cells, WindowBlock):  # what a tombstone left of a window
         if current is None:
-            windows[key] = _copied(cells.window)
+            windows[key] = cells.window.copy()
         else:
             with contextlib.suppress(ValueError):  # another definition: keep the first
                 current.merge(cells.window)
@@ -583,10 +583,6 @@ def _merge_window(windows: dict[Key, SlidingQuantiles], key: Key, cells: list[fl
         current = windows[key]
     with contextlib.suppress(ValueError):  # another definition (program version): keep the first
         current.merge_floats(floats)
-
-
-def _copied(window: SlidingQuantiles) -> SlidingQuantiles:
-    return SlidingQuantiles.from_floats(window.to_floats())
 
 
 def native_histogram(block: list[float]) -> NativeHistogram | None:
@@ -670,7 +666,7 @@ def _window_since(cells: list[float], baseline: list[float]) -> list[float] | No
         return None
     before = block_window(baseline)
     if before is not None:
-        now = _copied(now)
+        now = now.copy()
         now.subtract(before)
     return window_block(now, serialise=False) if now.count > 0 else None
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import array
 import json
-import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable
@@ -389,8 +388,6 @@ class FileSummary:
             return SummaryData(self._cells[self._index + 1], self._cells[self._index + 2])
 
 
-_UNSENT_LIMIT = 256  # observations set aside before the hot path adds them to the window
-
 # (cells needed) -> the cells of a block with room for at least that many, and its first index
 BlockAllocator = Callable[[int], "tuple[memoryview[float], int, int]"]
 
@@ -408,8 +405,7 @@ class FileQuantileSummary(FileSummary):
     block moves to a new block twice as large (``allocate``); the old one is left empty.
     """
 
-    __slots__ = ("_window", "_published", "_allocate", "_block", "_at", "_room", "_clock",
-                 "_unsent", "_unsent_slot", "_slot_end")  # fmt: skip
+    __slots__ = ("_window", "_published", "_allocate", "_block", "_at", "_room", "_clock")
 
     def __init__(
         self,
@@ -427,9 +423,6 @@ class FileQuantileSummary(FileSummary):
         self._at = 0
         self._room = 0
         self._clock = clock
-        self._unsent: list[float] = []  # observations of slot _unsent_slot, not in the window yet
-        self._unsent_slot = 0
-        self._slot_end = -math.inf  # when _unsent_slot ends
 
     def observe(self, value: float) -> None:
         i = self._index
@@ -441,20 +434,7 @@ class FileQuantileSummary(FileSummary):
             cells[i + 1] += 1
             cells[i + 2] += value
             cells[i] = version
-            unsent = self._unsent
-            if now >= self._slot_end or len(unsent) >= _UNSENT_LIMIT:
-                self._add_unsent(now)
-            unsent.append(value)
-
-    def _add_unsent(self, now: float | None) -> None:
-        """Add the observations set aside to the window (in a batch: half the cost of one by
-        one); past the slot's end (``now``), go on in the slot of ``now``, never an earlier one
-        (the clock may go back)."""
-        if self._unsent:
-            self._window.add_values(self._unsent_slot, self._unsent)
-            self._unsent.clear()
-        if now is not None and now >= self._slot_end:
-            self._unsent_slot, self._slot_end = self._window.slot_from(now, self._unsent_slot)
+            self._window.observe(value, now)  # the window's clock never goes back
 
     def publish(self) -> None:
         """Write the window to this process's file if it changed since it was last written."""
@@ -463,7 +443,6 @@ class FileQuantileSummary(FileSummary):
             if count == self._published:
                 return
             self._published = count
-            self._add_unsent(None)
             floats = self._window.to_floats()
             if self._block is None or len(floats) + 3 > self._room:
                 self._move(len(floats) + 3)

@@ -54,7 +54,7 @@ from pytheus.backends.redis._values import (
     RedisSummary,
     decode_exemplar,
 )
-from pytheus.backends.store import BoundSeries, StoredFamily, Value
+from pytheus.backends.store import BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram, decode_cells
 from pytheus.quantiles import SlidingQuantiles, window_of_slots, window_quantiles
@@ -236,15 +236,12 @@ class RedisStore:
                 )  # fmt: skip
             elif desc.type is MetricType.HISTOGRAM:
                 value = RedisHistogram(desc.upper_bounds, queue)
-            elif desc.type is MetricType.SUMMARY and desc.option("quantiles"):
-                window = SlidingQuantiles(
-                    desc.option("quantiles"),  # type: ignore[arg-type]
-                    desc.option("max_age_seconds"),  # type: ignore[arg-type]
-                    desc.option("age_buckets"),  # type: ignore[arg-type]
-                )
-                value = RedisQuantileSummary(queue, window, self.wall_clock)
             elif desc.type is MetricType.SUMMARY:
-                value = RedisSummary(queue)
+                window = summary_window(desc)
+                if window is None:
+                    value = RedisSummary(queue)
+                else:
+                    value = RedisQuantileSummary(queue, window, self.wall_clock)
             elif desc.type is MetricType.GAUGE:
                 value = RedisGauge(self.flusher.process, queue)
             else:

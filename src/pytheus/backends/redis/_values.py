@@ -17,7 +17,7 @@ from typing import Any
 
 from pytheus.backends.memory import striped_lock
 from pytheus.native import NativeHistogram, ResetTimer, decode_cells, encode_cells, subtract
-from pytheus.quantiles import QuantileSketch, SlidingQuantiles
+from pytheus.quantiles import PENDING_LIMIT, QuantileSketch, SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, SummaryData
 
 # ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
@@ -537,7 +537,7 @@ class RedisQuantileSummary(RedisSummary):
             self._pending_count += 1
             self._pending_sum += value
             unsent = self._unsent
-            if now >= self._slot_end or len(unsent) >= _UNSENT_LIMIT:
+            if now >= self._slot_end or len(unsent) >= PENDING_LIMIT:
                 self._count_unsent(now)
             unsent.append(value)
             if not self._queued:
@@ -559,8 +559,7 @@ class RedisQuantileSummary(RedisSummary):
     def snapshot(self) -> SummaryData:
         with self._lock:
             self._count_unsent(None)
-            window = self._window.empty_like()
-            window.merge(self._window)
+            window = self._window.copy()
             for slot, sketch in self._slot_counts.items():
                 window.add_bucket_pairs(slot, sketch.bucket_pairs())
             return SummaryData(
@@ -596,5 +595,3 @@ class RedisQuantileSummary(RedisSummary):
                 ops.append(self._slot_op(slot, pairs))
         return ops
 
-
-_UNSENT_LIMIT = 256  # observations set aside before the hot path counts them by bucket
