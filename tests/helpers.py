@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -79,3 +79,12 @@ def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 
             if time.monotonic() > deadline:
                 raise
         time.sleep(interval)
+
+
+def run_to_the_end(processes: Sequence[Any], timeout: float = 120) -> None:
+    """Start every process (``multiprocessing`` ones), then wait for each: all must exit 0."""
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=timeout)
+        assert process.exitcode == 0, f"{process.name} ended with {process.exitcode}"

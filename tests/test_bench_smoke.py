@@ -12,7 +12,6 @@ from bench.workloads import WORKLOADS
 from tests.conftest import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / "bench" / "run.py"
 pytestmark = pytest.mark.e2e  # the benchmark program, on the main Python
 
 ISSUE_WORKLOADS = {
@@ -23,9 +22,10 @@ ISSUE_WORKLOADS = {
 }
 
 
-def run_bench(*args: str) -> str:
+def run_program(name: str, *args: str) -> str:
+    """The output of ``bench/NAME ARGS``, which must succeed."""
     completed = subprocess.run(
-        [sys.executable, str(RUN), "--quick", *args],
+        [sys.executable, str(ROOT / "bench" / name), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -33,6 +33,10 @@ def run_bench(*args: str) -> str:
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
+
+
+def run_bench(*args: str) -> str:
+    return run_program("run.py", "--quick", *args)
 
 
 def test_the_issue_workloads_are_benchmarked() -> None:
@@ -57,28 +61,18 @@ def test_only_selects_workloads_and_prints_a_text_table() -> None:
 
 def test_the_memory_benchmark_runs() -> None:
     """``bench/memory.py`` measures every case (figures at this size are not worth reading)."""
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "memory.py"), "--quick", "--series", "300",
-         "--scale", "3000"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    rows = [line.split(",")[0] for line in completed.stdout.splitlines() if " B" in line]
-    assert rows == ["counter", "histogram", "counter", "counter"], completed.stdout
-    assert "redis-server not found" not in completed.stdout
-    scale = completed.stdout.split("3,000 counter series")[1]
+    output = run_program("memory.py", "--quick", "--series", "300", "--scale", "3000")
+    rows = [line.split(",")[0] for line in output.splitlines() if " B" in line]
+    assert rows == ["counter", "histogram", "counter", "counter"], output
+    assert "redis-server not found" not in output
+    scale = output.split("3,000 counter series")[1]
     for row in ("creating them", "scrape", "response body", "extra peak memory", "gzip"):
-        assert row in scale, completed.stdout
+        assert row in scale, output
 
 
 def test_the_redis_sizing_benchmark_runs() -> None:
     """``bench/redis_sizing.py`` measures a namespace (figures this small say nothing)."""
     require_program("redis-server")
-    completed = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "redis_sizing.py"), "--series", "200", "300",
-         "--processes", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    rows = [line.split()[:2] for line in completed.stdout.splitlines()[1:]]
-    assert rows == [["200", "2"], ["300", "2"]], completed.stdout
+    output = run_program("redis_sizing.py", "--series", "200", "300", "--processes", "2")
+    rows = [line.split()[:2] for line in output.splitlines()[1:]]
+    assert rows == [["200", "2"], ["300", "2"]], output

@@ -28,7 +28,7 @@ from pytheus.registry import CollectorRegistry
 from pytheus.samples import HistogramData
 from tests import proto_oracle
 from tests.backends_under_test import PER_VALUE
-from tests.helpers import samples
+from tests.helpers import run_to_the_end, samples
 
 MAX_BUCKETS = 40
 PROCESSES = 4
@@ -141,11 +141,7 @@ def test_processes_merge_at_the_lowest_schema(
             context.Process(target=work_in_fresh_process, args=(multiprocess_backend, p))
             for p in range(PROCESSES)
         ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(timeout=120)
-        assert child.exitcode == 0
+    run_to_the_end(children)
     want = expected()
     data = scraped(registry)
     assert data.native is not None

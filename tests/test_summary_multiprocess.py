@@ -12,9 +12,6 @@ import math
 import multiprocessing
 import random
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +26,11 @@ from pytheus.metrics import Summary
 from pytheus.quantiles import QuantileSketch
 from pytheus.registry import CollectorRegistry
 from pytheus.samples import SummaryData
-from tests.helpers import eventually, samples
+from tests.helpers import eventually, run_to_the_end, samples
 from tests.redis_server import RedisServer
+from tests.test_native_multiprocess import multiprocess_backend
+
+__all__ = ["multiprocess_backend"]  # the fixture (file and Redis), for pytest
 
 PROCESSES = 4
 TARGETS = (0.01, 0.25, 0.5, 0.9, 0.99)
@@ -73,25 +73,6 @@ def work_in_fresh_process(backend: tuple[type[Any], dict[str, Any]], process: in
     observe(define(CollectorRegistry()), process)
 
 
-@pytest.fixture(params=["file", "redis"])
-def multiprocess_backend(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[type[Any], dict[str, Any]]]:
-    backend: tuple[type[Any], dict[str, Any]]
-    if request.param == "file":
-        from pytheus.backends.file import MultiProcessFileBackend
-
-        backend = (MultiProcessFileBackend, {"path": str(tmp_path)})
-    else:
-        from tests.redis_server import shared_server
-
-        namespace = uuid.uuid4().hex[:12]
-        backend = (MultiProcessRedisBackend, {"url": shared_server().url, "namespace": namespace})
-    load_backend(*backend)
-    yield backend
-    load_backend(SingleProcessBackend, {})
-
-
 def run_children(
     backend: tuple[type[Any], dict[str, Any]], summary: Summary, start_method: str
 ) -> None:
@@ -103,11 +84,7 @@ def run_children(
             context.Process(target=work_in_fresh_process, args=(backend, p))
             for p in range(PROCESSES)
         ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(timeout=120)
-        assert child.exitcode == 0
+    run_to_the_end(children)
 
 
 def scraped(registry: CollectorRegistry) -> dict[tuple[str, ...], SummaryData]:
