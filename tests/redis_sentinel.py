@@ -13,7 +13,7 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import RedisServer, free_port, server_binary
+from tests.redis_server import RedisServer, answers, free_port, server_binary
 
 SERVICE = "mymaster"
 
@@ -80,11 +80,16 @@ class SentinelGroup:
         return None
 
     def hold_replica(self, seconds: float) -> None:
-        """Stop the replica for ``seconds`` (``DEBUG SLEEP``): it takes no writes meanwhile,
-        so a master killed then dies with writes the replica never had."""
+        """Stop the replica for ``seconds`` (``DEBUG SLEEP``) and cut its link (``CLIENT KILL
+        TYPE replica`` on the master): it takes no writes meanwhile, so a master killed then
+        dies with writes the replica never had. (Sleeping alone would not do: what the master
+        sends a sleeping replica waits in its socket buffer, and it reads it once awake.)"""
         sock = socket.create_connection(("127.0.0.1", self.replica.port), timeout=5)
         sock.sendall(f"DEBUG SLEEP {seconds}\r\n".encode())
         self._held.append(sock)  # closed at stop(); the answer comes once it slept
+        self._wait(lambda: not answers(self.replica.port), "the replica never went to sleep", 5)
+        with redis.Redis(port=self.master.port) as master:
+            master.execute_command("CLIENT", "KILL", "TYPE", "replica")
 
     def wait_for_replica_to_catch_up(self) -> None:
         """Until the replica has every write the master took (replication offsets equal)."""

@@ -33,10 +33,15 @@ def server_binary() -> str:
 
 
 class RedisServer:
-    def __init__(self, *extra: str) -> None:
+    """A server on ``port`` (a free one by default) writing in ``directory`` (a temporary one
+    by default), run with the ``extra`` arguments; started at once."""
+
+    def __init__(self, *extra: str, port: int | None = None, directory: Path | None = None) -> None:
         self.binary = server_binary()
-        self.port = free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="pytheus-redis-"))
+        self.port = free_port() if port is None else port
+        self.directory = (
+            Path(tempfile.mkdtemp(prefix="pytheus-redis-")) if directory is None else directory
+        )
         self.extra = extra
         self.process: subprocess.Popen[bytes] | None = None
         self.start()
@@ -89,3 +94,23 @@ def shared_server() -> RedisServer:
         _shared = RedisServer()
         atexit.register(_shared.stop)
     return _shared
+
+
+def answers(port: int) -> bool:
+    """Whether the server on ``port`` answers a ``PING`` within 0.1 s."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def replication_offset(port: int, field: str) -> int:
+    """A replication offset the server on ``port`` reports: ``master_repl_offset`` (how much
+    it wrote), or, once a replica was promoted, ``second_repl_offset`` (one past where it took
+    over from its master)."""
+    import redis
+
+    with redis.Redis(port=port, socket_timeout=2) as server:
+        return int(server.info("replication")[field])

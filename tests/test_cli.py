@@ -58,7 +58,8 @@ OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;vers
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 SERVE_OPTIONS = (
-    "--dir", "--redis-url", "--redis-sentinels", "--redis-service", "--namespace", "--port",
+    "--dir", "--redis-url", "--redis-sentinels", "--redis-cluster", "--redis-service",
+    "--namespace", "--port",
     "--bind", "--certfile", "--keyfile",
     "--client-cafile", "--client-auth-required", "--basic-auth-user",
     "--basic-auth-password-file", "--name-validation", "--log-level", "--help",
@@ -306,6 +307,7 @@ def test_console_script_is_declared() -> None:
         (["--redis-sentinels", "127.0.0.1", "--redis-service", "m"], "is not host:port"),
         (["--redis-url", "redis://127.0.0.1:1", "--redis-sentinels", "h:1"], "not allowed with"),
         (["--dir", "/tmp", "--redis-service", "m"], "goes with --redis-sentinels"),
+        (["--dir", "/tmp", "--redis-cluster"], "goes with a Redis URL"),
         (["--dir", "/tmp", "--port", "70000"], "not a port number"),
     ],
 )
@@ -467,6 +469,28 @@ def test_a_redis_behind_sentinel(tmp_path: Path) -> None:
             assert_worker_totals(scrape_text(running.url), 3)
     finally:
         group.stop()
+
+
+@pytest.mark.system
+def test_a_redis_cluster(tmp_path: Path) -> None:
+    """Workers and the exporter on a Redis Cluster: the URL of any node, and --redis-cluster."""
+    from tests.redis_cluster import ClusterGroup
+
+    with ClusterGroup() as cluster:
+        config = tmp_path / "cluster.json"
+        config.write_text(json.dumps({"url": cluster.url, "cluster": True, "namespace": "c"}))
+        env = clean_env(
+            PYTHEUS_BACKEND_CLASS="pytheus.backends.redis.MultiProcessRedisBackend",
+            PYTHEUS_BACKEND_CONFIG=str(config),
+        )
+        run_worker(0, env)
+        run_worker(1, env)
+        other_node = f"redis://127.0.0.1:{cluster.masters[-1]}/0"
+        with exporter("--redis-url", other_node, "--redis-cluster", "--namespace", "c") as running:
+            assert_worker_totals(scrape_text(running.url), 2)
+        env = clean_env(PYTHEUS_REDIS_URL=cluster.url, PYTHEUS_REDIS_CLUSTER="1")
+        with exporter("--namespace", "c", env=env) as running:  # from the environment
+            assert_worker_totals(scrape_text(running.url), 2)
 
 
 @pytest.mark.system

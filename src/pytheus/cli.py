@@ -92,6 +92,7 @@ PASSWORD_ENV = "PYTHEUS_BASIC_AUTH_PASSWORD"
 REDIS_URL_ENV = "PYTHEUS_REDIS_URL"
 REDIS_SENTINELS_ENV = "PYTHEUS_REDIS_SENTINELS"
 REDIS_SERVICE_ENV = "PYTHEUS_REDIS_SERVICE"
+REDIS_CLUSTER_ENV = "PYTHEUS_REDIS_CLUSTER"
 EXPORTED_HELP = "Recorded by worker processes; aggregated by pytheus serve."
 """The help text of a family the store holds no description of (written by an older pytheus)."""
 
@@ -462,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{REDIS_URL_ENV} (the Redis URL, when --redis-url is not given; keeps its "
             f"password out of the process list), {REDIS_SENTINELS_ENV} and {REDIS_SERVICE_ENV} "
             "(a Redis behind Sentinel, when neither --redis-url nor --redis-sentinels is given), "
+            f"{REDIS_CLUSTER_ENV}=1 (the Redis URL is a Redis Cluster's node), "
             f"{PASSWORD_ENV} (the basic-auth password, "
             "when --basic-auth-password-file is not given), "
             f"{NAME_VALIDATION_ENV} (utf8 or legacy, when --name-validation is not given). "
@@ -493,6 +495,12 @@ def _add_source_options(serve: argparse.ArgumentParser) -> None:
         "--redis-sentinels",
         metavar="HOST:PORT,...",
         help=f"the sentinels of a Redis behind Sentinel (default: ${REDIS_SENTINELS_ENV})",
+    )
+    source.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help=f"the Redis URL is a node of a Redis Cluster (default: ${REDIS_CLUSTER_ENV}=1)",
     )
     source.add_argument(
         "--redis-service",
@@ -593,6 +601,7 @@ class Source:
     namespace: str = ""
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str = ""
+    cluster: bool = False
 
     def describe(self) -> str:
         """For the log: never with the Redis password."""
@@ -602,7 +611,8 @@ class Source:
         if self.sentinels:
             found = ",".join(f"{host}:{port}" for host, port in self.sentinels)
             return f"Redis {self.service!r} behind sentinels {found}{namespace}"
-        return f"Redis {redact_url(self.redis_url or '')}{namespace}"
+        cluster = "Redis Cluster" if self.cluster else "Redis"
+        return f"{cluster} {redact_url(self.redis_url or '')}{namespace}"
 
     def redis_config(self) -> dict[str, Any]:
         """The Redis backend's configuration for this source."""
@@ -610,7 +620,8 @@ class Source:
             sentinels = [list(address) for address in self.sentinels]
             return {"sentinels": sentinels, "service_name": self.service,
                     "namespace": self.namespace}  # fmt: skip
-        return {"url": self.redis_url, "namespace": self.namespace}
+        config = {"url": self.redis_url, "namespace": self.namespace}
+        return {**config, "cluster": True} if self.cluster else config
 
 
 def redact_url(url: str) -> str:
@@ -650,10 +661,13 @@ def resolve_source(args: argparse.Namespace, environ: dict[str, str]) -> Source:
         )
     if directory is not None and args.namespace:
         raise ValueError("--namespace applies to the Redis backend, not to --dir")
+    cluster = args.redis_cluster or environ.get(REDIS_CLUSTER_ENV, "") in ("1", "true", "yes")
+    if cluster and url is None:
+        raise ValueError(f"--redis-cluster (or ${REDIS_CLUSTER_ENV}) goes with a Redis URL")
     if sentinels is None:
         if args.redis_service:
             raise ValueError("--redis-service goes with --redis-sentinels")
-        return Source(directory, url, args.namespace)
+        return Source(directory, url, args.namespace, cluster=cluster)
     if not service:
         raise ValueError(
             f"--redis-sentinels needs --redis-service (or ${REDIS_SERVICE_ENV}): the name the "

@@ -16,7 +16,9 @@ Example::
 Options: ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``db``/
 ``username``/``password`` and any other redis-py connection option, or, behind Sentinel,
 ``sentinels`` (``[[host, port], ...]``), ``service_name`` and ``sentinel_kwargs`` (the
-sentinels' own connection options) with the master's connection options; ``namespace``;
+sentinels' own connection options) with the master's connection options, or, on a Redis
+Cluster, ``cluster: true`` with the URL of a node, or ``startup_nodes`` (``[[host, port],
+...]``); ``namespace``;
 ``expire_key_time`` (seconds, default 3600); ``flush_interval`` (seconds, default 1; 0 writes
 through on every operation); ``max_pending_series`` (default 100000); ``exit_timeout``
 (seconds, default 5: how long a process that ends waits for Redis to take its last values).
@@ -83,6 +85,8 @@ def _client(options: RedisOptions) -> Any:
         ) from None
     client: Any
     try:
+        if options.cluster:
+            return _ClusterClient(options)
         if options.sentinels:
             from redis.sentinel import Sentinel
 
@@ -102,6 +106,64 @@ def _client(options: RedisOptions) -> Any:
     except (TypeError, ValueError) as error:
         raise InvalidBackendConfigException(f"Redis backend: {_option_error(error)}") from None
     return client
+
+
+class _ClusterClient:
+    """A ``RedisCluster``, made on first use and again after a failure to make one.
+
+    ``RedisCluster()`` connects at once (to learn the slots), and a backend must load, and
+    record, while Redis is down. Attributes are the cluster client's; calls raise as its calls
+    do (``RedisClusterException`` while no node answers), and the flusher retries them.
+    """
+
+    def __init__(self, options: RedisOptions) -> None:
+        import redis.cluster
+
+        unknown = set(options.connection) - _cluster_options()
+        if unknown:
+            raise TypeError(f"__init__() got an unexpected keyword argument '{min(unknown)}'")
+        self._options = options
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._encoder = redis.Redis().get_encoder()
+
+    def _make(self) -> Any:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        options = self._options
+        connection = {k: v for k, v in options.connection.items() if k != "db"}  # 0, checked
+        if options.startup_nodes:
+            nodes = [ClusterNode(host, port) for host, port in options.startup_nodes]  # type: ignore[no-untyped-call]
+            return RedisCluster(startup_nodes=nodes, **connection)
+        if options.url:
+            return RedisCluster.from_url(options.url, **connection)
+        return RedisCluster(**connection)
+
+    def get_encoder(self) -> Any:
+        return self._encoder
+
+    def register_script(self, script: str) -> Any:
+        from redis.commands.core import Script
+
+        return Script(self, script)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        client = self._client
+        if client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._make()
+                client = self._client
+        return getattr(client, name)
+
+
+def _cluster_options() -> frozenset[str]:
+    import inspect
+
+    from redis.cluster import REDIS_ALLOWED_KEYS, RedisCluster
+
+    own = inspect.signature(RedisCluster.__init__).parameters
+    return frozenset(REDIS_ALLOWED_KEYS) | {name for name in own if name not in ("self", "kwargs")}
 
 
 # the sentinels' own timeouts, unless sentinel_kwargs says otherwise
@@ -180,7 +242,7 @@ class RedisStore:
             raise InvalidBackendConfigException(
                 f"Redis at {self.options.address}: {error}"
             ) from None
-        except redis.ConnectionError as error:
+        except (redis.ConnectionError, redis.RedisClusterException) as error:
             if isinstance(error.__cause__, socket.gaierror) or "Name or service" in str(error):
                 raise InvalidBackendConfigException(
                     f"Redis host of {self.options.address} cannot be resolved: {error}"
@@ -261,6 +323,7 @@ class RedisStore:
         self.flusher.flush()
         try:
             reply = self._scrape(
+                keys=[self.options.key],
                 args=[
                     self.options.base, self.options.expire_key_time, self.flusher.heartbeat_ttl,
                     self._server, *self._processes,

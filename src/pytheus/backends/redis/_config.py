@@ -11,7 +11,7 @@ from pytheus.exceptions import InvalidBackendConfigException
 
 _OWN_OPTIONS = {
     "namespace", "key_prefix", "expire_key_time", "flush_interval", "max_pending_series", "url",
-    "exit_timeout", "sentinels", "service_name", "sentinel_kwargs",
+    "exit_timeout", "sentinels", "service_name", "sentinel_kwargs", "cluster", "startup_nodes",
 }  # fmt: skip
 
 
@@ -29,10 +29,21 @@ class RedisOptions:
     failover)."""
     service_name: str = ""
     sentinel_kwargs: dict[str, Any] = field(default_factory=dict)
+    cluster: bool = False
+    """A Redis Cluster: reached through ``url``, ``host``/``port`` or ``startup_nodes``."""
+    startup_nodes: tuple[tuple[str, int], ...] = ()
 
     @property
     def base(self) -> str:
-        return f"pytheus:{self.namespace}" if self.namespace else "pytheus"
+        """What every key of the namespace starts with. In a cluster the whole of it is a hash
+        tag, so that every key of one namespace is in one slot (one script reads them all)."""
+        base = f"pytheus:{self.namespace}" if self.namespace else "pytheus"
+        return f"{{{base}}}" if self.cluster else base
+
+    @property
+    def key(self) -> str:
+        """The key the scripts are sent with: in a cluster, it says which node runs them."""
+        return f"{self.base}:index"
 
     @property
     def address(self) -> str:
@@ -40,6 +51,8 @@ class RedisOptions:
         if self.sentinels:
             found = ",".join(f"{host}:{port}" for host, port in self.sentinels)
             return f"sentinel://{found}/{self.service_name}"
+        if self.startup_nodes:
+            return "cluster " + ",".join(f"{host}:{port}" for host, port in self.startup_nodes)
         if self.url:
             parts = urllib.parse.urlsplit(self.url)
             netloc = parts.hostname or ""
@@ -70,6 +83,7 @@ class RedisOptions:
             raise InvalidBackendConfigException(
                 "Redis backend: give either 'url' or 'sentinels' (with 'service_name'), not both"
             )
+        cluster, startup_nodes = _cluster_options(config, connection, sentinels)
         options = cls(
             namespace=namespace,
             expire_key_time=_number(config, "expire_key_time", 3600, int),
@@ -81,6 +95,8 @@ class RedisOptions:
             sentinels=sentinels,
             service_name=service_name,
             sentinel_kwargs=sentinel_kwargs,
+            cluster=cluster,
+            startup_nodes=startup_nodes,
         )
         if options.expire_key_time <= 0 or options.flush_interval < 0 or options.exit_timeout < 0:
             raise InvalidBackendConfigException(
@@ -91,6 +107,60 @@ class RedisOptions:
                 f"Redis backend: namespace {namespace!r} must not contain ':' or '{{'"
             )
         return options
+
+
+def _cluster_options(
+    config: BackendConfig, connection: dict[str, Any], sentinels: tuple[tuple[str, int], ...]
+) -> tuple[bool, tuple[tuple[str, int], ...]]:
+    """``cluster`` and ``startup_nodes`` (which implies it), checked."""
+    raw = config.get("startup_nodes")
+    cluster = config.get("cluster", raw is not None)
+    if not isinstance(cluster, bool):
+        raise InvalidBackendConfigException(
+            f"Redis backend: 'cluster' must be true or false, got {cluster!r}"
+        )
+    if not cluster:
+        if raw is not None:
+            raise InvalidBackendConfigException(
+                "Redis backend: 'startup_nodes' are a Redis Cluster's: leave 'cluster' out or true"
+            )
+        return False, ()
+    if sentinels:
+        raise InvalidBackendConfigException(
+            "Redis backend: a Redis Cluster is not behind Sentinel: give 'cluster' (with 'url',"
+            " 'host'/'port' or 'startup_nodes') or 'sentinels', not both"
+        )
+    if connection.get("db", 0) not in (0, "0"):
+        raise InvalidBackendConfigException(
+            f"Redis backend: a Redis Cluster has database 0 only, got db={connection['db']!r}"
+        )
+    url = config.get("url")
+    if url is not None and urllib.parse.urlsplit(str(url)).path.strip("/") not in ("", "0"):
+        raise InvalidBackendConfigException(
+            f"Redis backend: a Redis Cluster has database 0 only, got the url's "
+            f"{urllib.parse.urlsplit(str(url)).path!r}"
+        )
+    if raw is None:
+        return True, ()
+    if url is not None or "host" in connection:
+        raise InvalidBackendConfigException(
+            "Redis backend: give a Redis Cluster's 'startup_nodes' or its 'url' (or 'host'), "
+            "not both"
+        )
+    return True, _addresses(raw, "startup_nodes", 7000)
+
+
+def _addresses(raw: Any, name: str, port: int) -> tuple[tuple[str, int], ...]:
+    """A list of ``[host, port]`` pairs; one that is not names the option."""
+    try:
+        if isinstance(raw, (str, bytes)) or not raw:
+            raise TypeError
+        return tuple((str(host), int(port)) for host, port in raw)
+    except (TypeError, ValueError):
+        raise InvalidBackendConfigException(
+            f"Redis backend: {name!r} must be a list of [host, port] pairs such as "
+            f"[[\"10.0.0.1\", {port}]], got {raw!r}"
+        ) from None
 
 
 def _sentinel_options(
@@ -105,15 +175,7 @@ def _sentinel_options(
                 "Redis backend: 'service_name' and 'sentinel_kwargs' need 'sentinels'"
             )
         return (), "", {}
-    try:
-        if isinstance(raw, (str, bytes)) or not raw:
-            raise TypeError
-        sentinels = tuple((str(host), int(port)) for host, port in raw)
-    except (TypeError, ValueError):
-        raise InvalidBackendConfigException(
-            "Redis backend: 'sentinels' must be a list of [host, port] pairs such as "
-            f"[[\"10.0.0.1\", 26379]], got {raw!r}"
-        ) from None
+    sentinels = _addresses(raw, "sentinels", 26379)
     service_name = config.get("service_name")
     if not isinstance(service_name, str) or not service_name:
         raise InvalidBackendConfigException(

@@ -255,6 +255,7 @@ class Flusher:
         """Run the flush script: its status, the last batch Redis has from this process, and
         the series whose entries it skipped because they were removed (see ``_rebase``)."""
         reply = self._script(
+            keys=[self.options.key],
             args=[
                 self.options.base, self.process, seq, expected, self.options.expire_key_time,
                 self.heartbeat_ttl, repr(time.time()), "1" if resync else "0",
