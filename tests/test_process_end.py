@@ -7,6 +7,7 @@ only if the end of the process flushed it. How pools, executors, ``os._exit`` an
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -208,6 +209,97 @@ def test_a_sigterm_to_a_child_being_forked_stays_with_the_child(env: dict[str, s
     assert result.returncode == 0, (result.returncode, result.stderr)
     assert "parent alive; child killed by SIGTERM" in result.stdout
     assert totals(env) == {"parent": 5.0}
+
+
+# Argument: when the SIGTERM comes to the child, forked from a thread (as the pool's worker
+# handler forks) by a process that has recorded nothing: "before-it-runs" (before CPython's
+# after-fork step in the child) or "before-it-blocks" (just before its main thread blocks on a
+# lock the parent holds, as a pool worker does on its task queue's during Pool.terminate()).
+JUST_FORKED = """
+import ctypes, json, multiprocessing, os, signal, sys, threading, time
+when = sys.argv[1]
+if when == "before-it-runs":
+    # the child stops in C right after fork() returned there, before CPython's after-fork
+    # step, until the parent has sent SIGTERM and writes a byte to the child's stdin
+    read, write = os.pipe()
+    os.dup2(read, 0)
+    libc = ctypes.CDLL(None)
+    libc.__register_atfork(None, None, ctypes.cast(libc.getchar, ctypes.c_void_p), None)
+from pytheus.backends import load_backend
+from pytheus.backends.process_end import at_process_end
+from pytheus.backends.redis import MultiProcessRedisBackend
+
+load_backend(MultiProcessRedisBackend, json.loads(os.environ["REDIS_CONFIG"]))
+parent = os.getpid()
+at_process_end(lambda deadline: print(
+    "callbacks ran in", "parent" if os.getpid() == parent else "child", flush=True
+))
+task_lock = multiprocessing.Lock()
+task_lock.acquire()  # the parent's main thread holds it for ever
+
+
+def sigterm_to_this_thread():
+    # taken here, the SIGTERM interrupts nothing in the main thread, as one that came just
+    # before it blocked
+    time.sleep(0.5)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+    time.sleep(60)
+
+
+def fork_then_terminate():
+    child = os.fork()
+    if child == 0:
+        if when == "before-it-blocks":
+            threading.Thread(target=sigterm_to_this_thread, daemon=True).start()
+        task_lock.acquire()
+        os._exit(0)
+    if when == "before-it-runs":
+        os.kill(child, signal.SIGTERM)
+        os.write(write, b"x")  # the child may go on
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(child, os.WNOHANG)
+        if done:
+            print("child killed by", signal.Signals(os.WTERMSIG(status)).name, flush=True)
+            return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    print("child still alive after 15 s", flush=True)
+
+
+thread = threading.Thread(target=fork_then_terminate)
+thread.start()
+thread.join()
+"""
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        pytest.param(
+            "before-it-runs",
+            marks=pytest.mark.skipif(
+                not hasattr(ctypes.CDLL(None), "__register_atfork"), reason="glibc's fork hooks"
+            ),
+        ),
+        "before-it-blocks",
+    ],
+)
+def test_a_sigterm_to_a_child_just_forked_still_ends_it(env: dict[str, str], when: str) -> None:
+    """``Pool(maxtasksperchild=...)``'s ``terminate()`` sends SIGTERM to a worker it may just have
+    forked. CPython drops the signals a child caught before its own after-fork step: SIGTERM is
+    blocked while forking, until the child is past it. And the child has a watchdog of its own
+    from the start, also when its parent had none (it had recorded nothing)."""
+    result = subprocess.run(
+        [sys.executable, "-c", JUST_FORKED, when], env=env, cwd=ROOT, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.returncode, result.stderr)
+    lines = result.stdout.splitlines()
+    assert "child killed by SIGTERM" in lines, (lines, result.stderr)
+    assert "callbacks ran in child" in lines
+    assert lines[-1] == "callbacks ran in parent"
 
 
 OWN_HANDLER_AFTER = """

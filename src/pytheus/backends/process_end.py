@@ -30,13 +30,13 @@ A Python signal handler runs in the main thread, at its next Python instruction.
 arrives just before the main thread blocks in C (a pool worker going idle, waiting on the lock
 of its task queue, which the terminating parent holds) would wait for that instruction forever,
 where the default action would have killed the process. So pytheus's own threads start with
-SIGTERM blocked, and once the process has something to flush, a small watchdog thread reads the
-signal wakeup file descriptor (``signal.set_wakeup_fd``, when nobody else has set one): if the
-handler has not started 0.2 s after a SIGTERM arrived, it wakes the main thread with SIGURG
-(given a handler that does nothing), which interrupts the blocking call, and the SIGTERM
-handler, whoever installed it, runs. If pytheus's handler has still not run 2 s after the SIGTERM
-(C code that retries the interrupted call itself), the watchdog runs the callbacks and lets the
-process die of the signal itself.
+SIGTERM blocked, and once the process has something to flush (a forked child: from the start),
+a small watchdog thread reads the signal wakeup file descriptor (``signal.set_wakeup_fd``, when
+nobody else has set one): if the handler has not started 0.2 s after a SIGTERM arrived, it
+wakes the main thread with SIGURG (given a handler that does nothing), which interrupts the
+blocking call, and the SIGTERM handler, whoever installed it, runs. If pytheus's handler has
+still not run 2 s after the SIGTERM (C code that retries the interrupted call itself), the
+watchdog runs the callbacks and lets the process die of the signal itself.
 
 SIGKILL cannot be caught: what was not flushed is lost.
 
@@ -349,9 +349,19 @@ _forking = threading.local()  # the mask of the thread that forks, while it fork
 
 
 def _before_fork() -> None:
-    """Block SIGTERM while forking: a SIGTERM that reached the child before it has a pipe of its
-    own would write to the parent's pipe, and the parent's watchdog would read it."""
-    if _watchdog is not None and hasattr(signal, "pthread_sigmask"):
+    """Block SIGTERM while forking, whenever a Python handler takes it (ours, or one ours chains
+    to), not only once there is a watchdog.
+
+    CPython forgets the signals a child caught before its own after-fork step: the C handler
+    only marks them, and the child clears the marks so that it does not run the parent's
+    handlers (bpo-9535). A SIGTERM sent to a child that has just been forked, before it runs
+    (``Pool.terminate()`` ends a worker that ``maxtasksperchild`` just replaced), would be lost:
+    the default action would have killed the child, but it goes on and blocks for ever on the
+    lock of its task queue, which the terminating parent holds. Blocked, the SIGTERM waits in
+    the kernel until ``_reset_after_fork`` unblocks it, after that step. With a watchdog, a
+    SIGTERM that reached the child before it has a pipe of its own would also write to the
+    parent's pipe, and the parent's watchdog would read it."""
+    if (_sigterm_installed or _watchdog is not None) and hasattr(signal, "pthread_sigmask"):
         _forking.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
 
@@ -368,6 +378,11 @@ def _reset_after_fork() -> None:
     It also inherits the wakeup fd, the parent's pipe: left so, the parent's watchdog would read
     the child's signals. The child gets a pipe and a watchdog of its own, and only then takes
     the SIGTERM that may have arrived meanwhile (see ``_before_fork``).
+
+    It gets a watchdog also where the parent had none (it had recorded nothing yet): a child is
+    what ``Pool.terminate()`` sends SIGTERM to as soon as ``maxtasksperchild`` replaced it, and
+    its handler must run even when the SIGTERM comes just before it blocks on the lock of its
+    task queue, which the terminating parent holds.
     """
     global _lock, _run_lock, _watchdog, _handling
     _lock = threading.Lock()
@@ -377,6 +392,8 @@ def _reset_after_fork() -> None:
     try:
         if inherited is not None:
             _own_pipe_after_fork(inherited)
+        else:
+            arm_watchdog()  # nothing where pytheus's handler is not in force
     finally:
         _restore_mask()
 
