@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +21,7 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from tests.failover import wait_until
 from tests.redis_server import RedisServer, answers
 
 SLOTS = 16384
@@ -287,16 +287,7 @@ class ClusterGroup:
     # -- the rest
 
     def _wait(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if condition():
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(what)
-            time.sleep(0.05)
+        wait_until(condition, what, timeout, 0.05)
 
     def stop(self) -> None:
         """Kill every node and remove every file of the cluster."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
+from tests.failover import wait_until
 from tests.redis_server import RedisServer, answers, free_port, server_binary
 
 SERVICE = "mymaster"
@@ -113,16 +113,7 @@ class SentinelGroup:
         self._wait(lambda: self.master_port() == self.replica.port, "no failover", timeout)
 
     def _wait(self, condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if condition():
-                    return
-            except redis.RedisError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(what)
-            time.sleep(0.1)
+        wait_until(condition, what, timeout, 0.1)
 
     def stop(self) -> None:
         for sock in self._held:

@@ -25,6 +25,7 @@ from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfig
 from pytheus.exposition import generate_metrics
 from pytheus.metrics import Counter, Gauge, Histogram, Summary
 from pytheus.registry import CollectorRegistry
+from tests.failover import Scrapes, count, counted
 from tests.helpers import value
 from tests.redis_cluster import ClusterGroup
 from tests.redis_server import replication_offset
@@ -171,17 +172,6 @@ def test_round_trips_per_scrape_do_not_grow_with_series(cluster: ClusterGroup) -
     assert abs(many[0] - one[0]) <= 4, (one, many)
 
 
-def count(settings: dict[str, Any], started: Any) -> None:
-    load_backend(MultiProcessRedisBackend, settings)
-    counter = Counter("ha_total", "Counted through a failover.", registry=CollectorRegistry())
-    started.set()
-    for _ in range(INCREMENTS // 100):
-        for _ in range(100):
-            counter.inc()
-        time.sleep(0.05)  # the run lasts some 3 s: the master dies in the middle of it
-    assert wait_for_flush(90)  # finish once the new master has it all
-
-
 def test_a_master_failover_keeps_exact_totals(cluster: ClusterGroup) -> None:
     spread = namespaces_on_every_master(cluster)
     namespaces = list(spread.values())
@@ -193,64 +183,45 @@ def test_a_master_failover_keeps_exact_totals(cluster: ClusterGroup) -> None:
         for _ in range(PROCESSES):
             event = context.Event()
             started.append(event)
-            children.append(context.Process(target=count, args=(settings, event)))
+            # the run lasts some 3 s: the master dies in the middle of it
+            children.append(
+                context.Process(target=count, args=(settings, event, INCREMENTS, 0.05))
+            )
     for child in children:
         child.start()
     load_backend(MultiProcessRedisBackend, config(cluster, namespaces[0], flush_interval=0.2))
-    registry = CollectorRegistry()
-    Counter("ha_total", "Counted through a failover.", registry=registry)
+    scrapes = Scrapes(CollectorRegistry())
+    counted(scrapes.registry)
     for event in started:
         assert event.wait(60)
-    seen: list[float] = []
-    answered: list[float] = []  # when scrapes answered totals
-    unavailable: list[float] = []  # when scrapes answered 503
-
-    def scrape() -> None:
-        try:
-            total = value(registry, "ha_total") or 0.0
-        except BackendUnavailableException:
-            unavailable.append(time.monotonic())
-            return
-        assert not seen or total >= seen[-1], f"a scrape went back: {seen[-1]} -> {total}"
-        seen.append(total)
-        answered.append(time.monotonic())
-
-    deadline = time.monotonic() + 0.8
-    while time.monotonic() < deadline:
-        scrape()
+    scrapes.for_seconds(0.8)
     cluster.hold_replica(victim, 0.8)
-    deadline = time.monotonic() + 0.4
-    while time.monotonic() < deadline:  # batches the replica never gets
-        scrape()
-    before = seen[-1]
+    scrapes.for_seconds(0.4)  # batches the replica never gets
+    before = scrapes.seen[-1]
     at_kill = replication_offset(victim, "master_repl_offset")
     cluster.kill_master(victim)
     killed = time.monotonic()
     while any(child.is_alive() for child in children):
-        scrape()
+        scrapes.scrape()
         time.sleep(0.05)
     for child in children:
         child.join(timeout=120)
         assert child.exitcode == 0
     promoted = cluster.wait_for_failover(victim)
-    deadline = time.monotonic() + 60
-    while not seen or seen[-1] != PROCESSES * INCREMENTS:
-        assert time.monotonic() < deadline, (seen[-5:], len(unavailable))
-        scrape()
-        time.sleep(0.1)
+    scrapes.until(PROCESSES * INCREMENTS)
     assert cluster.master_for_key(f"{{pytheus:{namespaces[0]}}}:index") == promoted
-    assert unavailable  # the failover was seen, and answered 503 rather than guessed
+    assert scrapes.unavailable  # the failover was seen, and answered 503 rather than guessed
     # the promoted replica took over short of the master's last writes: they were lost, and the
     # totals are exact because the processes sent them again
     assert replication_offset(promoted, "second_repl_offset") - 1 < at_kill
     for namespace in namespaces[1:]:  # on the masters that stayed
         load_backend(MultiProcessRedisBackend, config(cluster, namespace))
         other = CollectorRegistry()
-        Counter("ha_total", "Counted through a failover.", registry=other)
+        counted(other)
         assert value(other, "ha_total") == PROCESSES * INCREMENTS
-    back = next(when for when in answered if when > killed)
+    back = next(when for when in scrapes.answered if when > killed)
     print(
-        f"\n{len(seen)} scrapes with totals, {len(unavailable)} answered 503; the first total "
-        f"{back - killed:.1f} s after the master's death, the last 503 "
-        f"{unavailable[-1] - killed:.1f} s after it; {before:.0f} counted when it died"
+        f"\n{len(scrapes.seen)} scrapes with totals, {len(scrapes.unavailable)} answered 503; "
+        f"the first total {back - killed:.1f} s after the master's death, the last 503 "
+        f"{scrapes.unavailable[-1] - killed:.1f} s after it; {before:.0f} counted when it died"
     )

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from pytheus.backends import SingleProcessBackend, load_backend
-from pytheus.backends.redis import MultiProcessRedisBackend, wait_for_flush
-from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
+from pytheus.backends.redis import MultiProcessRedisBackend
+from pytheus.exceptions import InvalidBackendConfigException
 from pytheus.metrics import Counter
 from pytheus.registry import CollectorRegistry
+from tests.failover import Scrapes, count, counted
 from tests.helpers import value
 from tests.redis_sentinel import SERVICE, SentinelGroup
 from tests.redis_server import replication_offset
@@ -73,71 +74,44 @@ def test_the_master_is_found_through_the_sentinels(group: SentinelGroup) -> None
         load_backend(SingleProcessBackend, {})
 
 
-def count(settings: dict[str, Any], started: Any) -> None:
-    load_backend(MultiProcessRedisBackend, settings)
-    counter = Counter("ha_total", "Counted through a failover.", registry=CollectorRegistry())
-    started.set()
-    for _ in range(INCREMENTS // 100):
-        for _ in range(100):
-            counter.inc()
-        time.sleep(0.02)  # the run lasts some 4 s: the master dies in the middle of it
-    assert wait_for_flush(90)  # finish once the new master has it all
-
-
 def test_a_failover_keeps_exact_totals(group: SentinelGroup) -> None:
     settings = config(group, flush_interval=0.2)
     context: Any = multiprocessing.get_context("spawn")
     started = [context.Event() for _ in range(PROCESSES)]
-    children = [context.Process(target=count, args=(settings, event)) for event in started]
+    children = [
+        context.Process(target=count, args=(settings, event, INCREMENTS, 0.02))
+        for event in started
+    ]  # the run lasts some 4 s: the master dies in the middle of it
     for child in children:
         child.start()
     load_backend(MultiProcessRedisBackend, settings)
     try:
-        registry = CollectorRegistry()
-        Counter("ha_total", "Counted through a failover.", registry=registry)
+        scrapes = Scrapes(CollectorRegistry())
+        counted(scrapes.registry)
         for event in started:
             assert event.wait(60)
-        seen: list[float] = []
-        unavailable: list[float] = []  # when scrapes answered 503
-
-        def scrape() -> None:
-            try:
-                total = value(registry, "ha_total") or 0.0
-            except BackendUnavailableException:
-                unavailable.append(time.monotonic())
-                return
-            assert not seen or total >= seen[-1], f"a scrape went back: {seen[-1]} -> {total}"
-            seen.append(total)
-
-        deadline = time.monotonic() + 1.5
-        while time.monotonic() < deadline:
-            scrape()
+        scrapes.for_seconds(1.5)
         group.hold_replica(1.5)
-        deadline = time.monotonic() + 0.6
-        while time.monotonic() < deadline:  # batches the replica never gets
-            scrape()
-        before = seen[-1]
+        scrapes.for_seconds(0.6)  # batches the replica never gets
+        before = scrapes.seen[-1]
         at_kill = replication_offset(group.master.port, "master_repl_offset")
         group.kill_master()
         while any(child.is_alive() for child in children):
-            scrape()
+            scrapes.scrape()
             time.sleep(0.05)
         for child in children:
             child.join(timeout=120)
             assert child.exitcode == 0
         group.wait_for_failover()
-        deadline = time.monotonic() + 60
-        while not seen or seen[-1] != PROCESSES * INCREMENTS:
-            assert time.monotonic() < deadline, (seen[-5:], len(unavailable))
-            scrape()
-            time.sleep(0.1)
+        scrapes.until(PROCESSES * INCREMENTS)
         assert group.master_port() == group.replica.port
         # the promoted replica took over short of the master's last writes: they were lost, and
         # the totals are exact because the processes sent them again
         assert replication_offset(group.replica.port, "second_repl_offset") - 1 < at_kill
+        unavailable = scrapes.unavailable
         assert unavailable  # the failover was seen, and answered 503 rather than guessed
         print(
-            f"\n{len(seen)} scrapes with totals; {len(unavailable)} answered 503, over "
+            f"\n{len(scrapes.seen)} scrapes with totals; {len(unavailable)} answered 503, over "
             f"{unavailable[-1] - unavailable[0]:.1f} s from the first; {before:.0f} counted when "
             "the master died"
         )

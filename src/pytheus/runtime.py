@@ -90,13 +90,12 @@ class ProcessCollector:
             yield MetricFamily(name, metric_type, help_text, [])
 
     def collect(self) -> Iterator[MetricFamily]:
-        source = self._pids
-        if source is None:  # the shared-file backend knows every living process of the machine
-            source = getattr(current_store(), "living_pids", None)
-        if source is None:
+        # the shared-file backend knows every living process of the machine
+        living = current_store().living_pids() if self._pids is None else self._pids()
+        if living is None:
             targets: list[tuple[LabelSet, str]] = [(EMPTY_LABELS, "self")]
         else:
-            pids = dict.fromkeys(str(pid) for pid in source())  # each once, in order
+            pids = dict.fromkeys(str(pid) for pid in living)  # each once, in order
             targets = [(LabelSet(("pid",), (pid,)), pid) for pid in pids]
         boot_time = self._boot_time()
         series: dict[str, list[Series]] = {name: [] for name, _, _ in _PROCESS_METRICS}

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 from pytheus.backends.memory import SingleProcessBackend
 from pytheus.backends.per_value import PerValueStore
+from pytheus.backends.store import BaseStore, CompletedStore
 from pytheus.exceptions import InvalidBackendClassException, InvalidBackendConfigException
 
 if TYPE_CHECKING:
@@ -123,8 +124,9 @@ def load_backend(
                 initialize(config)
             make_store = getattr(cls, "_make_store", None)
             store: Store = (
-                make_store(config) if make_store is not None else PerValueStore(cls, config)
-            )
+                _complete(make_store(config)) if make_store is not None
+                else PerValueStore(cls, config)
+            )  # fmt: skip
         except InvalidBackendConfigException as error:
             source = _config_source() if backend_config is None else None
             if source is None:
@@ -133,9 +135,12 @@ def load_backend(
         previous, _loaded = _loaded, _Loaded(cls, config, store)
     if previous is not None:
         rebind_all_values()
-        close = getattr(previous.store, "close", None)
-        if close is not None:
-            close()
+        previous.store.close()
+
+
+def _complete(store: Any) -> Store:
+    """A store made by a backend class, with the optional methods it may lack."""
+    return store if isinstance(store, BaseStore) else CompletedStore(store)
 
 
 def rebind_all_values() -> None:

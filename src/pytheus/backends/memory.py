@@ -15,7 +15,14 @@ from math import ceil, log2
 from threading import Lock, RLock
 from typing import TYPE_CHECKING, Any
 
-from pytheus.backends.store import BoundSeries, StoredFamily, Value, read_live, summary_window
+from pytheus.backends.store import (
+    BaseStore,
+    BoundSeries,
+    StoredFamily,
+    Value,
+    read_live,
+    summary_window,
+)
 from pytheus.native import NativeHistogram, ResetTimer
 from pytheus.native import bounds_table as native_bounds_table
 from pytheus.native import bucket_index as native_bucket_index
@@ -290,7 +297,7 @@ class MemorySummary:
             return SummaryData(self._count, self._sum, self._window.query(time.time()))
 
 
-class MemoryStore:
+class MemoryStore(BaseStore):
     """Binds each series to an in-memory value; a scrape reads the values directly.
 
     ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``

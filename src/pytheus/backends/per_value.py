@@ -25,7 +25,14 @@ from threading import Lock
 from typing import TYPE_CHECKING, Any
 
 from pytheus.backends.memory import bucket_name
-from pytheus.backends.store import BoundSeries, ScalarValue, StoredFamily, Value, read_local
+from pytheus.backends.store import (
+    BaseStore,
+    BoundSeries,
+    ScalarValue,
+    StoredFamily,
+    Value,
+    read_local,
+)
 from pytheus.samples import HistogramData, LabelSet, MetricType, Series, SummaryData
 
 if TYPE_CHECKING:
@@ -102,7 +109,7 @@ def _bucket_key_for(backend_class: Any) -> Callable[[float], str]:
     return bucket_name
 
 
-class PerValueStore:
+class PerValueStore(BaseStore):
     """A store that creates one instance of a per-value backend class for each value."""
 
     def __init__(self, backend_class: Any, config: BackendConfig) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import (
@@ -67,6 +67,9 @@ class StoredFamily(Protocol):
 
 
 class Store(Protocol):
+    """What pytheus asks of the storage of a backend. Subclass :class:`BaseStore`, which has
+    the optional methods' defaults; a store that does not is given them when it is loaded."""
+
     def bind(self, metric: BoundSeries) -> Value:
         """Return the value object that records for ``metric``'s series in this process."""
         ...
@@ -77,6 +80,85 @@ class Store(Protocol):
         Raises BackendUnavailableException when the storage cannot be read.
         """
         ...
+
+    def forget(self, metric: BoundSeries) -> None:
+        """``remove()`` of ``metric``'s series, called while it still holds its value."""
+        ...
+
+    def forget_many(self, metrics: Sequence[BoundSeries]) -> None:
+        """``clear()``: ``forget`` each of ``metrics`` (at once, where a store can)."""
+        ...
+
+    def living_pids(self) -> list[int] | None:
+        """The processes whose values the store holds, or None when it does not know them (the
+        process collector then reports this process only)."""
+        ...
+
+    def close(self) -> None:
+        """Another backend replaced this one: flush what is pending, stop its threads."""
+        ...
+
+
+class BaseStore:
+    """A :class:`Store` with the optional methods doing nothing, as a store whose values live
+    in the metric objects needs. Subclass it and write ``bind`` and ``read``.
+
+    Example::
+
+        class MyStore(BaseStore):
+            def bind(self, metric): ...
+            def read(self, families): ...
+    """
+
+    def bind(self, metric: BoundSeries) -> Value:
+        raise NotImplementedError
+
+    def read(self, families: Sequence[StoredFamily]) -> Sequence[Sequence[Series]]:
+        raise NotImplementedError
+
+    def forget(self, metric: BoundSeries) -> None:
+        return None
+
+    def forget_many(self, metrics: Sequence[BoundSeries]) -> None:
+        for metric in metrics:
+            self.forget(metric)
+
+    def living_pids(self) -> list[int] | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class CompletedStore(BaseStore):
+    """A store that does not subclass :class:`BaseStore` (one written for an earlier pytheus),
+    with the defaults of the methods it lacks: looked up once, when it is loaded."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.bind = store.bind  # type: ignore[method-assign]
+        self.read = store.read  # type: ignore[method-assign]
+        self._forget: Any = getattr(store, "forget", None)
+        self._forget_many: Any = getattr(store, "forget_many", None)
+        self._living_pids: Any = getattr(store, "living_pids", None)
+        self._close: Any = getattr(store, "close", None)
+
+    def forget(self, metric: BoundSeries) -> None:
+        if self._forget is not None:
+            self._forget(metric)
+
+    def forget_many(self, metrics: Sequence[BoundSeries]) -> None:
+        if self._forget_many is not None:
+            self._forget_many(metrics)
+        else:
+            super().forget_many(metrics)
+
+    def living_pids(self) -> list[int] | None:
+        return None if self._living_pids is None else list(self._living_pids())
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
 
 
 SCALAR_TYPES = frozenset({MetricType.COUNTER, MetricType.GAUGE, MetricType.UNTYPED})

@@ -230,25 +230,22 @@ class Family(LegacyCollector):
             child = self.children.get(key)
             if child is None:
                 return False
-        forget = getattr(store, "forget", None)
-        if forget is not None:
-            forget(child)  # while the child still holds its value, for stores that need it
+        store.forget(child)  # while the child still holds its value, for stores that need it
         self._drop([(key, child)])
         return True
 
     def remove_all(self) -> None:
         """``clear()``: drop every series of the family, in every process, in one go for the
         stores that can (``forget_many``: one read of a shared directory, not one per series)."""
-        store = current_store() if self.attached else _DETACHED
-        forget_many = getattr(store, "forget_many", None)
-        if self.storage is not None or forget_many is None:
+        if self.storage is not None:
             for key in list(self.children):
                 self.remove(key)
             return
+        store = current_store() if self.attached else _DETACHED
         with self.lock:
             children = list(self.children.items())
         if children:
-            forget_many([child for _, child in children])
+            store.forget_many([child for _, child in children])
         self._drop(children)
 
     def _drop(self, removed: list[tuple[tuple[str, ...], _Metric]]) -> None:

@@ -62,7 +62,7 @@ from pytheus.backends.file._values import (
     native_room,
 )
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
-from pytheus.backends.store import BoundSeries, StoredFamily, Value, summary_window
+from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import InvalidBackendConfigException
 from pytheus.native import NativeHistogram
 from pytheus.quantiles import window_quantiles
@@ -87,7 +87,7 @@ _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 logger = logging.getLogger("pytheus.backends.file")
 
 
-class FileStore:
+class FileStore(BaseStore):
     """Binds series to cells of this process's segments; reads the whole directory.
 
     ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``

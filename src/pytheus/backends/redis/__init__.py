@@ -56,7 +56,7 @@ from pytheus.backends.redis._values import (
     RedisSummary,
     decode_exemplar,
 )
-from pytheus.backends.store import BoundSeries, StoredFamily, Value, summary_window
+from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram, decode_cells
 from pytheus.quantiles import SlidingQuantiles, window_of_slots, window_quantiles
@@ -192,7 +192,7 @@ def _certificate_refused(error: Exception) -> bool:
     return "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
-class RedisStore:
+class RedisStore(BaseStore):
     """Binds series to values that flush to Redis; reads the namespace with one script call.
 
     ``clock`` is the monotonic clock that native histograms measure ``native_reset_seconds``
