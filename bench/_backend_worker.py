@@ -165,8 +165,15 @@ class PytheusSide(Side):
         return render_for_request(self.registry, accept, None)
 
     def scrape(self) -> str:
+        """The registry's scrape, or with ``"exporter": true`` in the spec what ``pytheus serve``
+        serves of the same store (everything it holds, without the metric objects)."""
         from pytheus.exposition import generate_metrics
 
+        if self.spec.get("exporter"):
+            from pytheus.backends.base import current_store
+            from pytheus.cli import ExporterRegistry
+
+            return generate_metrics(ExporterRegistry(current_store()))
         return generate_metrics(self.registry)
 
     def inc_loop(self) -> Callable[[int], None]:

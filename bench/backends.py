@@ -281,6 +281,34 @@ def client_multiprocess_scrape_after_deaths(scrapes: int) -> Iterator[Runner]:
         yield started.runner(scrapes)
 
 
+# --- pytheus serve vs a scrape in the application, same store (issue 18) ------------------------
+
+
+@contextmanager
+def file_exporter_scrape(scrapes: int) -> Iterator[Runner]:
+    with file_worker({**_fleet(0), "exporter": True}) as started:
+        yield started.runner(scrapes)
+
+
+def _redis_fleet(url: str, exporter: bool) -> dict[str, Any]:
+    return _pytheus_spec(
+        "redis", role="scrape", url=url, namespace="bench", counters=COUNTERS,
+        histograms=HISTOGRAMS, dead=REDIS_WRITERS, exporter=exporter,
+    )  # fmt: skip
+
+
+@contextmanager
+def redis_exporter_scrape(scrapes: int) -> Iterator[Runner]:
+    with redis_server() as url, worker(_redis_fleet(url, True)) as started:
+        yield started.runner(scrapes)
+
+
+@contextmanager
+def redis_application_scrape(scrapes: int) -> Iterator[Runner]:
+    with redis_server() as url, worker(_redis_fleet(url, False)) as started:
+        yield started.runner(scrapes)
+
+
 # --- summaries with quantiles vs histograms, on the shared-file backend (issue 19) --------------
 
 SUMMARY_VALUES = 20
@@ -404,6 +432,8 @@ def memory_scrape(scrapes: int) -> Iterator[Runner]:
 
 FILE_OURS = "pytheus file"
 FILE_THEIRS = "prometheus_client mp"
+EXPORTER_OURS = "pytheus serve"
+EXPORTER_THEIRS = "in the application"
 SUMMARY_OURS = "Summary (quantiles)"
 SUMMARY_THEIRS = "Histogram, same backend"
 REDIS_OURS = "pytheus Redis"
@@ -443,6 +473,17 @@ BACKEND_WORKLOADS: list[BackendWorkload] = [
         theirs_label=FILE_THEIRS,
     ),
     BackendWorkload(
+        name="file: exporter scrape 8 procs x 1,100 series",
+        target=1.2,
+        ops=5,
+        quick_ops=1,
+        pytheus=file_exporter_scrape,
+        client=file_scrape,
+        unit="scrape",
+        ours_label=EXPORTER_OURS,
+        theirs_label=EXPORTER_THEIRS,
+    ),
+    BackendWorkload(
         name="file: Summary(quantiles).observe()",
         target=1.5,
         ops=HOT_PATH_OPS,
@@ -473,6 +514,18 @@ BACKEND_WORKLOADS: list[BackendWorkload] = [
         unit="scrape",
         ours_label=SUMMARY_OURS,
         theirs_label=SUMMARY_THEIRS,
+        needs=("redis-server",),
+    ),
+    BackendWorkload(
+        name="redis: exporter scrape 1,100 series of 8 procs",
+        target=1.2,
+        ops=10,
+        quick_ops=1,
+        pytheus=redis_exporter_scrape,
+        client=redis_application_scrape,
+        unit="scrape",
+        ours_label=EXPORTER_OURS,
+        theirs_label=EXPORTER_THEIRS,
         needs=("redis-server",),
     ),
     BackendWorkload(

@@ -37,16 +37,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 
-from pytheus.cli import (
-    DEFAULT_BIND,
-    DEFAULT_PORT,
-    PASSWORD_ENV,
-    REDIS_URL_ENV,
-    StoredDefinition,
-    count_definitions,
-    definition_from_key,
-    redact_url,
-)
+from pytheus.backends.listing import StoredDefinition, count_definitions, definition_from_key
+from pytheus.cli import DEFAULT_BIND, DEFAULT_PORT, PASSWORD_ENV, REDIS_URL_ENV, redact_url
 from pytheus.samples import MetricType
 from tests import proto_oracle
 from tests.conftest import require_program
@@ -59,7 +51,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 SERVE_OPTIONS = (
     "--dir", "--redis-url", "--redis-sentinels", "--redis-cluster", "--redis-service",
-    "--namespace", "--port",
+    "--backend-class", "--backend-config", "--namespace", "--port",
     "--bind", "--certfile", "--keyfile",
     "--client-cafile", "--client-auth-required", "--basic-auth-user",
     "--basic-auth-password-file", "--name-validation", "--log-level", "--help",
@@ -308,6 +300,9 @@ def test_console_script_is_declared() -> None:
         (["--redis-url", "redis://127.0.0.1:1", "--redis-sentinels", "h:1"], "not allowed with"),
         (["--dir", "/tmp", "--redis-service", "m"], "goes with --redis-sentinels"),
         (["--dir", "/tmp", "--redis-cluster"], "goes with a Redis URL"),
+        (["--dir", "/tmp", "--backend-config", "x.json"], "goes with --backend-class"),
+        (["--backend-class", "a.B", "--namespace", "x"], "are Redis's"),
+        (["--backend-class", "a.B", "--dir", "/tmp"], "not allowed with"),
         (["--dir", "/tmp", "--port", "70000"], "not a port number"),
     ],
 )
@@ -491,6 +486,34 @@ def test_a_redis_cluster(tmp_path: Path) -> None:
         env = clean_env(PYTHEUS_REDIS_URL=cluster.url, PYTHEUS_REDIS_CLUSTER="1")
         with exporter("--namespace", "c", env=env) as running:  # from the environment
             assert_worker_totals(scrape_text(running.url), 2)
+
+
+@pytest.mark.system
+def test_a_backend_of_ones_own(tmp_path: Path) -> None:
+    """--backend-class serves any store that lists what it holds (Store.families())."""
+    held = tmp_path / "held.json"
+    held.write_text(json.dumps([
+        ["jobs_total", "counter", "Jobs done.", [[["kind"], ["a"], 3], [["kind"], ["b"], 4]]],
+        ["temperature", "gauge", "Degrees.", [[[], [], 21.5]]],
+    ]))  # fmt: skip
+    config = tmp_path / "backend.json"
+    config.write_text(json.dumps({"path": str(held)}))
+    with exporter("--backend-class", "tests.apps.listed_store.ListedBackend",
+                  "--backend-config", str(config)) as running:  # fmt: skip
+        status, _, body = fetch(running.url)
+        assert status == 200, body
+        families = {f.name: f for f in text_parse(body)}
+        assert families["jobs"].documentation == "Jobs done."
+        found = samples(families.values())
+        assert sample(found, "jobs_total", kind="b") == 4
+        assert sample(found, "temperature") == 21.5
+        held.write_text(json.dumps([["jobs_total", "counter", "Jobs done.", []]]))
+        assert sample(scrape_text(running.url), "temperature") is None  # read at each scrape
+    refused = run_cli("serve", "--backend-class", "tests.apps.listed_store.UnlistedBackend")
+    assert refused.returncode == 2
+    assert "cannot list what it holds" in refused.stderr
+    refused = run_cli("serve", "--backend-class", "tests.apps.nowhere.Backend")
+    assert refused.returncode == 2
 
 
 @pytest.mark.system
@@ -855,7 +878,7 @@ def test_two_versions_of_an_enum_serve_every_state() -> None:
     """A deployment changed an Enum's states; the store holds both descriptions: the exporter
     serves the states of both, so the current one is never missing."""
     from pytheus.backends.descriptions import StoredDescription
-    from pytheus.cli import described, enum_series, exported_family
+    from pytheus.backends.listing import described, enum_series, exported_family
     from pytheus.samples import LabelSet
 
     stored = StoredDefinition("job_state", MetricType.GAUGE, "max", ("__state",), ())

@@ -11,13 +11,11 @@ text format like every pytheus server::
     pytheus serve --redis-sentinels 10.0.0.1:26379,10.0.0.2:26379 --redis-service mymaster
     python -m pytheus serve --help
 
-The exporter defines no metric itself: the metric objects live in the workers. It lists the
-families the store holds (name, type, gauge mode, label names, buckets, all kept with every
-series, and each family's stored description: help text, unit, an ``Enum``'s states; see
-:mod:`pytheus.backends.descriptions`) and reads them through the store's own ``read``, so the
-values are combined exactly as a scrape inside a worker would combine them, and families are
-served with their real HELP and UNIT. Families written by workers of an older pytheus, which
-kept no descriptions, get a fixed help text and the states seen in the store.
+The exporter defines no metric itself: the metric objects live in the workers. At each scrape
+it asks the store for everything it holds, read once (``Store.families()``; the families come
+from what every series is keyed by and from each family's stored description, see
+:mod:`pytheus.backends.listing`), so the values are combined exactly as a scrape inside a worker
+would combine them, and families are served with their real HELP and UNIT.
 
 With the shared-file backend the exporter only reads: it takes no part in the directory's
 *run* (it does not hold ``run.lock``, so a redeployment of the application still starts from
@@ -40,7 +38,6 @@ password, and may itself come from the environment.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ipaddress
 import json
 import logging
@@ -48,40 +45,30 @@ import os
 import signal
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
 from pytheus import __version__
-from pytheus.backends.base import MULTIPROC_DIR_ENV, current_store, load_backend
-from pytheus.backends.descriptions import StoredDescription
-from pytheus.backends.store import Value
-from pytheus.desc import MetricDesc
+from pytheus.backends.base import (
+    MULTIPROC_DIR_ENV,
+    current_store,
+    import_backend_class,
+    load_backend,
+)
+from pytheus.backends.store import Store, lists_families
 from pytheus.exceptions import (
-    BackendUnavailableException,
     InvalidBackendConfigException,
     PytheusException,
 )
-from pytheus.metrics._shadowed import info_series, newest_per_series, state_series
 from pytheus.naming import ENV_VAR as NAME_VALIDATION_ENV
 from pytheus.naming import (
     get_validation_scheme,
-    is_valid_label_name,
-    is_valid_metric_name,
     set_validation_scheme,
-    utf8_names,
 )
-from pytheus.samples import (
-    EMPTY_LABELS,
-    HistogramData,
-    LabelSet,
-    MetricType,
-    Series,
-    SeriesValue,
-    SummaryData,
-)
+from pytheus.samples import MetricFamily
 
 logger = logging.getLogger("pytheus.cli")
 
@@ -93,333 +80,23 @@ REDIS_URL_ENV = "PYTHEUS_REDIS_URL"
 REDIS_SENTINELS_ENV = "PYTHEUS_REDIS_SENTINELS"
 REDIS_SERVICE_ENV = "PYTHEUS_REDIS_SERVICE"
 REDIS_CLUSTER_ENV = "PYTHEUS_REDIS_CLUSTER"
-EXPORTED_HELP = "Recorded by worker processes; aggregated by pytheus serve."
-"""The help text of a family the store holds no description of (written by an older pytheus)."""
-
-INFO_LABEL = "__info"  # the hidden label of an Info's storage gauge (pytheus.metrics.info)
-STATE_LABEL = "__state"  # the hidden label of an Enum's storage gauge (pytheus.metrics.stateset)
-_STORED_TYPES = frozenset(
-    {MetricType.COUNTER, MetricType.GAUGE, MetricType.HISTOGRAM, MetricType.SUMMARY,
-     MetricType.UNTYPED}
-)  # fmt: skip
 
 
-# --- what the store holds -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoredDefinition:
-    """One family definition found in a store: everything its series are keyed by, but values.
-
-    ``mode`` is the gauge's ``multiprocess_mode`` ("" when unset); ``upper_bounds`` is set for
-    histograms only and ends with ``+Inf``.
-    """
-
-    name: str
-    type: MetricType
-    mode: str
-    label_names: tuple[str, ...]
-    upper_bounds: tuple[float, ...]
-    help: str = EXPORTED_HELP
-    unit: str = ""
-    states: tuple[str, ...] = ()
-    quantiles: tuple[float, ...] = ()
-
-
-Lister = Callable[[], "list[StoredDefinition]"]
-"""Lists the definitions a store holds; raises BackendUnavailableException when it cannot."""
-
-
-def definition_from_key(key: Sequence[Any]) -> StoredDefinition | None:
-    """The definition of a stored series key ``[name, type, mode, label names, values, bounds]``.
-
-    None for entries that are not metric series (exemplar slots), or that do not look valid.
-    """
-    try:
-        name, raw_type, mode, names, _, bounds = key[:6]
-        metric_type = MetricType(raw_type)
-        definition = StoredDefinition(
-            str(name), metric_type, str(mode or ""), tuple(str(n) for n in names),
-            tuple(float(b) for b in bounds),
-        )  # fmt: skip
-    except (TypeError, ValueError):
-        return None
-    if metric_type not in _STORED_TYPES:
-        return None
-    if not is_valid_metric_name(definition.name) or not all(
-        is_valid_label_name(label) for label in definition.label_names
-    ):
-        _warn_not_served(definition.name, "is left out: its name or a label name is not classic")
-        return None
-    return definition
-
-
-def _warn_not_served(name: str, what: str) -> None:
-    """Tell once what of a metric is left out for names utf8 validation would serve."""
-    if utf8_names() or (name, what) in _warned_names:
-        return
-    _warned_names.add((name, what))
-    logger.warning(
-        "metric %r %s; serve it with --name-validation utf8 (or %s=utf8)",
-        name,
-        what,
-        NAME_VALIDATION_ENV,
-    )
-
-
-def count_definitions(keys: Iterable[Sequence[Any]]) -> dict[StoredDefinition, int]:
-    """Each valid definition among series keys, with how many series it has."""
-    counts: dict[StoredDefinition, int] = {}
-    for key in keys:
-        definition = definition_from_key(key)
-        if definition is not None:
-            counts[definition] = counts.get(definition, 0) + 1
-    return counts
-
-
-def described(
-    counts: dict[StoredDefinition, int], found: Iterable[StoredDescription]
-) -> dict[StoredDefinition, int]:
-    """The definitions with their stored help, unit and states; a family whose series are all
-    gone is served from its description alone (as the application serves it: 0 when it has no
-    labels)."""
-    by_key: dict[tuple[Any, ...], StoredDescription] = {}
-    for d in sorted(found, key=repr):
-        if d.type not in _STORED_TYPES:
-            continue
-        key = (d.name, d.type, d.mode, d.label_names, d.upper_bounds)
-        known = by_key.get(key)
-        # two versions of a program described it (a deployment changed its help or an Enum's
-        # states): one help text is served, and the states of both, so none goes missing
-        states = d.states if known is None else tuple(dict.fromkeys((*known.states, *d.states)))
-        by_key[key] = dataclasses.replace(known or d, states=states)
-    output: dict[StoredDefinition, int] = {}
-    for definition, count in counts.items():
-        key = (definition.name, definition.type, definition.mode, definition.label_names,
-               definition.upper_bounds)  # fmt: skip
-        description = by_key.pop(key, None)
-        output[_with_description(definition, description)] = count
-    for description in by_key.values():
-        alone = definition_from_key(
-            [description.name, description.type.value, description.mode,
-             description.label_names, (), description.upper_bounds]
-        )  # fmt: skip
-        if alone is not None:
-            output.setdefault(_with_description(alone, description), 0)
-    return output
-
-
-def _with_description(
-    definition: StoredDefinition, description: StoredDescription | None
-) -> StoredDefinition:
-    if description is None:
-        return definition
-    return dataclasses.replace(
-        definition, help=description.help, unit=description.unit, states=description.states,
-        quantiles=description.quantiles,
-    )  # fmt: skip
-
-
-def file_lister(store: Any) -> Lister:
-    """Lists what a shared directory holds (a :class:`~pytheus.backends.file.FileStore`)."""
-
-    def definitions() -> list[StoredDefinition]:
-        try:
-            table, _ = store.directory.read_all()
-        except OSError as error:
-            raise BackendUnavailableException(
-                f"the metrics directory cannot be read: {error}"
-            ) from None
-        return _one_per_name(described(count_definitions(table), store.descriptions(table)))
-
-    return definitions
-
-
-def redis_lister(store: Any) -> Lister:
-    """Lists what a Redis namespace holds (a :class:`~pytheus.backends.redis.RedisStore`)."""
-    index = f"{store.options.base}:index"
-
-    def definitions() -> list[StoredDefinition]:
-        try:
-            metas = store.client.hvals(index)
-            families = store.descriptions()
-        except Exception as error:
-            raise BackendUnavailableException(
-                f"Redis at {store.options.address} cannot be read: {error}"
-            ) from None
-        keys = []
-        for raw in metas:
-            try:
-                keys.append(json.loads(raw))
-            except ValueError:
-                continue
-        return _one_per_name(described(count_definitions(keys), families))
-
-    return definitions
-
-
-_warned_conflicts: set[str] = set()
-_warned_names: set[tuple[str, str]] = set()
-
-
-def _one_per_name(counts: dict[StoredDefinition, int]) -> list[StoredDefinition]:
-    """One definition per name (the one with most series), sorted by name.
-
-    Two definitions of a name come from two versions of a program writing to the same store.
-    """
-    best: dict[str, tuple[int, StoredDefinition]] = {}
-    for definition, count in counts.items():
-        current = best.get(definition.name)
-        if current is not None and definition.name not in _warned_conflicts:
-            _warned_conflicts.add(definition.name)
-            logger.warning(
-                "metric %r is stored with two definitions (two versions of the program?); "
-                "serving the one with most series",
-                definition.name,
-            )
-        if current is None or (count, repr(definition)) > (current[0], repr(current[1])):
-            best[definition.name] = (count, definition)
-    return [best[name][1] for name in sorted(best)]
-
-
-# --- the families served --------------------------------------------------------------------------
-
-
-class ExportedFamily:
-    """A family the exporter serves without a metric object: the store's series, as they are.
-
-    It has what collection asks of a metric's family: ``desc``, no local values, and for Info
-    and Enum a ``storage`` family and a ``finish`` turning the stored gauge into their series.
-    """
-
-    def __init__(
-        self,
-        desc: MetricDesc,
-        storage: ExportedFamily | None = None,
-        transform: Callable[[Sequence[Series]], Sequence[Series]] | None = None,
-    ) -> None:
-        self.desc = desc
-        self.storage = storage
-        self._transform = transform
-
-    @property
-    def name(self) -> str:
-        return self.desc.name
-
-    def collect(self) -> Iterator[Any]:
-        """Nothing: collection reads the store through ``desc`` instead."""
-        return iter(())
-
-    def local_values(self) -> Iterator[tuple[LabelSet, Value]]:
-        """Nothing: this process records nothing."""
-        return iter(())
-
-    def finish(self, series: Sequence[Series]) -> Sequence[Series]:
-        if self._transform is not None:
-            return self._transform(series)
-        per_process = self.desc.option("multiprocess_mode") in ("all", "liveall")
-        if not series and not self.desc.label_names and not per_process:
-            # an unlabelled metric whose processes have all gone (a live gauge mode): 0, as
-            # every process that defines it shows its own series
-            return [(EMPTY_LABELS, zero_value(self.desc))]
-        return series
-
-
-def zero_value(desc: MetricDesc) -> SeriesValue:
-    """The value of a series that has recorded nothing."""
-    if desc.type is MetricType.HISTOGRAM:
-        return HistogramData(desc.upper_bounds, [0.0] * len(desc.upper_bounds), 0.0)
-    if desc.type is MetricType.SUMMARY:
-        return SummaryData(0.0, 0.0)
-    return 0.0
-
-
-def exported_family(definition: StoredDefinition) -> ExportedFamily:
-    """The family serving the series of ``definition``; Info and Enum are recognised."""
-    options: tuple[tuple[str, object], ...] = ()
-    if definition.mode:
-        options = (("multiprocess_mode", definition.mode),)
-    if definition.quantiles:
-        options = (("quantiles", definition.quantiles),)
-    stored = ExportedFamily(
-        MetricDesc(
-            name=definition.name,
-            help=definition.help,
-            type=definition.type,
-            label_names=definition.label_names,
-            upper_bounds=definition.upper_bounds,
-            options=options,
-            unit=definition.unit,
-        )
-    )
-    hidden = definition.label_names[-1:]
-    if definition.type is MetricType.GAUGE and definition.mode == "max":
-        own = definition.label_names[:-1]
-        if hidden == (INFO_LABEL,):
-            desc = MetricDesc(definition.name, definition.help, MetricType.INFO, own)
-            return ExportedFamily(desc, stored, lambda series: exported_info(desc, series))
-        if hidden == (STATE_LABEL,):
-            desc = MetricDesc(definition.name, definition.help, MetricType.STATESET, own)
-            names = (*own, definition.name)
-            states = definition.states
-            return ExportedFamily(desc, stored, lambda series: enum_series(names, series, states))
-    return stored
-
-
-def exported_info(desc: MetricDesc, series: Sequence[Series]) -> list[Series]:
-    """An Info's series, from the stored information whose keys this exporter may serve.
-
-    The keys are label names: with classic validation, information holding a key that is not
-    classic is left out (with a warning), as is any that cannot be read.
-    """
-    kept = [(labels, value) for labels, value in series if _servable_info(labels.values[-1])]
-    if len(kept) < len(series):
-        _warn_not_served(desc.name, "has information left out: a key is not a classic name")
-    return info_series(desc.label_names, kept)
-
-
-def _servable_info(stored: str) -> bool:
-    """Whether an Info's stored information (JSON ``[[key, value], ...]``) can be served."""
-    try:
-        pairs = json.loads(stored)
-    except ValueError:
-        return False
-    return isinstance(pairs, list) and all(
-        isinstance(pair, list)
-        and len(pair) == 2
-        and is_valid_label_name(pair[0])
-        and not pair[0].startswith("__")
-        and isinstance(pair[1], str)
-        for pair in pairs
-    )
-
-
-def enum_series(
-    names: tuple[str, ...], series: Sequence[Series], declared: tuple[str, ...] = ()
-) -> list[Series]:
-    """An Enum's series, with its declared states (from its stored description; without one,
-    the states seen in the store)."""
-    series = list(series)  # read once, looked at twice
-    seen = sorted({labels.values[-1] for labels, _ in series} - set(declared))
-    states = [*declared, *seen]  # a state no description declares still shows
-    newest = dict(sorted(newest_per_series(series).items()))
-    if declared and not newest and len(names) == 1:  # unlabelled, never set: its first state
-        newest[()] = (declared[0], 0.0)
-    return state_series(names, states, newest)
+# --- what is served -------------------------------------------------------------------------------
 
 
 class ExporterRegistry:
     """A registry whose families are whatever the store holds at each scrape.
 
-    ``collect()`` lists the store (raising BackendUnavailableException, which servers answer
-    with 503, when it cannot), then collection reads those families from the store in force.
-    Collectors registered here (the exporter's own metrics, say) are served too.
+    ``collect()`` reads everything the store holds, once (``Store.families()``, raising
+    BackendUnavailableException, which servers answer with 503, when it cannot). Collectors
+    registered here (the exporter's own metrics, say) are served too.
     """
 
     prefix: str | None = None
 
-    def __init__(self, lister: Lister) -> None:
-        self._lister = lister
+    def __init__(self, store: Store) -> None:
+        self._store = store
         self._extra: list[Any] = []
         self._lock = threading.Lock()
 
@@ -432,9 +109,19 @@ class ExporterRegistry:
             self._extra = [c for c in self._extra if c is not collector]
 
     def collect(self) -> list[Any]:
-        families: list[Any] = [exported_family(d) for d in self._lister()]
+        held = _Held(self._store.families())
         with self._lock:
-            return families + self._extra
+            return [held, *self._extra]
+
+
+class _Held:
+    """The families a store held at one scrape, as a collector."""
+
+    def __init__(self, families: list[MetricFamily]) -> None:
+        self._families = families
+
+    def collect(self) -> list[MetricFamily]:
+        return self._families
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -495,6 +182,17 @@ def _add_source_options(serve: argparse.ArgumentParser) -> None:
         "--redis-sentinels",
         metavar="HOST:PORT,...",
         help=f"the sentinels of a Redis behind Sentinel (default: ${REDIS_SENTINELS_ENV})",
+    )
+    exclusive.add_argument(
+        "--backend-class",
+        metavar="MODULE.CLASS",
+        help="a backend of your own, whose store lists what it holds (Store.families())",
+    )
+    source.add_argument(
+        "--backend-config",
+        metavar="FILE",
+        default=None,
+        help="the JSON configuration of --backend-class (default: none)",
     )
     source.add_argument(
         "--redis-cluster",
@@ -602,11 +300,15 @@ class Source:
     sentinels: tuple[tuple[str, int], ...] = ()
     service: str = ""
     cluster: bool = False
+    backend_class: str | None = None
+    backend_config: str | None = None
 
     def describe(self) -> str:
         """For the log: never with the Redis password."""
         if self.directory is not None:
             return f"directory {self.directory}"
+        if self.backend_class is not None:
+            return f"backend {self.backend_class}"
         namespace = f" namespace {self.namespace!r}" if self.namespace else ""
         if self.sentinels:
             found = ",".join(f"{host}:{port}" for host, port in self.sentinels)
@@ -639,6 +341,12 @@ def redact_url(url: str) -> str:
 
 def resolve_source(args: argparse.Namespace, environ: dict[str, str]) -> Source:
     """The source from the options, else from the environment; ValueError when unclear."""
+    if args.backend_class is not None:
+        if args.namespace or args.redis_service or args.redis_cluster:
+            raise ValueError("--namespace, --redis-service and --redis-cluster are Redis's")
+        return Source(backend_class=args.backend_class, backend_config=args.backend_config)
+    if args.backend_config is not None:
+        raise ValueError("--backend-config goes with --backend-class")
     directory, url, sentinels = args.dir, args.redis_url, args.redis_sentinels
     service = args.redis_service or environ.get(REDIS_SERVICE_ENV) or ""
     if directory is None and url is None and sentinels is None:
@@ -656,8 +364,8 @@ def resolve_source(args: argparse.Namespace, environ: dict[str, str]) -> Source:
     if directory is None and url is None and sentinels is None:
         raise ValueError(
             f"no source: give --dir (or ${MULTIPROC_DIR_ENV}), --redis-url (or ${REDIS_URL_ENV})"
-            f" or --redis-sentinels with --redis-service (or ${REDIS_SENTINELS_ENV} and "
-            f"${REDIS_SERVICE_ENV})"
+            f", --redis-sentinels with --redis-service (or ${REDIS_SENTINELS_ENV} and "
+            f"${REDIS_SERVICE_ENV}), or --backend-class"
         )
     if directory is not None and args.namespace:
         raise ValueError("--namespace applies to the Redis backend, not to --dir")
@@ -717,10 +425,12 @@ def check_tls_options(args: argparse.Namespace) -> None:
         raise ValueError("--client-auth-required needs --client-cafile")
 
 
-def load_source(source: Source) -> Lister:
-    """Load the source's backend in this process; return what lists its families."""
+def load_source(source: Source) -> Store:
+    """Load the source's backend in this process; return its store."""
+    if source.backend_class is not None:
+        return _own_backend(source.backend_class, source.backend_config)
     if source.directory is not None:
-        from pytheus.backends.file import FileStore, MultiProcessFileBackend
+        from pytheus.backends.file import MultiProcessFileBackend
 
         # The exporter only reads: it never deletes what workers left (clear_stale), and it
         # does not hold the run open, so a restart of the whole app still starts a new run.
@@ -728,28 +438,39 @@ def load_source(source: Source) -> Lister:
             MultiProcessFileBackend,
             {"path": source.directory, "clear_stale": False, "join_run": False},
         )
-        store = current_store()
-        assert isinstance(store, FileStore)
-        return _own_lister(store) or file_lister(store)
+        return current_store()
     try:
-        from pytheus.backends.redis import MultiProcessRedisBackend, RedisStore
+        from pytheus.backends.redis import MultiProcessRedisBackend
     except ImportError as error:
         raise InvalidBackendConfigException(
             f"the Redis backend needs redis-py (pip install 'pytheus[redis]'): {error}"
         ) from None
     load_backend(MultiProcessRedisBackend, source.redis_config())
+    return current_store()
+
+
+def _own_backend(path: str, config_file: str | None) -> Store:
+    """``--backend-class``: a backend of the user's, whose store can list what it holds."""
+    config: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            config = json.loads(Path(config_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise InvalidBackendConfigException(
+                f"cannot read --backend-config {config_file}: {error}"
+            ) from None
+        if not isinstance(config, dict):
+            raise InvalidBackendConfigException(
+                f"--backend-config {config_file} must hold a JSON object"
+            )
+    load_backend(import_backend_class(path), config)
     store = current_store()
-    assert isinstance(store, RedisStore)
-    return _own_lister(store) or redis_lister(store)
-
-
-def _own_lister(store: object) -> Lister | None:
-    """The store's own listing, once stores offer one: ``definitions()``, returning objects
-    with this module's :class:`StoredDefinition` fields."""
-    definitions = getattr(store, "definitions", None)
-    if not callable(definitions):
-        return None
-    return lambda: _one_per_name(dict.fromkeys(definitions(), 1))
+    if not lists_families(store):
+        raise InvalidBackendConfigException(
+            f"{path}'s store cannot list what it holds: it needs a families() method "
+            "(see pytheus.backends.store.Store)"
+        )
+    return store
 
 
 def serve(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> int:
@@ -768,7 +489,7 @@ def serve(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> i
         set_validation_scheme(args.name_validation)
     _warn_about_exposure(args.bind, args.certfile is not None, basic_auth is not None)
     try:
-        lister = load_source(source)
+        store = load_source(source)
     except PytheusException as error:
         logger.error("cannot use the %s: %s", source.describe(), error)
         return 2
@@ -778,7 +499,7 @@ def serve(args: argparse.Namespace, usage_error: Callable[[str], NoReturn]) -> i
         server = start_http_server(
             args.port,
             args.bind,
-            ExporterRegistry(lister),
+            ExporterRegistry(store),
             certfile=args.certfile,
             keyfile=args.keyfile,
             client_cafile=args.client_cafile,

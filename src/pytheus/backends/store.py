@@ -25,6 +25,7 @@ from pytheus.samples import (
     HistogramData,
     LabelSet,
     LiveSeries,
+    MetricFamily,
     MetricType,
     Series,
     SummaryData,
@@ -98,6 +99,12 @@ class Store(Protocol):
         """Another backend replaced this one: flush what is pending, stop its threads."""
         ...
 
+    def families(self) -> list[MetricFamily]:
+        """Everything the store holds, as the application would serve it, read at once, without
+        the metric objects (``pytheus serve``). NotImplementedError where a store cannot list
+        what it holds; BackendUnavailableException when it cannot be read."""
+        ...
+
 
 class BaseStore:
     """A :class:`Store` with the optional methods doing nothing, as a store whose values live
@@ -129,6 +136,9 @@ class BaseStore:
     def close(self) -> None:
         return None
 
+    def families(self) -> list[MetricFamily]:
+        raise NotImplementedError(f"{type(self).__name__} cannot list what it holds")
+
 
 class CompletedStore(BaseStore):
     """A store that does not subclass :class:`BaseStore` (one written for an earlier pytheus),
@@ -142,6 +152,7 @@ class CompletedStore(BaseStore):
         self._forget_many: Any = getattr(store, "forget_many", None)
         self._living_pids: Any = getattr(store, "living_pids", None)
         self._close: Any = getattr(store, "close", None)
+        self._families: Any = getattr(store, "families", None)
 
     def forget(self, metric: BoundSeries) -> None:
         if self._forget is not None:
@@ -159,6 +170,18 @@ class CompletedStore(BaseStore):
     def close(self) -> None:
         if self._close is not None:
             self._close()
+
+    def families(self) -> list[MetricFamily]:
+        if self._families is None:
+            return super().families()
+        return list(self._families())
+
+
+def lists_families(store: Store) -> bool:
+    """Whether ``store`` has a ``families()`` of its own (what ``pytheus serve`` needs)."""
+    if isinstance(store, CompletedStore):
+        return store._families is not None
+    return type(store).families is not BaseStore.families
 
 
 SCALAR_TYPES = frozenset({MetricType.COUNTER, MetricType.GAUGE, MetricType.UNTYPED})

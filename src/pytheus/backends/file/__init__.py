@@ -61,15 +61,17 @@ from pytheus.backends.file._values import (
     native_block_cells,
     native_room,
 )
+from pytheus.backends.listing import exported_families
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
 from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
-from pytheus.exceptions import InvalidBackendConfigException
+from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram
 from pytheus.quantiles import window_quantiles
 from pytheus.samples import (
     CounterData,
     Exemplar,
     HistogramData,
+    MetricFamily,
     MetricType,
     Series,
     SeriesValue,
@@ -300,13 +302,28 @@ class FileStore(BaseStore):
                 pass
         self.publish()
         table, exemplars = self.directory.read_all()
-        by_name: dict[str, list[tuple[Key, list[float]]]] = {}
-        for key, cells in table.items():
-            by_name.setdefault(key[0], []).append((key, cells))
+        by_name = _by_name(table)
         return [
             self._series(family, by_name.get(family.desc.name, []), exemplars)
             for family in families
         ]
+
+    def families(self) -> list[MetricFamily]:
+        """Everything the directory holds, from one reading of it (``pytheus serve``)."""
+        self.publish()
+        try:
+            table, exemplars = self.directory.read_all()
+        except OSError as error:
+            raise BackendUnavailableException(
+                f"the metrics directory cannot be read: {error}"
+            ) from None
+        by_name = _by_name(table)
+        output = []
+        for family in exported_families(table, self.descriptions(table)):
+            stored = family.storage or family
+            entries = by_name.get(stored.desc.name, [])
+            output.append(family.served(self._series(stored, entries, exemplars)))
+        return output
 
     def _series(
         self,
@@ -366,6 +383,14 @@ class FileStore(BaseStore):
         self._exemplars = ExemplarBook(self._exemplar_slot)
         self._file_lock = threading.Lock()
         self.directory.after_fork()
+
+
+def _by_name(table: dict[Key, list[float]]) -> dict[str, list[tuple[Key, list[float]]]]:
+    """A scrape's table, its entries grouped by metric name."""
+    by_name: dict[str, list[tuple[Key, list[float]]]] = {}
+    for key, cells in table.items():
+        by_name.setdefault(key[0], []).append((key, cells))
+    return by_name
 
 
 def _series_value(

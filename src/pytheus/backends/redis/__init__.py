@@ -41,6 +41,7 @@ from typing import Any
 from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
 from pytheus.backends.descriptions import StoredDescription
+from pytheus.backends.listing import exported_families
 from pytheus.backends.process_end import at_process_end
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._descriptions import DescriptionBoard
@@ -65,6 +66,7 @@ from pytheus.samples import (
     Exemplar,
     HistogramData,
     LabelSet,
+    MetricFamily,
     MetricType,
     Series,
     SeriesValue,
@@ -320,6 +322,31 @@ class RedisStore(BaseStore):
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         for family in families:  # defined here but never used: described all the same
             self.board.add(family.desc)
+        reading = self._read_namespace()
+        return [self._series(family, reading) for family in families]
+
+    def families(self) -> list[MetricFamily]:
+        """Everything the namespace holds, from one scrape of it (``pytheus serve``)."""
+        reading = self._read_namespace()
+        try:
+            held = self.descriptions()
+        except Exception as error:
+            raise BackendUnavailableException(
+                f"Redis at {self.options.address} cannot be read: {error}"
+            ) from None
+        keys = []
+        for meta in reading.metas.values():
+            try:
+                keys.append(json.loads(meta))
+            except ValueError:
+                continue
+        output = []
+        for family in exported_families(keys, held):
+            output.append(family.served(self._series(family.storage or family, reading)))
+        return output
+
+    def _read_namespace(self) -> _Reading:
+        """Flush, then read the whole namespace with one script call."""
         self.flusher.flush()
         try:
             reply = self._scrape(
@@ -327,7 +354,7 @@ class RedisStore(BaseStore):
                 args=[
                     self.options.base, self.options.expire_key_time, self.flusher.heartbeat_ttl,
                     self._server, *self._processes,
-                ]
+                ],
             )  # fmt: skip
         except Exception as error:
             raise BackendUnavailableException(
@@ -344,17 +371,16 @@ class RedisStore(BaseStore):
                 "failover promoted a replica); waiting for every process to write its metrics "
                 "again"
             )
-        metas = _pairs(index)
+        reading = _Reading(_pairs(index), self.wall_clock())
         exemplars: dict[str, dict[str, str]] = {}
         for field, raw in _pairs(exemplar_fields).items():
             sid, _, bucket = field.rpartition(":")
             exemplars.setdefault(sid, {})[bucket] = raw
-        # family signature -> [(labels, data)]; gauges merge the fields of several processes
-        found: dict[Signature, list[Series]] = {}
+        found = reading.found  # gauges merge the fields of several processes
         for sid, raw_cells in _pairs(packed).items():
             known = self._series_ids.get(sid)  # a series id stands for one description
             if known is None:
-                meta = metas.get(sid)
+                meta = reading.metas.get(sid)
                 if meta is None:
                     continue
                 key, signature = _describe(meta)  # kept here only: not by meta as well
@@ -365,7 +391,7 @@ class RedisStore(BaseStore):
             data = _series_data(key, cells, exemplars.get(sid))
             found.setdefault(signature, []).append((labels, data))
         gauges: dict[Key, list[float]] = {}
-        for (key, _), fields in self._described_rows(gauge_rows, metas):
+        for (key, _), fields in self._described_rows(gauge_rows, reading.metas):
             for field, raw in zip(fields[0::2], fields[1::2]):
                 pid = None if field == "_a" else field.rsplit(":", 1)[0]
                 merge_into(gauges, merge_key(key, pid), [float(x) for x in raw.split(",")])
@@ -373,19 +399,16 @@ class RedisStore(BaseStore):
             signature = (key[0], key[1], key[2], key[3], key[5])
             data = _series_value(MetricType.GAUGE, (), gauge_cells)
             found.setdefault(signature, []).append((self._label_sets.get(key), data))
-        natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram] = {}
-        for (key, signature), fields in self._described_rows(native_rows, metas):
+        for (key, signature), fields in self._described_rows(native_rows, reading.metas):
             parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
             kept = [part for part in parts if part is not None]
             if kept:
-                natives[(signature, key[4])] = kept[0].merge(kept[1:])
-        windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles] = {}
-        for (key, signature), fields in self._described_rows(window_rows, metas):
+                reading.natives[(signature, key[4])] = kept[0].merge(kept[1:])
+        for (key, signature), fields in self._described_rows(window_rows, reading.metas):
             window = _window(fields)
             if window is not None:
-                windows[(signature, key[4])] = window
-        now = self.wall_clock()
-        return [self._series(family, found, natives, windows, now) for family in families]
+                reading.windows[(signature, key[4])] = window
+        return reading
 
     def _described_rows(
         self, rows: str, metas: dict[str, str]
@@ -404,18 +427,11 @@ class RedisStore(BaseStore):
             known = self._descriptions[meta] = _describe(meta)
         return known
 
-    def _series(
-        self,
-        family: StoredFamily,
-        found: dict[Signature, list[Series]],
-        natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram],
-        windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles],
-        now: float,
-    ) -> list[Series]:
+    def _series(self, family: StoredFamily, reading: _Reading) -> list[Series]:
         desc = family.desc
         mode = str(desc.option("multiprocess_mode") or "")
         signature = (desc.name, desc.type.value, mode, desc.label_names, desc.upper_bounds)
-        series = found.get(signature, [])
+        series = reading.found.get(signature, [])
         if not (desc.type is MetricType.GAUGE and mode in ("all", "liveall")):
             seen = {labels.values for labels, _ in series}
             for labels, _ in family.local_values():  # ours, never flushed: zero from creation
@@ -424,7 +440,8 @@ class RedisStore(BaseStore):
         if desc.option("native"):
             for labels, data in series:
                 if isinstance(data, HistogramData):
-                    data.native = natives.get((signature, labels.values)) or NativeHistogram(
+                    native = reading.natives.get((signature, labels.values))
+                    data.native = native or NativeHistogram(
                         desc.option("native_schema"),  # type: ignore[arg-type]
                         desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                     )
@@ -432,8 +449,8 @@ class RedisStore(BaseStore):
         if targets:
             for labels, data in series:
                 if isinstance(data, SummaryData):
-                    window = windows.get((signature, labels.values))
-                    data.quantiles = window_quantiles(window, targets, now)
+                    window = reading.windows.get((signature, labels.values))
+                    data.quantiles = window_quantiles(window, targets, reading.now)
         return series
 
     def close(self) -> None:
@@ -450,6 +467,18 @@ class RedisStore(BaseStore):
 
 
 Signature = tuple[str, str, str, tuple[str, ...], tuple[float, ...]]  # what identifies a family
+
+
+class _Reading:
+    """One scrape of the namespace: the series of each family signature, the merged native
+    histograms and quantile windows of each series, the index of descriptions it came with."""
+
+    def __init__(self, metas: dict[str, str], now: float) -> None:
+        self.metas = metas  # series id -> its description (JSON)
+        self.now = now
+        self.found: dict[Signature, list[Series]] = {}
+        self.natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram] = {}
+        self.windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles] = {}
 
 
 def _describe(meta: str) -> tuple[Key, Signature]:
