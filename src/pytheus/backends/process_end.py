@@ -54,6 +54,7 @@ import ctypes
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -363,6 +364,39 @@ def _before_fork() -> None:
     parent's pipe, and the parent's watchdog would read it."""
     if (_sigterm_installed or _watchdog is not None) and hasattr(signal, "pthread_sigmask"):
         _forking.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    _after_asyncio()
+
+
+_rewake_registered = False
+
+
+def _after_asyncio() -> None:
+    """Once asyncio is imported, have ``_rewake_after_fork`` run in children after its own
+    after-fork step (hooks run in the order they were registered).
+
+    Since Python 3.12, asyncio's step (``asyncio.events.on_fork``) sets the child's signal
+    wakeup fd to -1, as its event loop is gone; registered after ours (asyncio imported later,
+    by redis-py say), it would take away the pipe the child's watchdog reads, and a SIGTERM that
+    came just before the main thread blocked would wait for ever. Registered before the fork, a
+    hook runs in that fork's child.
+    """
+    global _rewake_registered
+    if not _rewake_registered and "asyncio.events" in sys.modules:
+        _rewake_registered = True
+        os.register_at_fork(after_in_child=_rewake_after_fork)
+
+
+def _rewake_after_fork() -> None:
+    """Give the watchdog of this child its wakeup fd back, if asyncio took it away."""
+    watchdog = _watchdog
+    if watchdog is None or watchdog.pid != os.getpid():
+        return
+    try:
+        current = signal.set_wakeup_fd(watchdog.write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        return
+    if current not in (-1, watchdog.write):
+        signal.set_wakeup_fd(current)  # someone else's since: theirs
 
 
 def _restore_mask() -> None:
