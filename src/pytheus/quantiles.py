@@ -111,8 +111,11 @@ class _Buckets:
         if not pairs:
             return
         counts = self.counts
-        keys, numbers = map(int, pairs[0::2]), map(int, pairs[1::2])
-        if len(counts) + len(pairs) // 2 > self.limit or min(pairs[0::2]) < self.floor:
+        raw_keys = pairs[0::2]
+        keys, numbers = map(int, raw_keys), map(int, pairs[1::2])
+        if len(counts) + len(raw_keys) > self.limit or (
+            self.floor != _NO_FLOOR and min(raw_keys) < self.floor
+        ):
             for key, count in zip(keys, numbers):
                 self.add(key, count)
         elif not counts:
@@ -422,8 +425,9 @@ class SlidingQuantiles:
         self._width = self.max_age_seconds / age_buckets
         self._latest = _NO_FLOOR
         self._slots = [_NO_FLOOR] * age_buckets
-        first = QuantileSketch(self.relative_accuracy, self.max_buckets)
-        self._sketches = [first, *(first.empty_like() for _ in range(age_buckets - 1))]
+        # the slots not used yet share one empty sketch, never written: a slot gets a sketch of
+        # its own (``_sketch_at``) before anything is added to it (a scrape makes thousands)
+        self._sketches = [QuantileSketch(self.relative_accuracy, self.max_buckets)] * age_buckets
         self._head = self._sketches[self._latest % age_buckets]  # the sketch of the latest slot
         # observations of the latest slot not yet added to its sketch: adding them in batches
         # costs half as much per value; any read adds them first
@@ -438,7 +442,7 @@ class SlidingQuantiles:
         window.max_buckets, window._width = self.max_buckets, self._width
         window._latest = _NO_FLOOR
         window._slots = [_NO_FLOOR] * self.age_buckets
-        window._sketches = [self._sketches[0].empty_like() for _ in range(self.age_buckets)]
+        window._sketches = [self._sketches[0].empty_like()] * self.age_buckets  # see __init__
         window._head = window._sketches[window._latest % self.age_buckets]
         window._pending, window._pending_end = [], -math.inf
         return window
