@@ -13,7 +13,7 @@ seen in the store.
 Example (what ``FileStore.families()`` does)::
 
     table, exemplars = directory.read_all()
-    for family in exported_families(table, store.descriptions(table)):
+    for family in exported_families(count_families(table), store.descriptions(table)):
         series = read(family.storage or family)
         yield family.served(series)
 """
@@ -117,13 +117,34 @@ def _warn_not_served(name: str, what: str) -> None:
     )
 
 
+FamilyKey = tuple[Any, Any, Any, tuple[Any, ...], tuple[Any, ...]]
+"""What a series key says of its family: name, type, gauge mode, label names, buckets."""
+
+
+def count_families(keys: Iterable[Sequence[Any]]) -> dict[FamilyKey, int]:
+    """How many series each family has, from series keys ``[name, type, mode, label names,
+    label values, bounds, ...]`` (a scrape lists thousands of series of a few families)."""
+    families: dict[FamilyKey, int] = {}
+    for key in keys:
+        if len(key) < 6:
+            continue
+        family = (key[0], key[1], key[2], tuple(key[3]), tuple(key[5]))
+        families[family] = families.get(family, 0) + 1
+    return families
+
+
 def count_definitions(keys: Iterable[Sequence[Any]]) -> dict[StoredDefinition, int]:
     """Each valid definition among series keys, with how many series it has."""
+    return _definitions(count_families(keys))
+
+
+def _definitions(families: dict[FamilyKey, int]) -> dict[StoredDefinition, int]:
+    """The valid definitions of families, each checked once."""
     counts: dict[StoredDefinition, int] = {}
-    for key in keys:
-        definition = definition_from_key(key)
+    for (name, kind, mode, names, bounds), count in families.items():
+        definition = definition_from_key((name, kind, mode, names, (), bounds))
         if definition is not None:
-            counts[definition] = counts.get(definition, 0) + 1
+            counts[definition] = counts.get(definition, 0) + count
     return counts
 
 
@@ -172,11 +193,12 @@ def _with_description(
 
 
 def exported_families(
-    keys: Iterable[Sequence[Any]], descriptions: Iterable[StoredDescription]
+    families: dict[FamilyKey, int], descriptions: Iterable[StoredDescription]
 ) -> list[ExportedFamily]:
-    """The families a store holds, one a name, sorted: from its series keys and its stored
-    descriptions (a family whose series are all gone is served from its description alone)."""
-    definitions = one_per_name(described(count_definitions(keys), descriptions))
+    """The families a store holds, one a name, sorted: from how many series each family has
+    (:func:`count_families`) and the stored descriptions (a family whose series are all gone
+    is served from its description alone)."""
+    definitions = one_per_name(described(_definitions(families), descriptions))
     return [exported_family(definition) for definition in definitions]
 
 

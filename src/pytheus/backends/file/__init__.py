@@ -61,7 +61,7 @@ from pytheus.backends.file._values import (
     native_block_cells,
     native_room,
 )
-from pytheus.backends.listing import exported_families
+from pytheus.backends.listing import count_families, exported_families
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
 from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
@@ -319,7 +319,7 @@ class FileStore(BaseStore):
             ) from None
         by_name = _by_name(table)
         output = []
-        for family in exported_families(table, self.descriptions(table)):
+        for family in exported_families(count_families(table), self.descriptions(table)):
             stored = family.storage or family
             entries = by_name.get(stored.desc.name, [])
             output.append(family.served(self._series(stored, entries, exemplars)))

@@ -334,14 +334,9 @@ class RedisStore(BaseStore):
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        keys = []
-        for meta in reading.metas.values():
-            try:
-                keys.append(json.loads(meta))
-            except ValueError:
-                continue
+        counts = {signature: len(series) for signature, series in reading.found.items()}
         output = []
-        for family in exported_families(keys, held):
+        for family in exported_families(counts, held):
             output.append(family.served(self._series(family.storage or family, reading)))
         return output
 
