@@ -55,8 +55,8 @@ def test_quick_run_prints_a_row_per_workload_and_the_notes() -> None:
     for core in WORKLOADS:  # the core suite was not run
         assert not any(line.startswith(core.name + " ") for line in lines), output
     headings = [line for line in lines if line.startswith("workload ")]
-    assert len(headings) == 3, output  # one table per comparison
-    assert "prometheus_client mp" in headings[0] and "Histogram, same backend" in headings[1]
-    assert "pytheus memory" in headings[2]
+    assert len(headings) == 4, output  # one table per comparison
+    assert "prometheus_client mp" in headings[0] and "in the application" in headings[1]
+    assert "Histogram, same backend" in headings[2] and "pytheus memory" in headings[3]
     assert "first scrape after the deaths" in output
     assert "Redis commands per scrape" in output
