@@ -93,8 +93,16 @@ else
 fi
 
 # The oldest supported Python and the newest other one this machine may have (python3.X on the
-# PATH, or under pyenv): every test but the end-to-end and system ones (real programs and servers,
-# which ran above), two at a time. Set PYTHEUS_OTHER_PYTHONS (e.g. "3.10 3.12 3.13") to choose.
+# PATH, or under pyenv), two at a time, without the end-to-end and system tests (real programs
+# and servers, which ran above). Set PYTHEUS_OTHER_PYTHONS (e.g. "3.10 3.12 3.13") to choose.
+# On those, the modules whose behaviour depends on the interpreter: every module imported (syntax
+# and typing of the oldest), the metric API, exposition, signals and fork hooks, threads,
+# asyncio middleware, quantiles. The whole suite runs on the main Python above; set
+# PYTHEUS_OTHER_PYTHON_TESTS=tests to run all of it on the others too.
+OTHER_PYTHON_TESTS="${PYTHEUS_OTHER_PYTHON_TESTS:-tests/test_import_no_io.py tests/test_metrics.py
+    tests/test_labels.py tests/test_registry.py tests/test_exposition.py tests/test_openmetrics.py
+    tests/test_quantiles.py tests/test_process_end.py tests/test_threads.py
+    tests/test_middleware_asgi.py tests/test_store_contract.py tests/test_habits.py}"
 for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.13}; do
     interpreter=""
     for candidate in "$(command -v "python$version" || true)" \
@@ -115,6 +123,7 @@ for version in ${PYTHEUS_OTHER_PYTHONS-3.10 3.13}; do
         "$interpreter" -m venv "$venv"
     fi
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[test,redis]'
-    echo "== pytest (Python $(python_version "$venv/bin/python"), all but end to end and system)"
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not e2e and not system"
+    echo "== pytest (Python $(python_version "$venv/bin/python"), the interpreter-sensitive modules)"
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not e2e and not system" \
+        $OTHER_PYTHON_TESTS
 done

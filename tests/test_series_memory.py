@@ -27,7 +27,7 @@ from pytheus.registry import CollectorRegistry
 from tests.conftest import backend_restored
 from tests.redis_server import shared_server
 
-CYCLES = 24
+CYCLES = 12
 SERIES = {"memory": 1_000, "redis": 300}  # Redis: a round trip per operation here
 
 
