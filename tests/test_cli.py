@@ -514,6 +514,10 @@ def test_a_backend_of_ones_own(tmp_path: Path) -> None:
     assert "cannot list what it holds" in refused.stderr
     refused = run_cli("serve", "--backend-class", "tests.apps.nowhere.Backend")
     assert refused.returncode == 2
+    refused = run_cli("serve", "--backend-class", "tests.apps.listed_store.ListedBackend",
+                      "--backend-config", str(tmp_path / "missing.json"))  # fmt: skip
+    assert refused.returncode == 2
+    assert "(from --backend-config) could not be read" in refused.stderr
 
 
 @pytest.mark.system

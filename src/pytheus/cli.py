@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -57,6 +56,7 @@ from pytheus.backends.base import (
     current_store,
     import_backend_class,
     load_backend,
+    read_config_file,
 )
 from pytheus.backends.store import Store, lists_families
 from pytheus.exceptions import (
@@ -451,18 +451,7 @@ def load_source(source: Source) -> Store:
 
 def _own_backend(path: str, config_file: str | None) -> Store:
     """``--backend-class``: a backend of the user's, whose store can list what it holds."""
-    config: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            config = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise InvalidBackendConfigException(
-                f"cannot read --backend-config {config_file}: {error}"
-            ) from None
-        if not isinstance(config, dict):
-            raise InvalidBackendConfigException(
-                f"--backend-config {config_file} must hold a JSON object"
-            )
+    config = read_config_file(config_file, "--backend-config") if config_file else {}
     load_backend(import_backend_class(path), config)
     store = current_store()
     if not lists_families(store):

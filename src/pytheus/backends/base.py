@@ -238,12 +238,19 @@ def _config_from_environment() -> BackendConfig:
     if not path:
         directory = os.environ.get(MULTIPROC_DIR_ENV)
         return {"path": directory} if directory else {}
+    return read_config_file(path, BACKEND_CONFIG_ENV)
+
+
+def read_config_file(path: str, given_by: str) -> BackendConfig:
+    """A backend configuration from the JSON file ``path``, which ``given_by`` (an environment
+    variable, an option) named; InvalidBackendConfigException when it cannot be read or does
+    not hold a JSON object."""
     try:
         with open(path, encoding="utf-8") as config_file:
             config = json.load(config_file)
     except (OSError, ValueError) as error:
         raise InvalidBackendConfigException(
-            f"backend configuration {path!r} (from {BACKEND_CONFIG_ENV}) could not be read: {error}"
+            f"backend configuration {path!r} (from {given_by}) could not be read: {error}"
         ) from error
     if not isinstance(config, dict):
         raise InvalidBackendConfigException(

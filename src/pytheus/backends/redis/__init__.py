@@ -119,7 +119,7 @@ class _ClusterClient:
     """
 
     def __init__(self, options: RedisOptions) -> None:
-        import redis.cluster
+        import redis
 
         unknown = set(options.connection) - _cluster_options()
         if unknown:
@@ -127,7 +127,7 @@ class _ClusterClient:
         self._options = options
         self._client: Any = None
         self._lock = threading.Lock()
-        self._encoder = redis.Redis().get_encoder()
+        self._encoder = redis.Redis().get_encoder()  # redis-py's default (no connection made)
 
     def _make(self) -> Any:
         from redis.cluster import ClusterNode, RedisCluster
