@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytheus.exceptions import MetricDefinitionException
-from pytheus.quantiles import QuantileSketch, SlidingQuantiles
+from pytheus.quantiles import QuantileSketch, SlidingQuantiles, WindowUnion
 
 ROUNDING = 1e-9
 TARGETS = (0.0, 0.001, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0)
@@ -281,6 +281,56 @@ def test_windows_rebuild_from_bucket_counts_summed_over_processes() -> None:
         rebuilt.add_bucket(slot, bucket, count)
     assert rebuilt.to_floats() == both.to_floats()
     assert rebuilt.query(now=1070.0) == both.query(now=1070.0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    processes=st.lists(
+        st.lists(st.tuples(st.floats(0, 100), FINITE), max_size=40), min_size=1, max_size=6
+    ),
+    later=st.floats(0, 150),
+    limit=st.sampled_from([3, 2048]),
+)
+def test_a_union_of_windows_answers_as_their_merge(
+    processes: list[list[tuple[float, float]]], later: float, limit: int
+) -> None:
+    """What a scrape asks of every process's window of a series (``WindowUnion``) is what one
+    window of all their observations answers: negative values, zeros, several age slots, slots
+    that expired, and windows that collapsed their lowest buckets (``limit`` 3) included."""
+    windows = []
+    for events in processes:
+        window = SlidingQuantiles(max_age_seconds=60, age_buckets=3, max_buckets=limit)
+        for at, value in sorted(events):
+            window.observe(value, 1000.0 + at)
+        windows.append(window)
+    union = WindowUnion()
+    merged = SlidingQuantiles(max_age_seconds=60, age_buckets=3, max_buckets=limit)
+    for window in windows:
+        union.add_serialised(window.to_floats())
+        merged.merge(window)
+    rebuilt = union.window()
+    assert rebuilt is not None
+    assert rebuilt.to_floats() == merged.to_floats()
+    now = 1100.0 + later
+    targets = (0.0, 0.25, 0.5, 0.9, 0.99, 1.0)
+    expected = [value for _, value in merged.quantiles_at(targets, now)]
+    answered = [value for _, value in union.quantiles_at(targets, now)]
+    assert answered == pytest.approx(expected, rel=1e-12, nan_ok=True)
+
+
+def test_a_union_leaves_out_what_merge_refuses() -> None:
+    first, other = SlidingQuantiles(max_age_seconds=60), SlidingQuantiles(max_age_seconds=30)
+    first.observe(1.0, now=100.0)
+    other.observe(1000.0, now=100.0)
+    union = WindowUnion()
+    for floats in (first.to_floats(), other.to_floats(), [9.0, 1.0], []):
+        union.add_serialised(floats)
+    assert union.quantiles_at((0.5, 1.0), now=101.0) == first.quantiles_at((0.5, 1.0), 101.0)
+    broken = first.to_floats()
+    broken[-1] = -3.0  # a negative count: the whole window is left out
+    alone = WindowUnion()
+    alone.add_serialised(broken)
+    assert alone.empty and math.isnan(alone.quantiles_at((0.5,), now=101.0)[0][1])
 
 
 def test_merge_and_from_floats_refuse_what_does_not_fit() -> None:

@@ -19,8 +19,9 @@ largest finite magnitude; NaN is ignored.
 Sketches are mergeable: merging two gives exactly the sketch of all their observations (when
 no buckets were merged). That is what :class:`SlidingQuantiles` does over its age buckets, and
 what the multi-process backends do across processes. The shared-file backend: each process
-writes its window whole (``to_floats``), a scrape merges them (``merge_floats``), and
-``subtract`` takes a removed series' earlier state out of a window that goes on. The Redis
+writes its window whole (``to_floats``), a scrape ranks the buckets of all of them together
+(``WindowUnion``; compaction merges them into one window), and ``subtract`` takes a removed
+series' earlier state out of a window that goes on. The Redis
 backend sums counts by (age slot, bucket id) across processes (``bucket_id``,
 ``add_bucket_pairs``, ``slot_pairs``, ``window_of_slots``), as it sums a counter.
 
@@ -37,9 +38,12 @@ Example::
 from __future__ import annotations
 
 import bisect
+import contextlib
 import math
 import sys
 from collections.abc import Iterable, Sequence
+from itertools import accumulate, chain
+from typing import Any
 
 from pytheus.exceptions import MetricDefinitionException
 
@@ -50,6 +54,9 @@ _NO_FLOOR = -(2**53)  # below every bucket key; exact as a float
 _FORMAT = 1.0  # first float of a serialised SlidingQuantiles
 PENDING_LIMIT = 256  # observations kept aside before they are added to a sketch, in a batch
 
+# a slot of a serialised window: (slot, zeros, positive floor, positive key/count pairs,
+# negative floor, negative pairs)
+_ParsedSlot = tuple[int, int, int, Sequence[float], int, Sequence[float]]
 
 class _Buckets:
     """Counts by bucket key for magnitudes of one sign, at most ``limit`` keys.
@@ -118,12 +125,16 @@ class _Buckets:
         ):
             for key, count in zip(keys, numbers):
                 self.add(key, count)
-        elif not counts:
+            return
+        if not counts:
             counts.update(zip(keys, numbers))
-        else:
-            get = counts.get
-            for key, count in zip(keys, numbers):
-                counts[key] = get(key, 0) + count
+            if len(counts) == len(raw_keys):
+                return
+            counts.clear()  # a key given twice (the pairs of several sketches): sum them
+            keys, numbers = map(int, raw_keys), map(int, pairs[1::2])
+        get = counts.get
+        for key, count in zip(keys, numbers):
+            counts[key] = get(key, 0) + count
 
     def to_floats(self) -> list[float]:
         floats = [float(self.floor), float(len(self.counts))]
@@ -276,32 +287,47 @@ class QuantileSketch:
 
     def quantiles(self, qs: Iterable[float]) -> list[float]:
         """Several quantiles at once, in the order given."""
-        values: list[float] = []
-        cumulative: list[int] = []
-        total = 0
-        for key, count in sorted(self._neg.counts.items(), reverse=True):
-            total += count
-            values.append(-self._value(key))
-            cumulative.append(total)
-        if self._zero:
-            total += self._zero
-            values.append(0.0)
-            cumulative.append(total)
-        for key, count in sorted(self._pos.counts.items()):
-            total += count
-            values.append(self._value(key))
-            cumulative.append(total)
-        result = []
-        for q in qs:
+        negative = sorted(self._neg.counts, reverse=True)
+        positive = sorted(self._pos.counts)
+        return self._ranked(
+            list(qs),
+            negative,
+            [self._neg.counts[key] for key in negative],
+            self._zero,
+            positive,
+            [self._pos.counts[key] for key in positive],
+        )
+
+    def _ranked(
+        self,
+        targets: list[float],
+        negative: Sequence[float],
+        negative_counts: Sequence[float],
+        zeros: float,
+        positive: Sequence[float],
+        positive_counts: Sequence[float],
+    ) -> list[float]:
+        """The ``targets`` quantiles of buckets given in the order of their values: negative
+        keys (largest magnitude first), the zero bucket, positive keys (a key may come twice:
+        the buckets of several sketches). Only the buckets the ranks land in become values."""
+        for q in targets:
             _check_quantile(q)
-            if total == 0:
-                result.append(math.nan)
+        cumulative = list(accumulate(chain(negative_counts, (zeros,), positive_counts)))
+        total = cumulative[-1]
+        if total == 0:
+            return [math.nan] * len(targets)
+        result = []
+        for q in targets:
+            at = bisect.bisect_right(cumulative, math.floor(q * (total - 1)))
+            if at < len(negative):
+                result.append(-self._value(negative[at]))
+            elif at == len(negative):
+                result.append(0.0)
             else:
-                rank = math.floor(q * (total - 1))
-                result.append(values[bisect.bisect_right(cumulative, rank)])
+                result.append(self._value(positive[at - len(negative) - 1]))
         return result
 
-    def _value(self, key: int) -> float:
+    def _value(self, key: float) -> float:
         """The magnitude that bucket ``key`` reports: ``2 * gamma ** key / (gamma + 1)``."""
         try:  # in log space, so the top bucket does not overflow on the way
             return min(math.exp(key / self._multiplier + self._log_scale), _LARGEST)
@@ -559,6 +585,12 @@ class SlidingQuantiles:
         """``((q, value), ...)`` for the target quantiles; values are NaN for an empty window."""
         return tuple(zip(self.targets, self.window(now).quantiles(self.targets)))
 
+    def quantiles_at(
+        self, targets: Sequence[float], now: float
+    ) -> tuple[tuple[float, float], ...]:
+        """``((q, value), ...)`` of ``targets`` over the window at ``now`` (NaN when empty)."""
+        return tuple(zip(targets, self.window(now, copy=False).quantiles(targets)))
+
     @property
     def stored_buckets(self) -> int:
         """How many buckets the ring holds: the memory used is proportional to it."""
@@ -630,17 +662,34 @@ class SlidingQuantiles:
         return floats
 
     def merge_floats(self, floats: Sequence[float]) -> None:
-        """``merge(SlidingQuantiles.from_floats(floats))`` without building that window: what a
-        scrape does for each process's window. ValueError (and nothing merged) if ``floats`` is
-        not a window of the same ``max_age_seconds``, ``age_buckets`` and accuracy."""
+        """``merge(SlidingQuantiles.from_floats(floats))`` without building that window.
+        ValueError (and nothing merged) if ``floats`` is not a window of the same
+        ``max_age_seconds``, ``age_buckets`` and accuracy."""
         latest, slots = _parse_window(floats)
         if (floats[1], int(floats[2]), floats[3]) != (
             self.max_age_seconds, self.age_buckets, self.relative_accuracy,
         ):  # fmt: skip
             raise ValueError("cannot merge windows of different max_age, age_buckets or accuracy")
+        self.merge_parsed(latest, slots)
+
+    def merge_parsed(self, latest: int, slots: Iterable[_ParsedSlot]) -> None:
+        """Add the slots of serialised windows of this one's settings (``_parse_window``; the
+        slots of several windows may be given at once, in any order)."""
         self._add_pending()
         self._advance(latest)
+        # slot -> [zeros, positive floor, positive pairs, negative floor, negative pairs]
+        by_slot: dict[int, list[Any]] = {}
         for slot, zeros, positive_floor, positive, negative_floor, negative in slots:
+            summed = by_slot.get(slot)
+            if summed is None:
+                by_slot[slot] = [zeros, positive_floor, [*positive], negative_floor, [*negative]]
+            else:
+                summed[0] += zeros
+                summed[1] = max(summed[1], positive_floor)
+                summed[2] += positive
+                summed[3] = max(summed[3], negative_floor)
+                summed[4] += negative
+        for slot, (zeros, positive_floor, positive, negative_floor, negative) in by_slot.items():
             sketch = self._live_sketch(slot)
             if sketch is not None:
                 sketch._zero += zeros
@@ -700,48 +749,155 @@ def window_of_slots(
     return window
 
 
+class WindowUnion:
+    """The windows of one summary series from several processes, queried together.
+
+    A scrape reads each process's serialised window (``SlidingQuantiles.to_floats``) and wants
+    a few quantiles of their union: :meth:`quantiles_at` ranks the buckets of every process
+    together (one sort of their keys, no window built), which costs a third of merging them
+    into one window first. :meth:`window` merges them, for what needs a window (the archive, a
+    tombstone). The first window added sets the settings: one of another ``max_age_seconds``,
+    ``age_buckets`` or accuracy (another program version) is left out, as :meth:`merge` would.
+
+    Example::
+
+        union = WindowUnion()
+        union.add_serialised(window_of_process_1.to_floats())
+        union.add_serialised(window_of_process_2.to_floats())
+        union.quantiles_at((0.5, 0.99), now=time.time())
+    """
+
+    __slots__ = ("_empty", "_latest", "_slots", "_windows")
+
+    def __init__(self) -> None:
+        self._empty: SlidingQuantiles | None = None  # an empty window of the settings
+        self._latest = _NO_FLOOR
+        self._slots: list[_ParsedSlot] = []  # of the serialised windows
+        self._windows: list[SlidingQuantiles] = []  # added as windows
+
+    def add_serialised(self, floats: Sequence[float]) -> None:
+        """Add a serialised window (left out if it is not one, or of other settings)."""
+        try:
+            latest, slots = _parse_window(floats)
+            if self._empty is None:
+                self._empty = empty_window_like(floats)
+        except ValueError:
+            return
+        empty = self._empty
+        if (floats[1], int(floats[2]), floats[3]) != (
+            empty.max_age_seconds, empty.age_buckets, empty.relative_accuracy,
+        ):  # fmt: skip
+            return
+        self._latest = max(self._latest, latest)
+        self._slots += slots
+
+    def add_window(self, window: SlidingQuantiles) -> None:
+        """Add a window (left out if it is not of the settings of the first added)."""
+        if self._empty is None:
+            self._empty = window.empty_like()
+        self._windows.append(window)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing readable was added."""
+        return self._empty is None
+
+    def window(self) -> SlidingQuantiles | None:
+        """Everything added merged into one window (None when nothing readable was added)."""
+        if self._empty is None:
+            return None
+        merged = self._empty.empty_like()
+        for window in self._windows:
+            with contextlib.suppress(ValueError):  # another definition: left out
+                merged.merge(window)
+        if self._slots:
+            merged.merge_parsed(self._latest, self._slots)
+        return merged
+
+    def quantiles_at(
+        self, targets: Sequence[float], now: float
+    ) -> tuple[tuple[float, float], ...]:
+        """``((q, value), ...)`` of ``targets`` over the union at ``now`` (NaN when empty):
+        what :meth:`window` would answer, the same buckets ranked the same way."""
+        empty = self._empty
+        if empty is None:
+            return tuple((q, math.nan) for q in targets)
+        oldest = max(self._latest, empty.slot(now)) - empty.age_buckets
+        positive: list[float] = []
+        positive_counts: list[float] = []
+        negative: list[float] = []
+        negative_counts: list[float] = []
+        zeros = 0
+        collapsed = False  # a window's lowest buckets were merged (it held too many)
+        for slot, slot_zeros, positive_floor, pairs, negative_floor, negative_pairs in self._slots:
+            if slot > oldest:
+                collapsed = collapsed or positive_floor != _NO_FLOOR or negative_floor != _NO_FLOOR
+                zeros += slot_zeros
+                positive += pairs[0::2]
+                positive_counts += pairs[1::2]
+                negative += negative_pairs[0::2]
+                negative_counts += negative_pairs[1::2]
+        sketch = empty._head
+        if collapsed or self._windows or len(positive) + len(negative) > sketch.max_buckets:
+            # buckets collapsed, or the union may need to: one merged window says how
+            window = self.window()
+            assert window is not None
+            return window.quantiles_at(targets, now)
+        values = sketch._ranked(
+            list(targets),
+            *_in_order(negative, negative_counts, reverse=True),
+            zeros,
+            *_in_order(positive, positive_counts),
+        )
+        return tuple(zip(targets, values))
+
+
+def _in_order(
+    keys: list[float], counts: list[float], reverse: bool = False
+) -> tuple[list[float], list[float]]:
+    """``keys`` sorted (each with its count), by one sort of their positions."""
+    if not keys:
+        return keys, counts
+    order = sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
+    return list(map(keys.__getitem__, order)), list(map(counts.__getitem__, order))
+
+
 def window_quantiles(
-    window: SlidingQuantiles | None, targets: Sequence[float], now: float
+    window: SlidingQuantiles | WindowUnion | None, targets: Sequence[float], now: float
 ) -> tuple[tuple[float, float], ...]:
     """``((q, value), ...)`` of ``window`` at ``now``; NaN values when there is no window."""
     if window is None:
         return tuple((q, math.nan) for q in targets)
-    return tuple(zip(targets, window.window(now, copy=False).quantiles(targets)))
+    return window.quantiles_at(targets, now)
 
 
-# a slot of a serialised window: (slot, zeros, positive floor, positive key/count pairs,
-# negative floor, negative pairs)
-_ParsedSlot = tuple[int, int, int, Sequence[float], int, Sequence[float]]
 
 
 def _parse_window(floats: Sequence[float]) -> tuple[int, list[_ParsedSlot]]:
     """The latest slot and the slots of a serialised window (``SlidingQuantiles.to_floats``);
-    ValueError if it is not one."""
+    ValueError if it is not one. A scrape parses one per process and series: kept lean."""
     try:
         if floats[0] != _FORMAT:
             raise ValueError(f"unknown format {floats[0]!r}")
-        position = 6 + int(floats[5])
-        latest, n_slots = int(floats[position]), int(floats[position + 1])
-        position += 2
+        position = 8 + int(floats[5])
+        latest, n_slots = int(floats[position - 2]), int(floats[position - 1])
         slots: list[_ParsedSlot] = []
         for _ in range(n_slots):
-            slot, end = int(floats[position]), position + 2 + int(floats[position + 1])
-            zeros = int(floats[position + 4])
+            # slot, length, accuracy, max_buckets, zeros, (floor, n, pairs) positive, negative
+            end = position + 2 + int(floats[position + 1])
             at = position + 5
-            positive_floor, positive_end = int(floats[at]), at + 2 + 2 * int(floats[at + 1])
-            positive = floats[at + 2 : positive_end]
-            at = positive_end
-            negative_floor, negative_end = int(floats[at]), at + 2 + 2 * int(floats[at + 1])
-            negative = floats[at + 2 : negative_end]
-            if negative_end != end or end > len(floats) or zeros < 0:
+            middle = at + 2 + 2 * int(floats[at + 1])
+            if middle + 2 + 2 * int(floats[middle + 1]) != end or end > len(floats):
                 raise ValueError("a slot's length does not match its sketch")
-            if min(positive[1::2], default=0) < 0 or min(negative[1::2], default=0) < 0:
+            positive, negative = floats[at + 2 : middle], floats[middle + 2 : end]
+            if min(chain(positive[1::2], negative[1::2], (floats[position + 4],))) < 0:
                 raise ValueError("a negative count")
-            slots.append((slot, zeros, positive_floor, positive, negative_floor, negative))
+            slots.append((int(floats[position]), int(floats[position + 4]), int(floats[at]),
+                          positive, int(floats[middle]), negative))  # fmt: skip
             position = end
         if position != len(floats):
             raise ValueError("trailing floats")
-    except (IndexError, ValueError, OverflowError) as error:
+    except (IndexError, ValueError, OverflowError, TypeError) as error:
         raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
     return latest, slots
 

@@ -38,7 +38,7 @@ from pytheus.backends.file._directory import (
     QUANTILES,
     Exemplars,
     SharedDirectory,
-    block_window,
+    block_union,
     native_histogram,
 )
 from pytheus.backends.file._format import (
@@ -408,7 +408,7 @@ def _quantiles(
 ) -> tuple[tuple[float, float], ...]:
     """The summary's quantiles over the merged window of every process (NaN when empty)."""
     targets: tuple[float, ...] = desc.option("quantiles")  # type: ignore[assignment]
-    return window_quantiles(block_window(block) if block is not None else None, targets, now)
+    return window_quantiles(block_union(block) if block is not None else None, targets, now)
 
 
 def _publish_at_process_end(deadline: float) -> None:

@@ -9,7 +9,6 @@ shared, by every process using the directory; see ``claim_run``).
 from __future__ import annotations
 
 import array
-import contextlib
 import errno
 import fcntl
 import json
@@ -45,7 +44,7 @@ from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._run import RUN_LOCK, claim_run
 from pytheus.backends.file._values import native_restarts
 from pytheus.native import CELLS_HEADER, NativeHistogram, decode_cells, encode_cells, subtract
-from pytheus.quantiles import SlidingQuantiles, empty_window_like
+from pytheus.quantiles import SlidingQuantiles, WindowUnion
 from pytheus.samples import Exemplar
 
 logger = logging.getLogger("pytheus.backends.file")
@@ -490,11 +489,21 @@ class _Table(dict[Key, list[float]]):
         super().__init__()
         self._decoded = decoded
         self._natives: dict[Key, list[NativeHistogram]] = {}
-        self._windows: dict[Key, SlidingQuantiles] = {}
+        self._windows: dict[Key, WindowUnion] = {}
 
     def add(self, key: Key, cells: list[float]) -> None:
         if key[1] == QUANTILES:
-            _merge_window(self._windows, key, cells)
+            union = self._windows.get(key)
+            if union is None:
+                union = self._windows[key] = WindowUnion()
+            if isinstance(cells, WindowBlock):  # what a tombstone left of a window
+                window = cells.union.window()
+                if window is not None:
+                    union.add_window(window)
+            else:
+                floats = _window_floats(cells)
+                if floats is not None:
+                    union.add_serialised(floats)
             return
         if key[1] != NATIVE:
             merge_into(self, key, cells)
@@ -509,8 +518,9 @@ class _Table(dict[Key, list[float]]):
         for key, (first, *others) in self._natives.items():
             self[key] = _native_block(first.merge(others) if others else first.copy())
         self._natives.clear()
-        for key, window in self._windows.items():
-            self[key] = window_block(window, serialise)
+        for key, union in self._windows.items():
+            if not union.empty:
+                self[key] = window_block(union, serialise)
         self._windows.clear()
 
 
@@ -528,18 +538,20 @@ def _native_block(histogram: NativeHistogram) -> NativeBlock:
 
 
 class WindowBlock(list[float]):
-    """A summary's merged window block (versions 1, no spare room), holding the window. A
-    scrape's table leaves the floats out (``serialise`` false): only the archive needs them."""
+    """A summary's merged window block (versions 1, no spare room), holding the windows it
+    merges. A scrape's table leaves the floats out (``serialise`` false): only the archive
+    needs them, and a scrape asks the union for quantiles without merging it."""
 
-    window: SlidingQuantiles
+    union: WindowUnion
 
 
-def window_block(window: SlidingQuantiles, serialise: bool = True) -> WindowBlock:
+def window_block(union: WindowUnion, serialise: bool = True) -> WindowBlock:
     block = WindowBlock()
     if serialise:
-        floats = window.to_floats()
+        window = union.window()
+        floats = window.to_floats() if window is not None else []
         block += (1.0, float(len(floats)), *floats, 1.0)
-    block.window = window
+    block.union = union
     return block
 
 
@@ -550,39 +562,20 @@ def _window_floats(block: list[float]) -> list[float] | None:
     return block[2 : 2 + int(block[1])]
 
 
+def block_union(block: list[float]) -> WindowUnion:
+    """The windows of a summary's block, to query (empty when it holds none readable)."""
+    if isinstance(block, WindowBlock):
+        return block.union
+    union = WindowUnion()
+    floats = _window_floats(block)
+    if floats is not None:
+        union.add_serialised(floats)
+    return union
+
+
 def block_window(block: list[float]) -> SlidingQuantiles | None:
     """The window of a summary's block (None when it holds none, or not a readable one)."""
-    if isinstance(block, WindowBlock):
-        return block.window
-    floats = _window_floats(block)
-    if floats is None:
-        return None
-    try:
-        return SlidingQuantiles.from_floats(floats)
-    except ValueError:
-        return None
-
-
-def _merge_window(windows: dict[Key, SlidingQuantiles], key: Key, cells: list[float]) -> None:
-    current = windows.get(key)
-    if isinstance(cells, WindowBlock):  # what a tombstone left of a window
-        if current is None:
-            windows[key] = cells.window.copy()
-        else:
-            with contextlib.suppress(ValueError):  # another definition: keep the first
-                current.merge(cells.window)
-        return
-    floats = _window_floats(cells)
-    if floats is None:
-        return
-    if current is None:
-        try:
-            windows[key] = empty_window_like(floats)
-        except ValueError:
-            return
-        current = windows[key]
-    with contextlib.suppress(ValueError):  # another definition (program version): keep the first
-        current.merge_floats(floats)
+    return block_union(block).window()
 
 
 def native_histogram(block: list[float]) -> NativeHistogram | None:
@@ -668,7 +661,11 @@ def _window_since(cells: list[float], baseline: list[float]) -> list[float] | No
     if before is not None:
         now = now.copy()
         now.subtract(before)
-    return window_block(now, serialise=False) if now.count > 0 else None
+    if now.count == 0:
+        return None
+    union = WindowUnion()
+    union.add_window(now)
+    return window_block(union, serialise=False)
 
 
 def _drop_emptied(table: dict[Key, list[float]], removed: Tombstones) -> None:
