@@ -30,7 +30,6 @@ class _Metric:
 
     __slots__ = (
         "_family",
-        "_registry",
         "_given",
         "_cache",
         "_key",
@@ -40,7 +39,6 @@ class _Metric:
     )
 
     _family: Family
-    _registry: Registry | None
     _given: Labels | None  # the label values set, or None for a complete view (from _key)
     _cache: dict[Any, _Metric]
     _key: tuple[str, ...] | None
@@ -72,7 +70,6 @@ class _Metric:
 
     def _define(self, desc: MetricDesc, registry: Registry | None) -> None:
         self._family = Family(desc)
-        self._registry = registry
         self._given = {}
         self._cache = {}
         self._key = None
@@ -114,13 +111,14 @@ class _Metric:
         elif len(values) == 1 and isinstance(values[0], Mapping):
             given = {**values[0], **kwargs} if kwargs else values[0]
         else:
+            if not kwargs and self._given == {}:  # every label by position: the series key
+                # the family's children are the cache (a str can only be in a key as given)
+                child = self._family.children.get(values) or self._new_series(values)
+                if child is not None:
+                    return child
             cached = self._cache.get(values) if not kwargs else None
             if cached is not None:
                 return cached
-            if not kwargs and self._given == {}:  # every label by position: the series key
-                created = self._new_series(values)
-                if created is not None:
-                    return created
             given = self._positional(values, kwargs)
             if not kwargs and all(type(v) is str for v in values):
                 view = self._labels_slow(given, cache=False)
@@ -146,9 +144,7 @@ class _Metric:
         for value in values:
             if type(value) is not str or not value.isascii():
                 return None  # the general path converts and checks it (label_value)
-        child = self._family.child(values, self)
-        self._cached(values, child)
-        return child
+        return self._family.child(values, self)
 
     def _positional(self, values: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Positional label values as a mapping: the labels this view has not set, in order."""
@@ -264,7 +260,6 @@ class _Metric:
     def _new_view(self, labels: Labels, key: tuple[str, ...] | None) -> _Metric:
         view = object.__new__(type(self))
         view._family = self._family
-        view._registry = self._registry
         view._given = labels if key is None else None  # a child's labels come from its key
         view._cache = _NO_CACHE  # most views never call labels(): no dict until one does
         view._key = key

@@ -76,7 +76,6 @@ class _Shadowed(_Metric):
         assert storage is not None
         template = object.__new__(_StorageView)
         template._family = storage
-        template._registry = None
         return template
 
 
