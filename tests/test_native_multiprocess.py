@@ -426,12 +426,12 @@ def test_scrapes_never_see_a_half_restarted_histogram(
 
 def test_decoded_blocks_are_reused_by_content_only() -> None:
     """A scrape decodes a block again only when its content changed; unused ones are dropped."""
-    from pytheus.backends.file._directory import _DecodedBlocks
+    from pytheus.backends.file._blocks import DecodedBlocks
 
     histogram = NativeHistogram(3)
     histogram.observe(0.5)
     block = [1.0, *encode_cells(histogram), 0.0, 1.0]
-    decoded = _DecodedBlocks()
+    decoded = DecodedBlocks()
     first = decoded.decode(block)
     assert first == histogram and decoded.decode(list(block)) is first
     decoded.next_scrape()
@@ -449,7 +449,7 @@ def test_a_block_torn_for_good_is_taken_repaired() -> None:
     """The last resort of a scrape that never finds a writer's native block whole (a process
     killed mid-write, or one that observes without pause): the count is what the buckets hold,
     as Prometheus requires, unless NaN was observed."""
-    from pytheus.backends.file._directory import _repaired
+    from pytheus.backends.file._snapshot import repaired
 
     observed = NativeHistogram(3)
     for value in (0.5, 2.0, -3.0, 0.0):
@@ -458,15 +458,15 @@ def test_a_block_torn_for_good_is_taken_repaired() -> None:
         torn = observed.copy()
         torn.count = stored_count
         block = [7.0, *encode_cells(torn), 2.0, 8.0]
-        repaired = _repaired(block)
-        assert repaired[0] == repaired[-1] and repaired[-2] == 2.0  # whole; restarts kept
-        fixed = decode_cells(repaired[1:-1])
+        made_whole = repaired(block)
+        assert made_whole[0] == made_whole[-1] and made_whole[-2] == 2.0  # whole; restarts kept
+        fixed = decode_cells(made_whole[1:-1])
         assert fixed is not None and fixed.count == 4
         assert (fixed.positive, fixed.negative, fixed.zero_count) == (
             observed.positive, observed.negative, 1,
         )  # fmt: skip
     observed.observe(math.nan)  # NaN is in the count and in no bucket: the count is kept
-    fixed = decode_cells(_repaired([1.0, *encode_cells(observed), 0.0, 2.0])[1:-1])
+    fixed = decode_cells(repaired([1.0, *encode_cells(observed), 0.0, 2.0])[1:-1])
     assert fixed is not None and fixed.count == 5
 
 

@@ -32,17 +32,13 @@ from pytheus.backends import descriptions
 from pytheus.backends.aggregation import LabelSets
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
 from pytheus.backends.descriptions import StoredDescription
-from pytheus.backends.file._directory import (
+from pytheus.backends.file._blocks import block_union, native_histogram
+from pytheus.backends.file._directory import Exemplars, SharedDirectory
+from pytheus.backends.file._format import (
     EXEMPLAR,
+    EXEMPLAR_CELLS,
     NATIVE,
     QUANTILES,
-    Exemplars,
-    SharedDirectory,
-    block_union,
-    native_histogram,
-)
-from pytheus.backends.file._format import (
-    EXEMPLAR_CELLS,
     Key,
     decode_key,
     encode_key,

@@ -39,6 +39,15 @@ USED_OFFSET = 16
 ENTRY_HEAD = struct.Struct("<II")
 
 Key = tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[float, ...], int | None]
+ARCHIVE = "archive.db"  # the merged values of processes that ended (a segment without a pid)
+TOMBSTONES = "removed.json"  # the removed series (see ``_tombstones``)
+# the types of entries that are not a metric's own cells: exemplar slots, native histogram
+# blocks (``_values.FileNativeHistogram``), a summary's window blocks (``FileQuantileSummary``)
+EXEMPLAR = "exemplar"
+NATIVE = "native"
+QUANTILES = "quantiles"
+# (pid, key, cells) of one source (a living process, or the archive: pid None)
+Entries = list[tuple["int | None", Key, list[float]]]
 
 
 class CorruptSegment(Exception):

@@ -1,0 +1,175 @@
+"""Reading a living process's cells as of one moment, while it may be writing them.
+
+The writer of a versioned value or block stores its tail version first and its head version
+last (see ``_format``); a reader takes the head first and the tail last, in order, from the
+*mapped* file (a copy made by ``pread`` may be copied out of order), and reads again until the
+two match: a seqlock. Here are the readers of each kind of entry (``READERS``), the repair of a
+native block that stays torn, and the joint read of a native block with its classic cells.
+"""
+
+from __future__ import annotations
+
+import mmap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pytheus.backends.file._format import NATIVE, QUANTILES
+from pytheus.backends.file._values import native_restarts
+from pytheus.native import CELLS_HEADER, decode_cells, encode_cells
+
+
+def used_part(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """The native block at ``index`` without the room its histogram does not use.
+
+    A process's block has room for hundreds of buckets and uses a few: the head version, the
+    encoded histogram up to its last bucket, the restarts and the tail version are copied, which
+    is what readers need (cells after the last bucket are ignored by ``decode_cells``). The head
+    is read first and the tail last, one cell at a time in order, as the versions require of a
+    reader of a block being written (see :func:`whole_block`).
+    """
+    head = cells[index]
+    used = cells[index + CELLS_HEADER]
+    end = index + 1 + CELLS_HEADER + 2 * int(used) if 0 <= used < count else index + count
+    if end + 2 >= index + count:  # full, or the archive's blocks, which have no spare room
+        block: list[float] = cells[index : index + count].tolist()  # type: ignore[assignment]
+        return block
+    payload: list[float] = cells[index + 1 : end].tolist()  # type: ignore[assignment]
+    return [head, *payload, cells[index + count - 2], cells[index + count - 1]]
+
+
+def whole_value(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """The cells of a versioned value (a histogram, a summary), without its versions, as of one
+    moment: read head first and tail last, again until the two match (see ``_format``).
+
+    ``cells`` must be read in order, as for :func:`whole_block`. A value whose versions stay
+    apart belongs to a process killed in the middle of an observation: it is taken as it is.
+    """
+    body: list[float] = []
+    for attempt in range(2000):
+        head = cells[index]
+        body = cells[index + 1 : index + count - 1].tolist()  # type: ignore[assignment]
+        if cells[index + count - 1] == head:
+            return body
+        time.sleep(0 if attempt < 1000 else 0.0001)
+    return body
+
+
+def whole_block(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """A native block of a living process, read while its writer may be changing it.
+
+    ``cells`` must be the mapped file, read in order (a copy made by ``pread`` is not: the kernel
+    may copy a range out of order, so the versions of a copy cannot tell it is torn). The writer
+    holds a block for microseconds; a block that stays torn belongs to a process killed while
+    writing it, or to one observing without pause: it is taken repaired (:func:`repaired`),
+    off by at most the observation in flight.
+    """
+    block: list[float] = []
+    for attempt in range(2000):
+        block = used_part(cells, index, count)
+        if block[0] == block[-1]:
+            return block
+        time.sleep(0 if attempt < 1000 else 0.0001)
+    return repaired(block)
+
+
+def whole_window(cells: memoryview[float], index: int, count: int) -> list[float]:
+    """A summary's window block (see ``_values.FileQuantileSummary``) as of one moment: head
+    version, length, the window's floats and tail version, without the room it does not use.
+
+    Read in order from the mapped file, again until the versions match, as :func:`whole_value`;
+    one whose versions stay apart (its writer was killed while publishing) reads as empty.
+    """
+    for attempt in range(2000):
+        head = cells[index]
+        length = int(cells[index + 1])
+        if not 0 <= length <= count - 3:
+            length = 0
+        body: list[float] = cells[index + 2 : index + 2 + length].tolist()  # type: ignore[assignment]
+        if cells[index + count - 1] == head:
+            return [head, float(length), *body, head]
+        time.sleep(0 if attempt < 1000 else 0.0001)
+    return [0.0, 0.0, 0.0]
+
+
+READERS = {NATIVE: whole_block, QUANTILES: whole_window}
+
+
+def repaired(block: list[float]) -> list[float]:
+    """A torn native block (read while written) made whole: its count is what its buckets hold.
+
+    A torn read holds part of the one observation in flight, so the stored count may be one off
+    from the buckets, which Prometheus refuses ("observation count should equal the number of
+    observations found in the buckets"). Unless NaN was observed (then the count holds NaNs no
+    bucket has), the count is set to the zero bucket plus the buckets; the sum may stay one
+    observation off, as a classic histogram's may.
+    """
+    native = decode_cells(block[1:-1])
+    if native is None:
+        return block
+    if native.sum == native.sum:
+        native.count = (
+            native.zero_count + sum(native.positive.values()) + sum(native.negative.values())
+        )
+    version = block[-1]
+    return [version, *encode_cells(native), native_restarts(block), version]
+
+
+SETTLE_SECONDS = 1.0
+"""How long a scrape waits for a living process to finish writing a native block."""
+
+
+def settle(
+    native: tuple[Path, int, int], classic: tuple[Path, int, int], versioned: int | None
+) -> tuple[list[float], list[float]] | None:
+    """A native block and its classic cells, read as one moment (None: the files are gone).
+
+    ``versioned`` is the cell count of a classic value with versions (they are left out).
+
+    The writer stores the block's tail version, then the classic cells and the block, then the
+    head version; reading the head first, then the classic cells, then the block with its tail,
+    the three match only when no write overlapped the reads (a seqlock). The files are mapped,
+    so a try copies memory without a system call and fits between two observations of a process
+    that observes without pause. The writer holds the block for microseconds, unless the machine
+    is busy and it was descheduled: keep trying for up to :data:`SETTLE_SECONDS`, then take the
+    last read with the block repaired (:func:`repaired`).
+    """
+    (path, index, count), (classic_path, classic_index, classic_count) = native, classic
+    try:
+        with mapped_cells(path) as cells_of_native, mapped_cells(classic_path) as cells_of_classic:
+            if len(cells_of_native) < index + count or (
+                len(cells_of_classic) < classic_index + classic_count
+            ):
+                return None
+            deadline = time.monotonic() + SETTLE_SECONDS
+            attempt = 0
+            skip = 1 if classic_count == versioned else 0  # the classic value's versions
+            while True:
+                head = cells_of_native[index]
+                cells: list[float] = cells_of_classic[  # type: ignore[assignment]
+                    classic_index + skip : classic_index + classic_count - skip
+                ].tolist()
+                block = used_part(cells_of_native, index, count)
+                if head == block[0] == block[-1]:
+                    return block, cells
+                if time.monotonic() > deadline:
+                    return repaired(block), cells
+                attempt += 1
+                time.sleep(0 if attempt < 1000 else 0.0001)
+    except (OSError, ValueError):
+        return None
+
+
+@contextmanager
+def mapped_cells(path: Path) -> Iterator[memoryview[float]]:
+    """The cells of a segment, mapped read-only (released on exit)."""
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        usable = len(view) - len(view) % 8
+        cells: memoryview[float] = view[:usable].cast("d")
+        try:
+            yield cells
+        finally:
+            cells.release()
+            view.release()
