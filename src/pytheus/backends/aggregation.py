@@ -8,13 +8,63 @@ Every rule is associative, so the archive of dead processes is just one more con
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pytheus.samples import LabelSet
 
-# A key's element 1 is the metric type and element 2 the gauge mode; element 6, when present,
-# the pid of a per-process gauge series.
-Key = tuple[Any, ...]
+
+class SeriesKey(NamedTuple):
+    """What a stored value is about, as both multi-process backends key their values.
+
+    ``pid`` is the process of a per-process gauge series (``multiprocess_mode`` ``all`` or
+    ``liveall``), None for every other series. The shared-file backend's other entries of a
+    series (:meth:`part`) use it to tell theirs apart: an exemplar slot keeps its bucket there
+    (:attr:`bucket`), a summary's window block the size of its block; and the description entry
+    of a family keeps the description in ``mode``. A shared-file entry stores a key as a JSON list.
+
+    Example::
+
+        key = SeriesKey("requests_total", "counter", "", ("code",), ("200",), ())
+        key.series          # ("requests_total", "counter", "", ("code",), ("200",), ())
+        key.with_pid(4242)  # the same series, of process 4242
+    """
+
+    name: str
+    type: str
+    mode: str  # a gauge's multiprocess_mode; "" for other types
+    label_names: tuple[str, ...]
+    label_values: tuple[str, ...]
+    bounds: tuple[float, ...]  # a histogram's bucket bounds; () for other types
+    pid: Any = None
+
+    @property
+    def series(self) -> tuple[Any, ...]:
+        """The key without ``pid``: the series whatever process wrote it (what a tombstone
+        names)."""
+        return self[:6]
+
+    @property
+    def untyped(self) -> tuple[Any, ...]:
+        """The series without type and mode: what its exemplars are filed under."""
+        return (self.name, "", "", self.label_names, self.label_values, self.bounds)
+
+    @property
+    def bucket(self) -> int:
+        """The bucket of an exemplar slot's key."""
+        return int(self.pid or 0)
+
+    def part(self, kind: str, pid: Any = None) -> SeriesKey:
+        """The key of another entry of this series: its ``kind`` (``"native"``, ``"exemplar"``,
+        ``"quantiles"``, or ``"histogram"`` for the classic part of a native histogram)."""
+        return SeriesKey(
+            self.name, kind, "", self.label_names, self.label_values, self.bounds, pid
+        )
+
+    def with_pid(self, pid: Any) -> SeriesKey:
+        return SeriesKey(
+            self.name, self.type, self.mode, self.label_names, self.label_values, self.bounds, pid
+        )
+
 
 # Gauge cells: value, time of the last write, time of the last set() (0 when never set).
 VALUE, LAST_WRITE, LAST_SET = 0, 1, 2
@@ -23,31 +73,31 @@ PER_PROCESS_MODES = frozenset({"all", "liveall"})
 KEPT_AFTER_DEATH = frozenset({"all", "sum", "min", "max", "mostrecent"})
 
 
-def merge_key(key: Key, pid: int | str | None) -> Key:
+def merge_key(key: SeriesKey, pid: int | str | None) -> SeriesKey:
     """The key a contribution merges under: per-process gauge modes keep the pid apart."""
-    if key[1] == "gauge" and key[2] in PER_PROCESS_MODES:
-        return (*key[:6], key[6] if key[6] is not None else pid)
-    return (*key[:6], None)
+    if key.type == "gauge" and key.mode in PER_PROCESS_MODES:
+        return key if key.pid is not None else key.with_pid(pid)
+    return key if key.pid is None else key.with_pid(None)
 
 
-def kept_after_death(key: Key) -> bool:
-    if key[1] == "exemplar":  # exemplars are samples of recent activity: the dead have none
+def kept_after_death(key: SeriesKey) -> bool:
+    if key.type == "exemplar":  # exemplars are samples of recent activity: the dead have none
         return False
-    return key[1] != "gauge" or key[2] in KEPT_AFTER_DEATH
+    return key.type != "gauge" or key.mode in KEPT_AFTER_DEATH
 
 
-def merge_into(table: dict[Key, list[float]], key: Key, cells: list[float]) -> None:
+def merge_into(table: dict[SeriesKey, list[float]], key: SeriesKey, cells: list[float]) -> None:
     current = table.get(key)
     if current is None:
         table[key] = list(cells)
         return
     if len(current) != len(cells):
         return  # a definition changed between versions of the program: keep the first
-    if key[1] != "gauge":
+    if key.type != "gauge":
         for i, cell in enumerate(cells):
             current[i] += cell
         return
-    mode = key[2]
+    mode = key.mode
     if mode in ("sum", "livesum"):
         current[VALUE] += cells[VALUE]
     elif mode in ("min", "livemin"):
@@ -73,8 +123,8 @@ class LabelSets:
     def __init__(self) -> None:
         self._made: dict[tuple[Any, Any, Any], LabelSet] = {}
 
-    def get(self, key: Key) -> LabelSet:
-        names, values, pid = key[3], key[4], key[6]
+    def get(self, key: SeriesKey) -> LabelSet:
+        names, values, pid = key.label_names, key.label_values, key.pid
         labels = self._made.get((names, values, pid))
         if labels is None:
             if pid is None:

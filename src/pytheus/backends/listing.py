@@ -128,7 +128,8 @@ def count_families(keys: Iterable[Sequence[Any]]) -> dict[FamilyKey, int]:
     for key in keys:
         if len(key) < 6:
             continue
-        family = (key[0], key[1], key[2], tuple(key[3]), tuple(key[5]))
+        name, kind, mode, names, _, bounds = key[:6]
+        family = (name, kind, mode, tuple(names), tuple(bounds))
         families[family] = families.get(family, 0) + 1
     return families
 

@@ -39,7 +39,7 @@ from pytheus.backends.file._format import (
     EXEMPLAR_CELLS,
     NATIVE,
     QUANTILES,
-    Key,
+    SeriesKey,
     decode_key,
     encode_key,
     versioned_size,
@@ -130,13 +130,13 @@ class FileStore(BaseStore):
         return process_file
 
     @staticmethod
-    def _key(metric: BoundSeries) -> Key:
+    def _key(metric: BoundSeries) -> SeriesKey:
         desc = metric._desc
         assert metric._series is not None
         mode = str(desc.option("multiprocess_mode") or "")
-        return (
+        return SeriesKey(
             desc.name, desc.type.value, mode, desc.label_names, metric._series.values,
-            desc.upper_bounds, None,
+            desc.upper_bounds,
         )  # fmt: skip
 
     def bind(self, metric: BoundSeries) -> Value:
@@ -172,21 +172,21 @@ class FileStore(BaseStore):
         """Keep the family's description in this process's file (one cell, always 0: merged
         into the archive with the rest when the process ends)."""
         text = descriptions.encode(desc)
-        key: Key = (desc.name, DESCRIPTION, text, (), (), (), None)
+        key = SeriesKey(desc.name, DESCRIPTION, text, (), (), ())
         self._process_file().allocate(encode_key(key), 1)
         self._described.add(desc.name)
 
-    def descriptions(self, table: Mapping[Key, object]) -> list[StoredDescription]:
+    def descriptions(self, table: Mapping[SeriesKey, object]) -> list[StoredDescription]:
         """The family descriptions among the entries of ``read_all()``'s table."""
-        found = (descriptions.decode(key[2]) for key in table if key[1] == DESCRIPTION)
+        found = (descriptions.decode(key.mode) for key in table if key.type == DESCRIPTION)
         return [d for d in found if d is not None]
 
     def _native(
-        self, metric: BoundSeries, key: Key, cells: memoryview[float], index: int
+        self, metric: BoundSeries, key: SeriesKey, cells: memoryview[float], index: int
     ) -> FileNativeHistogram:
         desc = metric._desc
         max_buckets: int = desc.option("native_max_buckets")  # type: ignore[assignment]
-        native_key = (key[0], NATIVE, "", key[3], key[4], key[5], None)
+        native_key = key.part(NATIVE)
         block, at = self._process_file().allocate(
             encode_key(native_key), native_block_cells(native_room(max_buckets))
         )
@@ -200,7 +200,7 @@ class FileStore(BaseStore):
         )  # fmt: skip
 
     def _quantile_summary(
-        self, desc: MetricDesc, key: Key, raw: bytes, cells: memoryview[float], index: int
+        self, desc: MetricDesc, key: SeriesKey, raw: bytes, cells: memoryview[float], index: int
     ) -> FileQuantileSummary:
         """The series' value; after a removal, the same one, going on with the same window and
         block as the cells go on (the tombstone takes away what they held then)."""
@@ -214,7 +214,7 @@ class FileStore(BaseStore):
             room = 64
             while room < needed:
                 room *= 2
-            block_key = (key[0], QUANTILES, "", key[3], key[4], (), room)
+            block_key = key.part(QUANTILES, room)
             block, at = self._process_file().allocate(encode_key(block_key), room)
             return block, at, room
 
@@ -264,7 +264,7 @@ class FileStore(BaseStore):
     def _exemplar_slot(self, raw: bytes, bucket: int) -> tuple[memoryview[float], int]:
         """A new exemplar slot of the series stored under ``raw``, for ``bucket``."""
         key = decode_key(raw)
-        slot_key = (key[0], EXEMPLAR, "", key[3], key[4], key[5], bucket)
+        slot_key = key.part(EXEMPLAR, bucket)
         return self._process_file().allocate(encode_key(slot_key), EXEMPLAR_CELLS)
 
     def living_pids(self) -> list[int]:
@@ -278,14 +278,14 @@ class FileStore(BaseStore):
     def forget_many(self, metrics: Sequence[BoundSeries]) -> None:
         """``remove()``, ``clear()``: the tombstones of the series from one reading of the
         directory (a native histogram's two parts among them: they stay in step)."""
-        keys: list[Key] = []
+        keys: list[SeriesKey] = []
         for metric in metrics:
             key = self._key(metric)
             keys.append(key)
             if metric._desc.option("native"):
-                keys.append((key[0], NATIVE, "", key[3], key[4], key[5], None))
+                keys.append(key.part(NATIVE))
             if metric._desc.type is MetricType.SUMMARY and metric._desc.option("quantiles"):
-                keys.append((key[0], QUANTILES, "", key[3], key[4], (), None))
+                keys.append(key.part(QUANTILES))
                 value = self._windows.get(encode_key(key))
                 if value is not None:
                     value.publish()  # what the tombstone takes away must be in the file
@@ -324,7 +324,7 @@ class FileStore(BaseStore):
     def _series(
         self,
         family: StoredFamily,
-        entries: list[tuple[Key, list[float]]],
+        entries: list[tuple[SeriesKey, list[float]]],
         exemplars: Exemplars,
     ) -> list[Series]:
         desc = family.desc
@@ -335,34 +335,36 @@ class FileStore(BaseStore):
         windows: dict[tuple[str, ...], list[float]] | None = None
         if desc.type is MetricType.SUMMARY and desc.option("quantiles"):
             windows = {
-                key[4]: cells
+                key.label_values: cells
                 for key, cells in entries
-                if key[1] == QUANTILES and key[3] == desc.label_names
+                if key.type == QUANTILES and key.label_names == desc.label_names
             }
         if desc.option("native"):
             natives = {
-                key[4]: cells
+                key.label_values: cells
                 for key, cells in entries
-                if key[1] == NATIVE and key[3] == desc.label_names and key[5] == desc.upper_bounds
+                if key.type == NATIVE
+                and key.label_names == desc.label_names
+                and key.bounds == desc.upper_bounds
             }
         for key, cells in entries:
             if (
-                key[1] != metric_type
-                or key[2] != mode
-                or key[3] != desc.label_names
-                or key[5] != desc.upper_bounds
+                key.type != metric_type
+                or key.mode != mode
+                or key.label_names != desc.label_names
+                or key.bounds != desc.upper_bounds
             ):
                 continue  # another definition of the name (another program version): not ours
             data = _series_value(desc.type, desc.upper_bounds, cells)
             if natives is not None and isinstance(data, HistogramData):
-                block = natives.get(key[4])
+                block = natives.get(key.label_values)
                 data.native = (native_histogram(block) if block else None) or NativeHistogram(
                     desc.option("native_schema"),  # type: ignore[arg-type]
                     desc.option("native_zero_threshold"),  # type: ignore[arg-type]
                 )
             if windows is not None and isinstance(data, SummaryData):
-                data.quantiles = _quantiles(desc, windows.get(key[4]), self.wall_clock())
-            found = exemplars.get((key[0], "", "", *key[3:6]))
+                data.quantiles = _quantiles(desc, windows.get(key.label_values), self.wall_clock())
+            found = exemplars.get(key.untyped)
             if found:
                 data = _with_exemplars(data, found)
             series.append((self._label_sets.get(key), data))
@@ -381,11 +383,11 @@ class FileStore(BaseStore):
         self.directory.after_fork()
 
 
-def _by_name(table: dict[Key, list[float]]) -> dict[str, list[tuple[Key, list[float]]]]:
+def _by_name(table: dict[SeriesKey, list[float]]) -> dict[str, list[tuple[SeriesKey, list[float]]]]:
     """A scrape's table, its entries grouped by metric name."""
-    by_name: dict[str, list[tuple[Key, list[float]]]] = {}
+    by_name: dict[str, list[tuple[SeriesKey, list[float]]]] = {}
     for key, cells in table.items():
-        by_name.setdefault(key[0], []).append((key, cells))
+        by_name.setdefault(key.name, []).append((key, cells))
     return by_name
 
 

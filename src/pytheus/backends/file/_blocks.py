@@ -8,7 +8,7 @@ so the scrape that reads them decodes nothing again; only the archive needs thei
 from __future__ import annotations
 
 from pytheus.backends.aggregation import merge_into
-from pytheus.backends.file._format import NATIVE, QUANTILES, Key
+from pytheus.backends.file._format import NATIVE, QUANTILES, SeriesKey
 from pytheus.native import NativeHistogram, decode_cells, encode_cells
 from pytheus.quantiles import SlidingQuantiles, WindowUnion
 
@@ -42,7 +42,7 @@ class DecodedBlocks:
         self._last, self._now = self._now, {}
 
 
-class Table(dict[Key, list[float]]):
+class Table(dict[SeriesKey, list[float]]):
     """Cells merged by key (``merge_into``); native blocks merged once per key at ``finish``.
 
     A series' native blocks (one per process) are decoded as they come and merged together at
@@ -53,11 +53,11 @@ class Table(dict[Key, list[float]]):
     def __init__(self, decoded: DecodedBlocks) -> None:
         super().__init__()
         self._decoded = decoded
-        self._natives: dict[Key, list[NativeHistogram]] = {}
-        self._windows: dict[Key, WindowUnion] = {}
+        self._natives: dict[SeriesKey, list[NativeHistogram]] = {}
+        self._windows: dict[SeriesKey, WindowUnion] = {}
 
-    def add(self, key: Key, cells: list[float]) -> None:
-        if key[1] == QUANTILES:
+    def add(self, key: SeriesKey, cells: list[float]) -> None:
+        if key.type == QUANTILES:
             union = self._windows.get(key)
             if union is None:
                 union = self._windows[key] = WindowUnion()
@@ -70,7 +70,7 @@ class Table(dict[Key, list[float]]):
                 if floats is not None:
                     union.add_serialised(floats)
             return
-        if key[1] != NATIVE:
+        if key.type != NATIVE:
             merge_into(self, key, cells)
             return
         histogram = self._decoded.decode(cells)

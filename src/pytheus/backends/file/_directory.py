@@ -40,7 +40,7 @@ from pytheus.backends.file._format import (
     VERSION,
     CorruptSegment,
     Entries,
-    Key,
+    SeriesKey,
     decode_exemplar,
     decode_key,
     encode_key,
@@ -78,7 +78,7 @@ class _ParsedSegment:
     def __init__(self, identity: tuple[int, int]) -> None:
         self.identity = identity
         self.parsed_until = HEADER_SIZE
-        self.entries: list[tuple[Key, int, int]] = []
+        self.entries: list[tuple[SeriesKey, int, int]] = []
         self.absorbed: frozenset[str] = frozenset()
 
 
@@ -100,7 +100,7 @@ class SharedDirectory:
         self._lock_fd = self._open_lock()
         # the reading caches (guarded by ``locked()``)
         self._parsed: dict[Path, _ParsedSegment] = {}
-        self._keys: dict[bytes, Key] = {}  # raw key -> decoded: the same series in many files
+        self._keys: dict[bytes, SeriesKey] = {}  # raw key -> decoded: the same series in many files
         self._decoded = DecodedBlocks()
         self._tombstones = TombstoneFile(path / TOMBSTONES)
         self._warned: set[str] = set()  # corrupt files warned about once
@@ -202,7 +202,7 @@ class SharedDirectory:
                     continue
         return pids
 
-    def read_segment(self, path: Path) -> tuple[int, list[tuple[Key, list[float]]]]:
+    def read_segment(self, path: Path) -> tuple[int, list[tuple[SeriesKey, list[float]]]]:
         """``(pid, [(key, cells)])`` of a segment; a corrupt one reads as empty (and warns)."""
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -228,13 +228,13 @@ class SharedDirectory:
                     parsed.entries.append((key, index, count))
                 parsed.parsed_until = end
             cells: memoryview[float] = memoryview(data).cast("d")
-            entries: list[tuple[Key, list[float]]] = []
+            entries: list[tuple[SeriesKey, list[float]]] = []
             # versioned values and native blocks, read below in order from the mapped file:
             # (position in entries, type, first cell, cells)
             versioned: list[tuple[int, str, int, int]] = []
             for key, index, count in parsed.entries:
-                if key[1] in (NATIVE, QUANTILES) or count == versioned_size(key):
-                    versioned.append((len(entries), key[1], index, count))
+                if key.type in (NATIVE, QUANTILES) or count == versioned_size(key):
+                    versioned.append((len(entries), key.type, index, count))
                     entries.append((key, []))
                 else:
                     entries.append((key, cells[index : index + count].tolist()))  # type: ignore[arg-type]
@@ -257,7 +257,7 @@ class SharedDirectory:
         parsed = self._parsed.get(self.path / ARCHIVE)
         return parsed.absorbed if parsed is not None else frozenset()
 
-    def read_all(self) -> tuple[dict[Key, list[float]], Exemplars]:
+    def read_all(self) -> tuple[dict[SeriesKey, list[float]], Exemplars]:
         """Compact the dead, then merge the archive and every living process (under the lock).
 
         Also returns the newest exemplar of each series and bucket among the living.
@@ -266,7 +266,7 @@ class SharedDirectory:
         with self.locked():
             return self._read_locked(exemplars), exemplars
 
-    def remove_series(self, *keys: Key) -> None:
+    def remove_series(self, *keys: SeriesKey) -> None:
         """Record that series were removed: what they had counted until now stops showing.
 
         No process can change another's files, so a removal is a *tombstone*: each source's
@@ -282,7 +282,7 @@ class SharedDirectory:
             sources = {ARCHIVE: archived, **living}
             self._tombstones.write(with_removals(removed, sources, keys, time.time()))
 
-    def _read_locked(self, exemplars: Exemplars | None = None) -> dict[Key, list[float]]:
+    def _read_locked(self, exemplars: Exemplars | None = None) -> dict[SeriesKey, list[float]]:
         """Every source, each less its tombstones, merged; removed series with nothing since
         are left out."""
         removed = self._tombstones.read()
@@ -290,7 +290,7 @@ class SharedDirectory:
         table = Table(self._decoded)
         for source, entries in [(ARCHIVE, archived), *living.items()]:
             for pid, key, cells in since_removals(source, entries, removed):
-                if key[1] == EXEMPLAR:
+                if key.type == EXEMPLAR:
                     if exemplars is not None:
                         _keep_newest(exemplars, key, cells)
                     continue
@@ -339,22 +339,22 @@ class SharedDirectory:
         """
         read: Entries = []
         # histograms and native blocks: (position in read, path, first cell, cells)
-        located: dict[Key, tuple[int, Path, int, int]] = {}
-        unsettled: list[Key] = []
+        located: dict[SeriesKey, tuple[int, Path, int, int]] = {}
+        unsettled: list[SeriesKey] = []
         for path in paths:
             pid, entries = self.read_segment(path)
             parsed = self._parsed.get(path)
             if parsed is None:
                 continue
             for (key, cells), (_, index, count) in zip(entries, parsed.entries):
-                if key[1] in (NATIVE, "histogram"):
+                if key.type in (NATIVE, "histogram"):
                     located[key] = (len(read), path, index, count)
-                    if key[1] == NATIVE and (native_restarts(cells) > 0 or cells[0] != cells[-1]):
+                    if key.type == NATIVE and (native_restarts(cells) > 0 or cells[0] != cells[-1]):
                         unsettled.append(key)
                 read.append((pid, key, cells))
         for key in unsettled:
             at, path, index, count = located[key]
-            classic_key: Key = (key[0], "histogram", "", key[3], key[4], key[5], key[6])
+            classic_key = key.part("histogram", key.pid)
             classic = located.get(classic_key)
             if classic is None:
                 continue
@@ -396,7 +396,7 @@ class SharedDirectory:
                 self._parsed.pop(path, None)
 
     def _write_archive(
-        self, table: dict[Key, list[float]], absorbed: set[str] | frozenset[str]
+        self, table: dict[SeriesKey, list[float]], absorbed: set[str] | frozenset[str]
     ) -> None:
         chunks: list[bytes] = [b""]
         for raw, cells in [(json.dumps({"absorbed": sorted(absorbed)}).encode(), [])] + [
@@ -426,13 +426,13 @@ class SharedDirectory:
             logger.warning(message, what)
 
 
-def _keep_newest(exemplars: Exemplars, key: Key, cells: list[float]) -> None:
+def _keep_newest(exemplars: Exemplars, key: SeriesKey, cells: list[float]) -> None:
     decoded = decode_exemplar(cells)
     if decoded is None:
         return
     labels, value, timestamp = decoded
-    buckets = exemplars.setdefault((*key[:1], "", "", *key[3:6]), {})
-    bucket = int(key[6] or 0)
+    buckets = exemplars.setdefault(key.untyped, {})
+    bucket = key.bucket
     current = buckets.get(bucket)
     if current is None or (current.timestamp or 0) < timestamp:
         buckets[bucket] = Exemplar(labels, value, timestamp)

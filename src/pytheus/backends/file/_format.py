@@ -30,6 +30,8 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from pytheus.backends.aggregation import SeriesKey as SeriesKey  # the key of an entry
+
 MAGIC = b"PYTHEUSF"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -38,7 +40,6 @@ HEADER_SIZE = 32
 USED_OFFSET = 16
 ENTRY_HEAD = struct.Struct("<II")
 
-Key = tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[float, ...], int | None]
 ARCHIVE = "archive.db"  # the merged values of processes that ended (a segment without a pid)
 TOMBSTONES = "removed.json"  # the removed series (see ``_tombstones``)
 # the types of entries that are not a metric's own cells: exemplar slots, native histogram
@@ -47,7 +48,7 @@ EXEMPLAR = "exemplar"
 NATIVE = "native"
 QUANTILES = "quantiles"
 # (pid, key, cells) of one source (a living process, or the archive: pid None)
-Entries = list[tuple["int | None", Key, list[float]]]
+Entries = list[tuple["int | None", SeriesKey, list[float]]]
 
 
 class CorruptSegment(Exception):
@@ -62,21 +63,21 @@ def entry_size(key_bytes: bytes, cells: int) -> int:
     return ENTRY_HEAD.size + padded(len(key_bytes)) + 8 * cells
 
 
-def encode_key(key: Key) -> bytes:
-    name, metric_type, mode, names, values, bounds, pid = key
-    fields: list[Any] = [name, metric_type, mode, list(names), list(values), list(bounds)]
-    if pid is not None:
-        fields.append(pid)
+def encode_key(key: SeriesKey) -> bytes:
+    fields: list[Any] = [key.name, key.type, key.mode, list(key.label_names),
+                         list(key.label_values), list(key.bounds)]  # fmt: skip
+    if key.pid is not None:
+        fields.append(key.pid)
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def decode_key(raw: bytes) -> Key:
+def decode_key(raw: bytes) -> SeriesKey:
     fields = json.loads(raw)
     if not isinstance(fields, list) or len(fields) not in (6, 7):
         raise CorruptSegment(f"bad entry key {raw[:80]!r}")
     name, metric_type, mode, names, values, bounds = fields[:6]
     pid = fields[6] if len(fields) == 7 else None
-    return (
+    return SeriesKey(
         str(name),
         str(metric_type),
         str(mode),
@@ -101,16 +102,16 @@ def read_header(data: bytes) -> tuple[int, int, int]:
     return used, pid, file_id
 
 
-def versioned_size(key: Key) -> int | None:
+def versioned_size(key: SeriesKey) -> int | None:
     """The cell count of ``key``'s value with its two version cells; None if not versioned."""
-    if key[1] == "histogram":
-        return len(key[5]) + 3
-    if key[1] == "summary":
+    if key.type == "histogram":
+        return len(key.bounds) + 3
+    if key.type == "summary":
         return 4
     return None
 
 
-def with_versions(key: Key, cells: list[float]) -> list[float]:
+def with_versions(key: SeriesKey, cells: list[float]) -> list[float]:
     """``cells`` as an entry of ``key`` holds them: with versions (0) if the type has them."""
     return [0.0, *cells, 0.0] if versioned_size(key) is not None else cells
 

@@ -21,7 +21,7 @@ from pytheus.backends.file._blocks import (
     native_histogram,
     window_block,
 )
-from pytheus.backends.file._format import ARCHIVE, NATIVE, QUANTILES, Entries, Key
+from pytheus.backends.file._format import ARCHIVE, NATIVE, QUANTILES, Entries, SeriesKey
 from pytheus.backends.file._values import native_restarts
 from pytheus.native import decode_cells, subtract
 from pytheus.quantiles import WindowUnion
@@ -47,13 +47,13 @@ class TombstoneFile:
         if self._loaded[0] != signature:
             entries = json.loads(self.path.read_text())
             loaded: Tombstones = {
-                (k[0], k[1], k[2], tuple(k[3]), tuple(k[4]), tuple(k[5])): (
+                (name, kind, mode, tuple(names), tuple(values), tuple(bounds)): (
                     {source: (restarts, list(cells)) for source, (restarts, cells) in b.items()}
                     if isinstance(b, dict)
                     else {ARCHIVE: (None, list(b))},  # an earlier version's merged totals
                     float(at),
                 )
-                for k, b, at in entries
+                for (name, kind, mode, names, values, bounds), b, at in entries
             }
             self._loaded = (signature, loaded)
         return self._loaded[1]
@@ -61,15 +61,15 @@ class TombstoneFile:
     def write(self, tombstones: Tombstones) -> None:
         temporary = self.path.with_name(f"removed.{os.getpid()}.tmp")
         rows = [
-            [[*k[:3], list(k[3]), list(k[4]), list(k[5])], baselines, at]
-            for k, (baselines, at) in tombstones.items()
+            [[name, kind, mode, list(names), list(values), list(bounds)], baselines, at]
+            for (name, kind, mode, names, values, bounds), (baselines, at) in tombstones.items()
         ]
         temporary.write_text(json.dumps(rows))
         os.replace(temporary, self.path)
 
 
 def with_removals(
-    removed: Tombstones, sources: dict[str, Entries], keys: tuple[Key, ...], now: float
+    removed: Tombstones, sources: dict[str, Entries], keys: tuple[SeriesKey, ...], now: float
 ) -> Tombstones:
     """``removed`` with the tombstones of ``keys`` (removed at ``now``) added: the cells each
     source (a living process, the archive) holds of them, and the restarts of its native
@@ -79,13 +79,13 @@ def with_removals(
         for series, (baselines, at) in removed.items()
     }
     for key in keys:
-        tombstones[key[:6]] = ({}, now)
-    new = {key[:6] for key in keys if key[1] != "gauge"}
+        tombstones[key.series] = ({}, now)
+    new = {key.series for key in keys if key.type != "gauge"}
     for source, entries in sources.items():
         restarts = restarts_of(entries) if source != ARCHIVE else {}
         for _, key, cells in entries:
-            if key[:6] in new:
-                tombstones[key[:6]][0][source] = (restarts.get(histogram_of(key)), cells)
+            if key.series in new:
+                tombstones[key.series][0][source] = (restarts.get(histogram_of(key)), cells)
     return tombstones
 
 
@@ -99,15 +99,15 @@ def _native_since(cells: list[float], baseline: list[float]) -> list[float] | No
     return native_block(rest) if rest.count > 0 else None
 
 
-def histogram_of(key: Key) -> tuple[Any, ...]:
+def histogram_of(key: SeriesKey) -> tuple[Any, ...]:
     """The histogram a classic or native key belongs to (both parts share its restarts)."""
-    return (key[0], "histogram", "", key[3], key[4], key[5])
+    return key.part("histogram").series
 
 
 def restarts_of(entries: Entries) -> dict[tuple[Any, ...], float]:
     """How often a living or dead process restarted each of its native histograms."""
     return {
-        histogram_of(key): native_restarts(cells) for _, key, cells in entries if key[1] == NATIVE
+        histogram_of(key): native_restarts(cells) for _, key, cells in entries if key.type == NATIVE
     }
 
 
@@ -125,12 +125,12 @@ def since_removals(source: str, entries: Entries, removed: Tombstones) -> Entrie
     restarts: dict[tuple[Any, ...], float] | None = None
     kept: Entries = []
     for pid, key, cells in entries:
-        found = removed.get(key[:6]) if key[0] in names else None
+        found = removed.get(key.series) if key.name in names else None
         if found is None:
             kept.append((pid, key, cells))
             continue
         baselines, removed_at = found
-        if key[1] == "gauge":
+        if key.type == "gauge":
             if cells[LAST_WRITE] > removed_at:
                 kept.append((pid, key, cells))
             continue
@@ -140,12 +140,12 @@ def since_removals(source: str, entries: Entries, removed: Tombstones) -> Entrie
             if restarts_then is not None and restarts is None:
                 restarts = restarts_of(entries)
             if restarts_then is None or restarts_then == (restarts or {}).get(histogram_of(key)):
-                if key[1] == QUANTILES:
+                if key.type == QUANTILES:
                     since = _window_since(cells, before)
                     if since is None:
                         continue
                     cells = since
-                elif key[1] == NATIVE:
+                elif key.type == NATIVE:
                     since = _native_since(cells, before)
                     if since is None:
                         continue
@@ -174,19 +174,19 @@ def _window_since(cells: list[float], baseline: list[float]) -> list[float] | No
     return window_block(union, serialise=False)
 
 
-def drop_emptied(table: dict[Key, list[float]], removed: Tombstones) -> None:
+def drop_emptied(table: dict[SeriesKey, list[float]], removed: Tombstones) -> None:
     """Leave out the removed series that counted nothing since (they stay out of scrapes)."""
-    for key in [k for k in table if k[:6] in removed and k[1] != "gauge"]:
+    for key in [k for k in table if k.series in removed and k.type != "gauge"]:
         cells = table[key]
-        if key[1] == NATIVE:
+        if key.type == NATIVE:
             histogram = native_histogram(cells)
             empty = histogram is None or histogram.count == 0
-        elif key[1] == QUANTILES:
+        elif key.type == QUANTILES:
             window = block_window(cells)
             empty = window is None or window.count == 0
-        elif key[1] == "summary":
+        elif key.type == "summary":
             empty = not cells[0]
-        elif key[1] == "histogram":
+        elif key.type == "histogram":
             empty = not any(cells[:-1])
         else:
             empty = not any(cells)

@@ -38,7 +38,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from pytheus.backends.aggregation import Key, LabelSets, merge_into, merge_key
+from pytheus.backends.aggregation import LabelSets, SeriesKey, merge_into, merge_key
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
 from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.listing import exported_families
@@ -213,8 +213,8 @@ class RedisStore(BaseStore):
         self._server = ""  # the run_id of the server of the last scrape, and its processes
         self._processes: list[str] = []
         self._label_sets = LabelSets()
-        self._descriptions: dict[str, tuple[Key, Signature]] = {}
-        self._series_ids: dict[str, tuple[Key, Signature, LabelSet]] = {}
+        self._descriptions: dict[str, tuple[SeriesKey, Signature]] = {}
+        self._series_ids: dict[str, tuple[SeriesKey, Signature, LabelSet]] = {}
         self._signatures: dict[Signature, Signature] = {}
         self._lock = threading.Lock()
         _stores.add(self)
@@ -385,29 +385,29 @@ class RedisStore(BaseStore):
             cells = [float(x) for x in raw_cells.split()]
             data = _series_data(key, cells, exemplars.get(sid))
             found.setdefault(signature, []).append((labels, data))
-        gauges: dict[Key, list[float]] = {}
+        gauges: dict[SeriesKey, list[float]] = {}
         for (key, _), fields in self._described_rows(gauge_rows, reading.metas):
             for field, raw in zip(fields[0::2], fields[1::2]):
                 pid = None if field == "_a" else field.rsplit(":", 1)[0]
                 merge_into(gauges, merge_key(key, pid), [float(x) for x in raw.split(",")])
         for key, gauge_cells in gauges.items():
-            signature = (key[0], key[1], key[2], key[3], key[5])
+            signature = (key.name, key.type, key.mode, key.label_names, key.bounds)
             data = _series_value(MetricType.GAUGE, (), gauge_cells)
             found.setdefault(signature, []).append((self._label_sets.get(key), data))
         for (key, signature), fields in self._described_rows(native_rows, reading.metas):
             parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
             kept = [part for part in parts if part is not None]
             if kept:
-                reading.natives[(signature, key[4])] = kept[0].merge(kept[1:])
+                reading.natives[(signature, key.label_values)] = kept[0].merge(kept[1:])
         for (key, signature), fields in self._described_rows(window_rows, reading.metas):
             window = _window(fields)
             if window is not None:
-                reading.windows[(signature, key[4])] = window
+                reading.windows[(signature, key.label_values)] = window
         return reading
 
     def _described_rows(
         self, rows: str, metas: dict[str, str]
-    ) -> Iterator[tuple[tuple[Key, Signature], list[str]]]:
+    ) -> Iterator[tuple[tuple[SeriesKey, Signature], list[str]]]:
         """The rows of a scrape reply part (a series id, then fields), each with its series'
         description; rows of series the index does not describe are left out."""
         for row in rows.split("\x1e") if rows else ():
@@ -416,7 +416,7 @@ class RedisStore(BaseStore):
             if meta is not None:
                 yield self._describe(meta), fields
 
-    def _describe(self, meta: str) -> tuple[Key, Signature]:
+    def _describe(self, meta: str) -> tuple[SeriesKey, Signature]:
         known = self._descriptions.get(meta)
         if known is None:
             known = self._descriptions[meta] = _describe(meta)
@@ -476,10 +476,10 @@ class _Reading:
         self.windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles] = {}
 
 
-def _describe(meta: str) -> tuple[Key, Signature]:
+def _describe(meta: str) -> tuple[SeriesKey, Signature]:
     name, metric_type, mode, names, values, bounds = json.loads(meta)
     names, bounds = tuple(names), tuple(bounds)
-    return (name, metric_type, mode, names, tuple(values), bounds, None), (
+    return SeriesKey(name, metric_type, mode, names, tuple(values), bounds), (
         name, metric_type, mode, names, bounds,
     )  # fmt: skip
 
@@ -515,9 +515,11 @@ def _pairs(flat: str) -> dict[str, str]:
     return dict(zip(parts[0::2], parts[1::2]))
 
 
-def _series_data(key: Key, cells: list[float], exemplars: dict[str, str] | None) -> SeriesValue:
+def _series_data(
+    key: SeriesKey, cells: list[float], exemplars: dict[str, str] | None
+) -> SeriesValue:
     """A counter's, histogram's or summary's packed cells as the sample model wants them."""
-    metric_type, bounds = key[1], key[5]
+    metric_type, bounds = key.type, key.bounds
     if metric_type == "histogram":
         size = len(bounds)
         cells = cells + [0.0] * (size + 1 - len(cells))
