@@ -31,13 +31,10 @@ import os
 import platform
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
 
+from pytheus._registries import REGISTRY, Registry
 from pytheus.backends.base import current_store
 from pytheus.samples import EMPTY_LABELS, LabelSet, MetricFamily, MetricType, Series
-
-if TYPE_CHECKING:
-    from pytheus.registry import Registry
 
 # name, type, help; in the order a scrape sorts them anyway
 _PROCESS_METRICS: tuple[tuple[str, MetricType, str], ...] = (
@@ -270,8 +267,4 @@ def unregister_runtime_collectors(registry: Registry | None = None) -> None:
 
 
 def _default(registry: Registry | None) -> Registry:
-    if registry is None:
-        from pytheus.registry import REGISTRY  # here: the registry module may import this one
-
-        return REGISTRY
-    return registry
+    return REGISTRY if registry is None else registry

@@ -173,15 +173,17 @@ def get_backend_config() -> BackendConfig:
     return _loaded.config
 
 
+FILE_BACKEND_CLASS = "pytheus.backends.file.MultiProcessFileBackend"
+"""What ``PYTHEUS_MULTIPROC_DIR`` selects."""
+
+
 def _class_from_environment() -> type[Any]:
     path = os.environ.get(BACKEND_CLASS_ENV)
     if path:
         return import_backend_class(path)
     directory = os.environ.get(MULTIPROC_DIR_ENV)
-    if directory:
-        from pytheus.backends.file import MultiProcessFileBackend
-
-        return MultiProcessFileBackend
+    if directory:  # by name: the file backend builds on this module
+        return import_backend_class(FILE_BACKEND_CLASS)
     if directory is not None and not os.environ.get(BACKEND_CONFIG_ENV):
         logger.warning(
             "pytheus: %s is set but empty: this process keeps its metrics to itself "
