@@ -123,6 +123,11 @@ class LabelSets:
     def __init__(self) -> None:
         self._made: dict[tuple[Any, Any, Any], LabelSet] = {}
 
+    def adopt(self, labels: LabelSet) -> None:
+        """Use ``labels`` (a series of this process's own metrics) for its series: one label set,
+        and one memoised rendering, for the metric and the store."""
+        self._made.setdefault((labels.names, labels.values, None), labels)
+
     def get(self, key: SeriesKey) -> LabelSet:
         names, values, pid = key.label_names, key.label_values, key.pid
         labels = self._made.get((names, values, pid))

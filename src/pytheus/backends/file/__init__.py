@@ -294,8 +294,8 @@ class FileStore(BaseStore):
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         for family in families:  # every local series exists in our file, zero if never used
-            for _ in family.local_values():
-                pass
+            for labels, _ in family.local_values():
+                self._label_sets.adopt(labels)
         self.publish()
         table, exemplars = self.directory.read_all()
         by_name = _by_name(table)

@@ -101,6 +101,7 @@ class SharedDirectory:
         # the reading caches (guarded by ``locked()``)
         self._parsed: dict[Path, _ParsedSegment] = {}
         self._keys: dict[bytes, SeriesKey] = {}  # raw key -> decoded: the same series in many files
+        self._families: dict[Any, Any] = {}  # what the keys of a family share (decode_key)
         self._decoded = DecodedBlocks()
         self._tombstones = TombstoneFile(path / TOMBSTONES)
         self._warned: set[str] = set()  # corrupt files warned about once
@@ -224,7 +225,7 @@ class SharedDirectory:
                 else:
                     key = self._keys.get(raw)
                     if key is None:  # the same series appear in many files: decode each once
-                        key = self._keys[raw] = decode_key(raw)
+                        key = self._keys[raw] = decode_key(raw, self._families)
                     parsed.entries.append((key, index, count))
                 parsed.parsed_until = end
             cells: memoryview[float] = memoryview(data).cast("d")

@@ -71,19 +71,31 @@ def encode_key(key: SeriesKey) -> bytes:
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def decode_key(raw: bytes) -> SeriesKey:
+def decode_key(raw: bytes, shared: dict[Any, Any] | None = None) -> SeriesKey:
+    """The key an entry stores as ``raw``. With ``shared``, the parts every series of a family
+    has alike (name, type, mode, label names, bounds) are taken from it, one copy for all the
+    keys decoded with it: a reader keeps thousands of keys of a few families."""
     fields = json.loads(raw)
     if not isinstance(fields, list) or len(fields) not in (6, 7):
         raise CorruptSegment(f"bad entry key {raw[:80]!r}")
     name, metric_type, mode, names, values, bounds = fields[:6]
     pid = fields[6] if len(fields) == 7 else None
-    return SeriesKey(
+    family = (
         str(name),
         str(metric_type),
         str(mode),
         tuple(str(n) for n in names),
-        tuple(str(v) for v in values),
         tuple(math.inf if b is None else float(b) for b in bounds),
+    )
+    if shared is not None:
+        family = shared.setdefault(family, family)
+    return SeriesKey(
+        family[0],
+        family[1],
+        family[2],
+        family[3],
+        tuple(str(v) for v in values),
+        family[4],
         None if pid is None else int(pid),
     )
 

@@ -378,8 +378,7 @@ class RedisStore(BaseStore):
                 meta = reading.metas.get(sid)
                 if meta is None:
                     continue
-                key, signature = _describe(meta)  # kept here only: not by meta as well
-                signature = self._signatures.setdefault(signature, signature)  # one per family
+                key, signature = _describe(meta, self._signatures)  # kept here, not by meta
                 known = self._series_ids[sid] = (key, signature, self._label_sets.get(key))
             key, signature, labels = known
             cells = [float(x) for x in raw_cells.split()]
@@ -419,7 +418,7 @@ class RedisStore(BaseStore):
     def _describe(self, meta: str) -> tuple[SeriesKey, Signature]:
         known = self._descriptions.get(meta)
         if known is None:
-            known = self._descriptions[meta] = _describe(meta)
+            known = self._descriptions[meta] = _describe(meta, self._signatures)
         return known
 
     def _series(self, family: StoredFamily, reading: _Reading) -> list[Series]:
@@ -476,12 +475,14 @@ class _Reading:
         self.windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles] = {}
 
 
-def _describe(meta: str) -> tuple[SeriesKey, Signature]:
+def _describe(meta: str, signatures: dict[Signature, Signature]) -> tuple[SeriesKey, Signature]:
+    """The key and family signature of a series' description; the parts every series of the
+    family has alike come from ``signatures``, one copy for all (a scrape keeps every key)."""
     name, metric_type, mode, names, values, bounds = json.loads(meta)
-    names, bounds = tuple(names), tuple(bounds)
-    return SeriesKey(name, metric_type, mode, names, tuple(values), bounds), (
-        name, metric_type, mode, names, bounds,
-    )  # fmt: skip
+    signature = (name, metric_type, mode, tuple(names), tuple(bounds))
+    signature = signatures.setdefault(signature, signature)
+    name, metric_type, mode, names, bounds = signature
+    return SeriesKey(name, metric_type, mode, names, tuple(values), bounds), signature
 
 
 def _window(fields: list[str]) -> SlidingQuantiles | None:
