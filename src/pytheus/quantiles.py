@@ -242,18 +242,22 @@ class QuantileSketch:
             (self._pos if bucket_id > 0 else self._neg).add(key, count)
 
     def add_bucket_pairs(self, pairs: Sequence[float]) -> None:
-        """:meth:`add_bucket` for ``bucket id, count, bucket id, count, ...``."""
+        """:meth:`add_bucket` for ``bucket id, count, bucket id, count, ...`` (ValueError, and
+        nothing added, for a negative count)."""
+        if min(pairs[1::2], default=0) < 0:
+            raise ValueError(f"a bucket count cannot be negative, got {min(pairs[1::2])}")
         offset = self._lowest_key - 1
-        for position in range(0, len(pairs), 2):
-            bucket_id, count = int(pairs[position]), int(pairs[position + 1])
-            if count < 0:
-                raise ValueError(f"a bucket count cannot be negative, got {count}")
+        positive: list[float] = []
+        negative: list[float] = []
+        for bucket_id, count in zip(pairs[0::2], pairs[1::2]):
             if bucket_id > 0:
-                self._pos.add(bucket_id + offset, count)
+                positive += (bucket_id + offset, count)
             elif bucket_id < 0:
-                self._neg.add(offset - bucket_id, count)
+                negative += (offset - bucket_id, count)
             else:
-                self._zero += count
+                self._zero += int(count)
+        self._pos.add_pairs(self._pos.floor, positive)
+        self._neg.add_pairs(self._neg.floor, negative)
 
     def bucket_pairs(self) -> list[int]:
         """``[bucket id, count, ...]`` of every bucket with a count: :meth:`add_bucket_pairs`

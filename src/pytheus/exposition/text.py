@@ -201,10 +201,17 @@ def _render_histogram(
 def _render_summary(
     out: list[str], name: str, quoted: bool, labels: LabelSet, data: SummaryData, escaping: str
 ) -> None:
-    pairs = list(zip(labels.names, labels.values))
-    for quantile, value in data.quantiles:
-        label_text = render_pairs([*pairs, ("quantile", format_value(quantile))], escaping)
-        out.append(f"{series_name(name, quoted, label_text)} {format_value(value)}\n")
     label_text = render_labels(labels, escaping)
+    if escaping == DEFAULT_SCHEME:  # the series' memoised label text, with the quantile added
+        head = label_text[:-1] + "," if label_text else "{"
+        quantile_texts = [f'{head}quantile="{format_value(q)}"}}' for q, _ in data.quantiles]
+    else:
+        pairs = list(zip(labels.names, labels.values))
+        quantile_texts = [
+            render_pairs([*pairs, ("quantile", format_value(q))], escaping)
+            for q, _ in data.quantiles
+        ]
+    for quantile_text, (_, value) in zip(quantile_texts, data.quantiles):
+        out.append(f"{series_name(name, quoted, quantile_text)} {format_value(value)}\n")
     out.append(f"{series_name(name + '_sum', quoted, label_text)} {format_value(data.sum)}\n")
     out.append(f"{series_name(name + '_count', quoted, label_text)} {format_count(data.count)}\n")
