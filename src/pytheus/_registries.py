@@ -1,19 +1,7 @@
-"""Registries: the set of collectors a scrape reads (``pytheus.registry`` is where users import
-them from, with the runtime collectors registered in ``REGISTRY``).
+"""The registry classes and the default registry, ``REGISTRY``, without the runtime collectors.
 
-A metric registers itself in ``REGISTRY`` when created (pass ``registry=None`` to opt out, or
-another registry). Registering a second metric with the same name and the same definition makes
-both objects record into the same series; a different definition raises
-:class:`DuplicateMetricException`.
-
-Example::
-
-    from pytheus.registry import CollectorRegistry, REGISTRY
-    from pytheus.metrics import Counter
-
-    registry = CollectorRegistry(prefix="shop")
-    orders = Counter("orders_total", "Orders placed.", registry=registry)  # shop_orders_total
-    REGISTRY.set_registry(registry)  # make it the default registry
+Users import them from :mod:`pytheus.registry`, which registers the runtime collectors in
+``REGISTRY`` (:mod:`pytheus.runtime` builds on this module, so that it can import neither).
 """
 
 from __future__ import annotations
