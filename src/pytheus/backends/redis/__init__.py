@@ -47,6 +47,7 @@ from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._descriptions import DescriptionBoard
 from pytheus.backends.redis._descriptions import read as read_descriptions
 from pytheus.backends.redis._flusher import Flusher
+from pytheus.backends.redis._protocol import Row, ScrapeReply, scrape_args
 from pytheus.backends.redis._scripts import SCRAPE
 from pytheus.backends.redis._values import (
     RedisCounter,
@@ -341,38 +342,50 @@ class RedisStore(BaseStore):
         return output
 
     def _read_namespace(self) -> _Reading:
-        """Flush, then read the whole namespace with one script call."""
+        """Flush, then read the whole namespace with one script call, and merge what it holds."""
         self.flusher.flush()
         try:
-            reply = self._scrape(
+            reply = ScrapeReply.parse(self._scrape(
                 keys=[self.options.key],
-                args=[
-                    self.options.base, self.options.expire_key_time, self.flusher.heartbeat_ttl,
-                    self._server, *self._processes,
-                ],
-            )  # fmt: skip
+                args=scrape_args(self.options.base, self.options.expire_key_time,
+                                 self.flusher.heartbeat_ttl, self._server, self._processes),
+            ))  # fmt: skip
         except Exception as error:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        texts = [_text(p) for p in reply]
-        index, packed, exemplar_fields, gauge_rows, recovering, native_rows, window_rows = texts[:7]
-        server, procs = texts[7:]
         # what a server that comes back empty cannot tell: that it did, and whom to wait for
-        self._server, self._processes = server, procs.split("\x1f") if procs else []
-        if recovering == "1":
+        self._server, self._processes = reply.server, reply.processes
+        if reply.recovering:
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} lost data, or may have (it restarted, or a "
                 "failover promoted a replica); waiting for every process to write its metrics "
                 "again"
             )
-        reading = _Reading(_pairs(index), self.wall_clock())
+        reading = _Reading(reply.descriptions, self.wall_clock())
+        self._merge_cells(reading, reply.cells, reply.exemplars)
+        self._merge_gauges(reading, reply.gauges)
+        for (key, signature), fields in self._described_rows(reply.natives, reading.metas):
+            parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
+            kept = [part for part in parts if part is not None]
+            if kept:
+                reading.natives[(signature, key.label_values)] = kept[0].merge(kept[1:])
+        for (key, signature), fields in self._described_rows(reply.windows, reading.metas):
+            window = _window(fields)
+            if window is not None:
+                reading.windows[(signature, key.label_values)] = window
+        return reading
+
+    def _merge_cells(
+        self, reading: _Reading, cells: dict[str, str], exemplar_fields: dict[str, str]
+    ) -> None:
+        """The counters, histograms and summaries (one field each: summed by the scripts)."""
         exemplars: dict[str, dict[str, str]] = {}
-        for field, raw in _pairs(exemplar_fields).items():
+        for field, raw in exemplar_fields.items():
             sid, _, bucket = field.rpartition(":")
             exemplars.setdefault(sid, {})[bucket] = raw
-        found = reading.found  # gauges merge the fields of several processes
-        for sid, raw_cells in _pairs(packed).items():
+        found = reading.found
+        for sid, raw_cells in cells.items():
             known = self._series_ids.get(sid)  # a series id stands for one description
             if known is None:
                 meta = reading.metas.get(sid)
@@ -381,9 +394,11 @@ class RedisStore(BaseStore):
                 key, signature = _describe(meta, self._signatures)  # kept here, not by meta
                 known = self._series_ids[sid] = (key, signature, self._label_sets.get(key))
             key, signature, labels = known
-            cells = [float(x) for x in raw_cells.split()]
-            data = _series_data(key, cells, exemplars.get(sid))
+            data = _series_data(key, [float(x) for x in raw_cells.split()], exemplars.get(sid))
             found.setdefault(signature, []).append((labels, data))
+
+    def _merge_gauges(self, reading: _Reading, gauge_rows: list[Row]) -> None:
+        """The gauges: each process's field merged as the gauge's mode says."""
         gauges: dict[SeriesKey, list[float]] = {}
         for (key, _), fields in self._described_rows(gauge_rows, reading.metas):
             for field, raw in zip(fields[0::2], fields[1::2]):
@@ -392,25 +407,14 @@ class RedisStore(BaseStore):
         for key, gauge_cells in gauges.items():
             signature = (key.name, key.type, key.mode, key.label_names, key.bounds)
             data = _series_value(MetricType.GAUGE, (), gauge_cells)
-            found.setdefault(signature, []).append((self._label_sets.get(key), data))
-        for (key, signature), fields in self._described_rows(native_rows, reading.metas):
-            parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
-            kept = [part for part in parts if part is not None]
-            if kept:
-                reading.natives[(signature, key.label_values)] = kept[0].merge(kept[1:])
-        for (key, signature), fields in self._described_rows(window_rows, reading.metas):
-            window = _window(fields)
-            if window is not None:
-                reading.windows[(signature, key.label_values)] = window
-        return reading
+            reading.found.setdefault(signature, []).append((self._label_sets.get(key), data))
 
     def _described_rows(
-        self, rows: str, metas: dict[str, str]
+        self, rows: list[Row], metas: dict[str, str]
     ) -> Iterator[tuple[tuple[SeriesKey, Signature], list[str]]]:
-        """The rows of a scrape reply part (a series id, then fields), each with its series'
-        description; rows of series the index does not describe are left out."""
-        for row in rows.split("\x1e") if rows else ():
-            sid, *fields = row.split("\x1f")
+        """The rows of a scrape reply part, each with its series' description; rows of series
+        the index does not describe are left out."""
+        for sid, fields in rows:
             meta = metas.get(sid)
             if meta is not None:
                 yield self._describe(meta), fields
@@ -502,18 +506,6 @@ def _window(fields: list[str]) -> SlidingQuantiles | None:
         )
     except (ValueError, IndexError):
         return None
-
-
-def _text(part: bytes | str) -> str:
-    return part.decode() if isinstance(part, bytes) else part
-
-
-def _pairs(flat: str) -> dict[str, str]:
-    """``"k1␟v1␟k2␟v2"`` (a hash as the scrape script returns it) as a dict."""
-    if not flat:
-        return {}
-    parts = flat.split("\x1f")
-    return dict(zip(parts[0::2], parts[1::2]))
 
 
 def _series_data(

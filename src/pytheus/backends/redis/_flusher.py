@@ -26,8 +26,9 @@ from pytheus.backends.process_end import (
     start_without_sigterm,
 )
 from pytheus.backends.redis._config import RedisOptions
+from pytheus.backends.redis._protocol import Op
 from pytheus.backends.redis._scripts import FLUSH
-from pytheus.backends.redis._values import Op, RedisNativeHistogram
+from pytheus.backends.redis._values import RedisNativeHistogram
 
 logger = logging.getLogger("pytheus.backends.redis")
 

@@ -16,15 +16,19 @@ from collections.abc import Callable
 from typing import Any
 
 from pytheus.backends.memory import striped_lock
+from pytheus.backends.redis._protocol import (
+    ADD_CELLS,
+    ADD_TO_WINDOW,
+    CHECK_NATIVE,
+    SET_EXEMPLAR,
+    SET_GAUGE,
+    SET_NATIVE,
+    TOUCH,
+    Op,
+)
 from pytheus.native import NativeHistogram, ResetTimer, decode_cells, encode_cells, subtract
 from pytheus.quantiles import PENDING_LIMIT, QuantileSketch, SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, SummaryData
-
-# ("p" add to packed cells | "x" set an exemplar | "s" set a gauge field | "t" keep the series
-# from expiring | "n" set this process's native histogram | "w" add to a slot of a summary's
-# window | "c" skip the entry unless this process's native histogram is still there, field,
-# value)
-Op = tuple[str, str, str]
 
 
 def _num(value: float) -> str:
@@ -69,7 +73,7 @@ class RedisCounter:
         if exemplar is None or (exemplar is self._exemplar_sent and not always):
             return []
         self._exemplar_sent = exemplar
-        return [("x", "0", encode_exemplar(exemplar))]
+        return [(SET_EXEMPLAR, "0", encode_exemplar(exemplar))]
 
     def inc(self, value: float) -> None:
         with self._lock:
@@ -94,18 +98,18 @@ class RedisCounter:
 
     def refresh(self) -> list[Op]:
         """Keep the series from expiring while this process holds it."""
-        return [("t", "", "")]
+        return [(TOUCH, "", "")]
 
     def take(self) -> list[Op]:
         with self._lock:
             self._queued = False
             delta, self._pending = self._pending, 0.0
             self._total += delta
-        return ([("p", "", _num(delta))] if delta else []) + self._exemplar_ops()
+        return ([(ADD_CELLS, "", _num(delta))] if delta else []) + self._exemplar_ops()
 
     def totals(self) -> list[Op]:
         with self._lock:
-            ops = [("p", "", _num(self._total))] if self._total else []
+            ops = [(ADD_CELLS, "", _num(self._total))] if self._total else []
         return ops + self._exemplar_ops(always=True)
 
 
@@ -162,7 +166,8 @@ class RedisGauge:
                 self._queue.append(self)
 
     def _op(self) -> Op:
-        return ("s", self.field, f"{_num(self._value)},{_num(self._written)},{_num(self._set)}")
+        value = f"{_num(self._value)},{_num(self._written)},{_num(self._set)}"
+        return (SET_GAUGE, self.field, value)
 
     def refresh(self) -> list[Op]:
         """Write the value again: a gauge held by a living process does not expire."""
@@ -214,7 +219,7 @@ class RedisHistogram:
 
     def _exemplar_ops(self, buckets: set[int] | range) -> list[Op]:
         return [
-            ("x", str(i), encode_exemplar(exemplar))
+            (SET_EXEMPLAR, str(i), encode_exemplar(exemplar))
             for i in buckets
             if (exemplar := self._exemplars[i]) is not None
         ]
@@ -241,7 +246,7 @@ class RedisHistogram:
 
     def refresh(self) -> list[Op]:
         """Keep the series from expiring while this process holds it."""
-        return [("t", "", "")]
+        return [(TOUCH, "", "")]
 
     def take(self) -> list[Op]:
         with self._lock:
@@ -254,7 +259,7 @@ class RedisHistogram:
             self._total_sum += pending_sum
             dirty, self._exemplars_dirty = self._exemplars_dirty, set()
             if any(pending) or pending_sum:
-                ops.append(("p", "", _packed(pending, pending_sum)))
+                ops.append((ADD_CELLS, "", _packed(pending, pending_sum)))
             ops += self._exemplar_ops(dirty)
             ops += self._native_ops(False)
         return ops
@@ -271,7 +276,7 @@ class RedisHistogram:
             if not any(self._total):
                 return []
             exemplar_ops = self._exemplar_ops(range(len(self._bounds))) + self._native_ops(True)
-            return [("p", "", _packed(self._total, self._total_sum)), *exemplar_ops]
+            return [(ADD_CELLS, "", _packed(self._total, self._total_sum)), *exemplar_ops]
 
     def _check_ops(self) -> list[Op]:
         """Ops opening an entry, which Redis skips if the series was removed (none here)."""
@@ -303,10 +308,10 @@ class RedisNativeHistogram(RedisHistogram):
 
     Another process may remove the series meanwhile, which deletes it from Redis, this
     process's native field with it. So once that field is in Redis, each entry of this value
-    starts with a check (``"c"``): if the field is gone, the flush script skips the entry and
-    reports it, and :meth:`rebase` makes this value count again from the entry before, which
-    Redis had applied before the removal. So a retraction never takes back more than Redis
-    holds, and the native part never brings back what the removal took away.
+    starts with a check (``CHECK_NATIVE``): if the field is gone, the flush script skips the
+    entry and reports it, and :meth:`rebase` makes this value count again from the entry
+    before, which Redis had applied before the removal. So a retraction never takes back more
+    than Redis holds, and the native part never brings back what the removal took away.
     """
 
     __slots__ = (
@@ -394,7 +399,7 @@ class RedisNativeHistogram(RedisHistogram):
         """The op opening a checked entry; remembers what Redis holds before it (see rebase)."""
         native = self._native_taken if self._restarts == self._restarts_taken else None
         self._checked = (list(self._total), self._total_sum, native, self._restarts, exemplars)
-        return ("c", self.field, "")
+        return (CHECK_NATIVE, self.field, "")
 
     def rebase(self) -> None:
         """Redis skipped the last checked entry: the series was removed (or expired) before.
@@ -433,7 +438,7 @@ class RedisNativeHistogram(RedisHistogram):
             return []
         retract, self._retract = self._retract, [0] * len(self._bounds)
         retract_sum, self._retract_sum = self._retract_sum, 0.0
-        return [("p", "", _packed([-count for count in retract], -retract_sum))]
+        return [(ADD_CELLS, "", _packed([-count for count in retract], -retract_sum))]
 
     def _native_ops(self, always: bool) -> list[Op]:
         if not (always or self._native_dirty):
@@ -441,14 +446,15 @@ class RedisNativeHistogram(RedisHistogram):
         self._native_dirty = False
         self._restarts_taken = self._restarts
         self._native_taken = " ".join(map(_num, encode_cells(self._native)))
-        return [("n", self.field, self._native_taken)]
+        return [(SET_NATIVE, self.field, self._native_taken)]
 
     def refresh(self) -> list[Op]:
         """Keep the series from expiring, the native part too (as the last batch had it)."""
         with self._lock:
             if self._native_taken is None:
-                return [("t", "", "")]
-            return [self._check(set()), ("t", "", ""), ("n", self.field, self._native_taken)]
+                return [(TOUCH, "", "")]
+            taken = self._native_taken
+            return [self._check(set()), (TOUCH, "", ""), (SET_NATIVE, self.field, taken)]
 
 
 class RedisSummary:
@@ -477,7 +483,7 @@ class RedisSummary:
 
     def refresh(self) -> list[Op]:
         """Keep the series from expiring while this process holds it."""
-        return [("t", "", "")]
+        return [(TOUCH, "", "")]
 
     def take(self) -> list[Op]:
         with self._lock:
@@ -489,14 +495,14 @@ class RedisSummary:
         total, self._pending_sum = self._pending_sum, 0.0
         self._count += count
         self._sum += total
-        return [("p", "", _packed([count], total))] if count else []
+        return [(ADD_CELLS, "", _packed([count], total))] if count else []
 
     def totals(self) -> list[Op]:
         with self._lock:
             return self._totals_locked()
 
     def _totals_locked(self) -> list[Op]:
-        return [("p", "", _packed([self._count], self._sum))] if self._count else []
+        return [(ADD_CELLS, "", _packed([self._count], self._sum))] if self._count else []
 
 
 class RedisQuantileSummary(RedisSummary):
@@ -584,7 +590,8 @@ class RedisQuantileSummary(RedisSummary):
         """Add ``pairs`` (bucket id, count, ...) to the series' counts of ``slot`` in Redis;
         with when the slot leaves the window and the window's settings."""
         empty_after = _num((slot + self._window.age_buckets) * self._width)
-        return ("w", str(slot), f"{empty_after} {self._settings} {' '.join(map(str, pairs))}")
+        value = f"{empty_after} {self._settings} {' '.join(map(str, pairs))}"
+        return (ADD_TO_WINDOW, str(slot), value)
 
     def totals(self) -> list[Op]:
         """This process's whole contribution, for a Redis that lost it: its window too (what
