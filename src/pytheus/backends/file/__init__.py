@@ -328,42 +328,20 @@ class FileStore(BaseStore):
         exemplars: Exemplars,
     ) -> list[Series]:
         desc = family.desc
-        mode = str(desc.option("multiprocess_mode") or "")
-        metric_type = desc.type.value
+        ours = (desc.type.value, str(desc.option("multiprocess_mode") or ""), desc.label_names,
+                desc.upper_bounds)  # fmt: skip
+        natives = _blocks(entries, NATIVE, desc) if desc.option("native") else None
+        windows = _blocks(entries, QUANTILES, desc) if desc.option("quantiles") else None
+        now = self.wall_clock()
         series: list[Series] = []
-        natives: dict[tuple[str, ...], list[float]] | None = None
-        windows: dict[tuple[str, ...], list[float]] | None = None
-        if desc.type is MetricType.SUMMARY and desc.option("quantiles"):
-            windows = {
-                key.label_values: cells
-                for key, cells in entries
-                if key.type == QUANTILES and key.label_names == desc.label_names
-            }
-        if desc.option("native"):
-            natives = {
-                key.label_values: cells
-                for key, cells in entries
-                if key.type == NATIVE
-                and key.label_names == desc.label_names
-                and key.bounds == desc.upper_bounds
-            }
         for key, cells in entries:
-            if (
-                key.type != metric_type
-                or key.mode != mode
-                or key.label_names != desc.label_names
-                or key.bounds != desc.upper_bounds
-            ):
+            if (key.type, key.mode, key.label_names, key.bounds) != ours:
                 continue  # another definition of the name (another program version): not ours
             data = _series_value(desc.type, desc.upper_bounds, cells)
             if natives is not None and isinstance(data, HistogramData):
-                block = natives.get(key.label_values)
-                data.native = (native_histogram(block) if block else None) or NativeHistogram(
-                    desc.option("native_schema"),  # type: ignore[arg-type]
-                    desc.option("native_zero_threshold"),  # type: ignore[arg-type]
-                )
+                data.native = _native_part(desc, natives.get(key.label_values))
             if windows is not None and isinstance(data, SummaryData):
-                data.quantiles = _quantiles(desc, windows.get(key.label_values), self.wall_clock())
+                data.quantiles = _quantiles(desc, windows.get(key.label_values), now)
             found = exemplars.get(key.untyped)
             if found:
                 data = _with_exemplars(data, found)
@@ -399,6 +377,26 @@ def _series_value(
     if metric_type is MetricType.SUMMARY:
         return SummaryData(cells[0], cells[1])
     return cells[0]
+
+
+def _blocks(
+    entries: list[tuple[SeriesKey, list[float]]], kind: str, desc: MetricDesc
+) -> dict[tuple[str, ...], list[float]]:
+    """The native blocks or summary windows (``kind``) of ``desc``'s series, by label values."""
+    return {
+        key.label_values: cells
+        for key, cells in entries
+        if key.type == kind and key.label_names == desc.label_names
+        and key.bounds == desc.upper_bounds
+    }  # fmt: skip
+
+
+def _native_part(desc: MetricDesc, block: list[float] | None) -> NativeHistogram:
+    """The native part of a histogram series: its merged block's, or empty."""
+    return (native_histogram(block) if block else None) or NativeHistogram(
+        desc.option("native_schema"),  # type: ignore[arg-type]
+        desc.option("native_zero_threshold"),  # type: ignore[arg-type]
+    )
 
 
 def _quantiles(

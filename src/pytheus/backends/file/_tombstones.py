@@ -140,22 +140,24 @@ def since_removals(source: str, entries: Entries, removed: Tombstones) -> Entrie
             if restarts_then is not None and restarts is None:
                 restarts = restarts_of(entries)
             if restarts_then is None or restarts_then == (restarts or {}).get(histogram_of(key)):
-                if key.type == QUANTILES:
-                    since = _window_since(cells, before)
-                    if since is None:
-                        continue
-                    cells = since
-                elif key.type == NATIVE:
-                    since = _native_since(cells, before)
-                    if since is None:
-                        continue
-                    cells = since
-                elif len(before) == len(cells):
-                    cells = [
-                        0.0 if abs(c - b) <= 1e-9 * abs(b) else c - b for c, b in zip(cells, before)
-                    ]
+                since = _cells_since(key, cells, before)
+                if since is None:
+                    continue
+                cells = since
         kept.append((pid, key, cells))
     return kept
+
+
+def _cells_since(key: SeriesKey, cells: list[float], before: list[float]) -> list[float] | None:
+    """What ``cells`` counted since they were ``before``; None for a native block or window
+    that counted nothing since (left out)."""
+    if key.type == QUANTILES:
+        return _window_since(cells, before)
+    if key.type == NATIVE:
+        return _native_since(cells, before)
+    if len(before) != len(cells):  # another definition: left as it is
+        return cells
+    return [0.0 if abs(c - b) <= 1e-9 * abs(b) else c - b for c, b in zip(cells, before)]
 
 
 def _window_since(cells: list[float], baseline: list[float]) -> list[float] | None:
