@@ -449,7 +449,7 @@ def test_a_block_torn_for_good_is_taken_repaired() -> None:
     """The last resort of a scrape that never finds a writer's native block whole (a process
     killed mid-write, or one that observes without pause): the count is what the buckets hold,
     as Prometheus requires, unless NaN was observed."""
-    from pytheus.backends.file._snapshot import repaired
+    from pytheus.backends.file._native_block import repaired
 
     observed = NativeHistogram(3)
     for value in (0.5, 2.0, -3.0, 0.0):

@@ -32,6 +32,7 @@ from pytheus.backends import descriptions
 from pytheus.backends.aggregation import LabelSets
 from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
 from pytheus.backends.descriptions import StoredDescription
+from pytheus.backends.file import _native_block as native_block
 from pytheus.backends.file._blocks import block_union, native_histogram
 from pytheus.backends.file._directory import Exemplars, SharedDirectory
 from pytheus.backends.file._format import (
@@ -54,8 +55,6 @@ from pytheus.backends.file._values import (
     FileNativeHistogram,
     FileQuantileSummary,
     FileSummary,
-    native_block_cells,
-    native_room,
 )
 from pytheus.backends.listing import count_families, exported_families
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
@@ -188,7 +187,7 @@ class FileStore(BaseStore):
         max_buckets: int = desc.option("native_max_buckets")  # type: ignore[assignment]
         native_key = key.part(NATIVE)
         block, at = self._process_file().allocate(
-            encode_key(native_key), native_block_cells(native_room(max_buckets))
+            encode_key(native_key), native_block.block_cells(native_block.room_for(max_buckets))
         )
         return FileNativeHistogram(
             cells, index, desc.upper_bounds, block, at,

@@ -50,6 +50,7 @@ from pytheus.backends.file._format import (
     versioned_size,
     with_versions,
 )
+from pytheus.backends.file._native_block import restarts as native_restarts
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._run import RUN_LOCK, claim_run
 from pytheus.backends.file._snapshot import READERS, mapped_cells, settle, whole_value
@@ -60,7 +61,6 @@ from pytheus.backends.file._tombstones import (
     since_removals,
     with_removals,
 )
-from pytheus.backends.file._values import native_restarts
 from pytheus.samples import Exemplar
 
 logger = logging.getLogger("pytheus.backends.file")

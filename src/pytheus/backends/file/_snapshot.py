@@ -3,8 +3,9 @@
 The writer of a versioned value or block stores its tail version first and its head version
 last (see ``_format``); a reader takes the head first and the tail last, in order, from the
 *mapped* file (a copy made by ``pread`` may be copied out of order), and reads again until the
-two match: a seqlock. Here are the readers of each kind of entry (``READERS``), the repair of a
-native block that stays torn, and the joint read of a native block with its classic cells.
+two match: a seqlock. Here are the readers of each kind of entry (``READERS``; a native
+block's is in ``_native_block``, with its layout), and the joint read of a native block with
+its histogram's classic cells.
 """
 
 from __future__ import annotations
@@ -16,27 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pytheus.backends.file._format import NATIVE, QUANTILES
-from pytheus.backends.file._values import native_restarts
-from pytheus.native import CELLS_HEADER, decode_cells, encode_cells
-
-
-def used_part(cells: memoryview[float], index: int, count: int) -> list[float]:
-    """The native block at ``index`` without the room its histogram does not use.
-
-    A process's block has room for hundreds of buckets and uses a few: the head version, the
-    encoded histogram up to its last bucket, the restarts and the tail version are copied, which
-    is what readers need (cells after the last bucket are ignored by ``decode_cells``). The head
-    is read first and the tail last, one cell at a time in order, as the versions require of a
-    reader of a block being written (see :func:`whole_block`).
-    """
-    head = cells[index]
-    used = cells[index + CELLS_HEADER]
-    end = index + 1 + CELLS_HEADER + 2 * int(used) if 0 <= used < count else index + count
-    if end + 2 >= index + count:  # full, or the archive's blocks, which have no spare room
-        block: list[float] = cells[index : index + count].tolist()  # type: ignore[assignment]
-        return block
-    payload: list[float] = cells[index + 1 : end].tolist()  # type: ignore[assignment]
-    return [head, *payload, cells[index + count - 2], cells[index + count - 1]]
+from pytheus.backends.file._native_block import repaired, used_part, whole_block
 
 
 def whole_value(cells: memoryview[float], index: int, count: int) -> list[float]:
@@ -54,24 +35,6 @@ def whole_value(cells: memoryview[float], index: int, count: int) -> list[float]
             return body
         time.sleep(0 if attempt < 1000 else 0.0001)
     return body
-
-
-def whole_block(cells: memoryview[float], index: int, count: int) -> list[float]:
-    """A native block of a living process, read while its writer may be changing it.
-
-    ``cells`` must be the mapped file, read in order (a copy made by ``pread`` is not: the kernel
-    may copy a range out of order, so the versions of a copy cannot tell it is torn). The writer
-    holds a block for microseconds; a block that stays torn belongs to a process killed while
-    writing it, or to one observing without pause: it is taken repaired (:func:`repaired`),
-    off by at most the observation in flight.
-    """
-    block: list[float] = []
-    for attempt in range(2000):
-        block = used_part(cells, index, count)
-        if block[0] == block[-1]:
-            return block
-        time.sleep(0 if attempt < 1000 else 0.0001)
-    return repaired(block)
 
 
 def whole_window(cells: memoryview[float], index: int, count: int) -> list[float]:
@@ -94,26 +57,6 @@ def whole_window(cells: memoryview[float], index: int, count: int) -> list[float
 
 
 READERS = {NATIVE: whole_block, QUANTILES: whole_window}
-
-
-def repaired(block: list[float]) -> list[float]:
-    """A torn native block (read while written) made whole: its count is what its buckets hold.
-
-    A torn read holds part of the one observation in flight, so the stored count may be one off
-    from the buckets, which Prometheus refuses ("observation count should equal the number of
-    observations found in the buckets"). Unless NaN was observed (then the count holds NaNs no
-    bucket has), the count is set to the zero bucket plus the buckets; the sum may stay one
-    observation off, as a classic histogram's may.
-    """
-    native = decode_cells(block[1:-1])
-    if native is None:
-        return block
-    if native.sum == native.sum:
-        native.count = (
-            native.zero_count + sum(native.positive.values()) + sum(native.negative.values())
-        )
-    version = block[-1]
-    return [version, *encode_cells(native), native_restarts(block), version]
 
 
 SETTLE_SECONDS = 1.0

@@ -22,7 +22,7 @@ from pytheus.backends.file._blocks import (
     window_block,
 )
 from pytheus.backends.file._format import ARCHIVE, NATIVE, QUANTILES, Entries, SeriesKey
-from pytheus.backends.file._values import native_restarts
+from pytheus.backends.file._native_block import restarts as native_restarts
 from pytheus.native import decode_cells, subtract
 from pytheus.quantiles import WindowUnion
 

@@ -13,11 +13,12 @@ from bisect import bisect_left
 from collections.abc import Callable
 from threading import Lock
 
+from pytheus.backends.file import _native_block as native_block
 from pytheus.backends.file._format import EXEMPLAR_PAYLOAD_CELLS
+from pytheus.backends.file._native_block import COUNT, PAIRS, PAYLOAD, SUM, USED, ZERO_COUNT
 from pytheus.backends.memory import striped_lock
 from pytheus.native import (
     CELLS_HEADER,
-    FULL_RANGE_BUCKETS,
     NativeHistogram,
     ResetTimer,
     bucket_index,
@@ -204,29 +205,12 @@ class FileHistogram:
         return HistogramData(self._bounds, counts, total)
 
 
-def native_room(max_buckets: int) -> int:
-    """Buckets a native block has room for: the limit, but never too few for any float."""
-    return max(max_buckets or 1024, FULL_RANGE_BUCKETS)
-
-
-def native_block_cells(room: int) -> int:
-    """Cells of a native block: head version, the encoded histogram, restarts, tail version."""
-    return 3 + CELLS_HEADER + 2 * room
-
-
-def native_restarts(block: list[float]) -> float:
-    """How often the process restarted the histogram of ``block`` (a whole block, as read)."""
-    return block[-2]
-
-
 class FileNativeHistogram(FileHistogram):
     """A histogram with a native part, kept in a block of its own in this process's file.
 
-    Block cells: head version | schema, zero threshold, zero count, count, sum, buckets used
-    (see :func:`pytheus.native.encode_cells`) | ``(code, count)`` pairs, in the order the buckets
-    appeared | restarts | tail version. The writer stores the tail version first, then the
-    classic cells and the block, and the head version last; a reader takes a copy only when both
-    versions match (``_directory`` re-reads otherwise). A new bucket is appended; past
+    The block's layout is ``_native_block``'s. The writer stores the tail version first, then
+    the classic cells and the block, and the head version last; a reader takes a copy only when
+    both versions match (``_snapshot`` re-reads otherwise). A new bucket is appended; past
     ``max_buckets`` the histogram restarts from that observation (classic counts, sum and native
     part, counting one more restart) if ``reset_seconds`` (> 0) have passed by ``clock`` since the
     last restart or since it was created, else the schema is lowered and the block rewritten, as
@@ -253,10 +237,10 @@ class FileNativeHistogram(FileHistogram):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(cells, index, upper_bounds)
-        room = native_room(max_buckets)
+        room = native_block.room_for(max_buckets)
         self._block = block
         self._at = at
-        self._block_tail = at + native_block_cells(room) - 1
+        self._block_tail = at + native_block.block_cells(room) + native_block.TAIL
         self._limit = max_buckets or room
         self._slots: dict[int, int] = {}  # bucket code -> the cell of its count
         self._schema = schema
@@ -264,7 +248,11 @@ class FileNativeHistogram(FileHistogram):
         self._initial = (schema, zero_threshold)
         # with no bucket limit the histogram never overflows, so it never restarts
         self._reset = ResetTimer(reset_seconds if max_buckets else 0.0, clock)
-        existing = decode_cells(block[at + 1 : self._block_tail].tolist()) if block[at] else None
+        existing = (
+            native_block.histogram_of(block[at : self._block_tail + 1].tolist())  # type: ignore[arg-type]
+            if block[at]
+            else None
+        )
         with self._lock:
             self._write(existing or NativeHistogram(schema, zero_threshold))
 
@@ -282,15 +270,15 @@ class FileNativeHistogram(FileHistogram):
             cells[self._index + bucket] += 1
             cells[self._sum_index] += value
             cells[self._head] = classic
-            block[at + 4] += 1
-            block[at + 5] += value
+            block[at + COUNT] += 1
+            block[at + SUM] += value
             if value > self._threshold:
                 code = 2 * bucket_index(value, self._schema)
             elif value < -self._threshold:
                 code = 2 * bucket_index(value, self._schema) + 1
             else:
                 if value == value:  # NaN: in count and sum only
-                    block[at + 3] += 1
+                    block[at + ZERO_COUNT] += 1
                 block[at] = version
                 return
             slot = self._slots.get(code)
@@ -304,11 +292,11 @@ class FileNativeHistogram(FileHistogram):
         """Count ``value`` in a bucket the block does not hold yet (the lock is held)."""
         used = len(self._slots)
         if used < self._limit:
-            pair = self._at + 1 + CELLS_HEADER + 2 * used
+            pair = self._at + PAIRS + 2 * used
             self._block[pair] = code
             self._block[pair + 1] = 1
             self._slots[code] = pair + 1
-            self._block[self._at + CELLS_HEADER] = used + 1
+            self._block[self._at + USED] = used + 1
             return
         if self._reset.due():
             self._restart(bucket, value)
@@ -322,7 +310,7 @@ class FileNativeHistogram(FileHistogram):
     def _restart(self, bucket: int, value: float) -> None:
         """Start this process's histogram again from ``value`` alone (in ``observe``'s window)."""
         # before any head store: a scrape that sees restarts re-reads (_directory._read_process)
-        self._block[self._block_tail - 1] += 1
+        self._block[self._block_tail + 1 + native_block.RESTARTS] += 1
         cells, first = self._cells, self._index
         classic = cells[self._head] + 1
         cells[self._tail] = classic
@@ -336,7 +324,7 @@ class FileNativeHistogram(FileHistogram):
 
     def _decode(self) -> NativeHistogram:
         used = len(self._slots)
-        payload = self._block[self._at + 1 : self._at + 1 + CELLS_HEADER + 2 * used].tolist()
+        payload = self._block[self._at + PAYLOAD : self._at + PAIRS + 2 * used].tolist()
         decoded = decode_cells(payload)
         assert decoded is not None
         return decoded
@@ -347,11 +335,11 @@ class FileNativeHistogram(FileHistogram):
         version = block[at] + 1
         block[self._block_tail] = version
         payload = encode_cells(histogram)
-        block[at + 1 : at + 1 + len(payload)] = array.array("d", payload)
+        block[at + PAYLOAD : at + PAYLOAD + len(payload)] = array.array("d", payload)
         self._schema = histogram.schema
         self._threshold = histogram.zero_threshold
-        first = at + 1 + CELLS_HEADER
-        self._slots = {int(payload[j]): first + j - CELLS_HEADER + 1
+        # bucket code -> the cell of its count: pair n's code at PAYLOAD + j, count after it
+        self._slots = {int(payload[j]): at + PAYLOAD + j + 1
                        for j in range(CELLS_HEADER, len(payload), 2)}  # fmt: skip
         block[at] = version
 
