@@ -8,9 +8,18 @@ Every rule is associative, so the archive of dead processes is just one more con
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from pytheus.samples import LabelSet
+from pytheus.samples import (
+    CounterData,
+    Exemplar,
+    HistogramData,
+    LabelSet,
+    MetricType,
+    SeriesValue,
+    SummaryData,
+)
 
 
 class SeriesKey(NamedTuple):
@@ -138,3 +147,29 @@ class LabelSets:
                 labels = LabelSet((*names, "pid"), (*values, str(pid)))
             self._made[(names, values, pid)] = labels
         return labels
+
+
+def series_value(
+    metric_type: MetricType, bounds: tuple[float, ...], cells: list[float]
+) -> SeriesValue:
+    """A series' merged cells as the sample model wants them (zero when there are none):
+    a counter's or gauge's value; a histogram's counts per bucket, then the sum; a summary's
+    count and sum."""
+    if metric_type is MetricType.HISTOGRAM:
+        cells = cells or [0.0] * (len(bounds) + 1)
+        return HistogramData(bounds, cells[:-1], cells[-1])
+    if metric_type is MetricType.SUMMARY:
+        cells = cells or [0.0, 0.0]
+        return SummaryData(cells[0], cells[1])
+    return cells[0] if cells else 0.0
+
+
+def with_exemplars(data: SeriesValue, found: Mapping[int, Exemplar | None]) -> SeriesValue:
+    """``data`` with the exemplars ``found`` by bucket (bucket 0 for a counter)."""
+    if isinstance(data, HistogramData):
+        data.exemplars = [found.get(i) for i in range(len(data.upper_bounds))]
+        return data
+    exemplar = found.get(0)
+    if isinstance(data, float) and exemplar is not None:
+        return CounterData(data, exemplar)
+    return data

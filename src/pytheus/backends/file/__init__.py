@@ -26,11 +26,11 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytheus.backends import descriptions
-from pytheus.backends.aggregation import LabelSets
-from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
+from pytheus.backends.aggregation import LabelSets, series_value, with_exemplars
+from pytheus.backends.base import BackendConfig, current_store
 from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.file import _native_block as native_block
 from pytheus.backends.file._blocks import block_union, native_histogram
@@ -57,19 +57,17 @@ from pytheus.backends.file._values import (
     FileSummary,
 )
 from pytheus.backends.listing import count_families, exported_families
+from pytheus.backends.multiprocess import StoreBackend, start_over_after_fork
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
 from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram
 from pytheus.quantiles import window_quantiles
 from pytheus.samples import (
-    CounterData,
-    Exemplar,
     HistogramData,
     MetricFamily,
     MetricType,
     Series,
-    SeriesValue,
     SummaryData,
 )
 
@@ -336,14 +334,14 @@ class FileStore(BaseStore):
         for key, cells in entries:
             if (key.type, key.mode, key.label_names, key.bounds) != ours:
                 continue  # another definition of the name (another program version): not ours
-            data = _series_value(desc.type, desc.upper_bounds, cells)
+            data = series_value(desc.type, desc.upper_bounds, cells)
             if natives is not None and isinstance(data, HistogramData):
                 data.native = _native_part(desc, natives.get(key.label_values))
             if windows is not None and isinstance(data, SummaryData):
                 data.quantiles = _quantiles(desc, windows.get(key.label_values), now)
             found = exemplars.get(key.untyped)
             if found:
-                data = _with_exemplars(data, found)
+                data = with_exemplars(data, found)
             series.append((self._label_sets.get(key), data))
         return series
 
@@ -366,16 +364,6 @@ def _by_name(table: dict[SeriesKey, list[float]]) -> dict[str, list[tuple[Series
     for key, cells in table.items():
         by_name.setdefault(key.name, []).append((key, cells))
     return by_name
-
-
-def _series_value(
-    metric_type: MetricType, bounds: tuple[float, ...], cells: list[float]
-) -> SeriesValue:
-    if metric_type is MetricType.HISTOGRAM:
-        return HistogramData(bounds, cells[:-1], cells[-1])
-    if metric_type is MetricType.SUMMARY:
-        return SummaryData(cells[0], cells[1])
-    return cells[0]
 
 
 def _blocks(
@@ -413,25 +401,10 @@ def _publish_at_process_end(deadline: float) -> None:
             store.publish()
 
 
-def _with_exemplars(data: SeriesValue, found: dict[int, Exemplar]) -> SeriesValue:
-    if isinstance(data, HistogramData):
-        data.exemplars = [found.get(i) for i in range(len(data.upper_bounds))]
-        return data
-    if isinstance(data, float) and 0 in found:
-        return CounterData(data, found[0])
-    return data
+start_over_after_fork(_stores)  # the child records into a file of its own
 
 
-def _after_fork_in_child() -> None:
-    for store in list(_stores):
-        store.after_fork()
-    rebind_all_values()  # the child records into a file of its own from its first write
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class MultiProcessFileBackend:
+class MultiProcessFileBackend(StoreBackend):
     """Configuration: ``path`` (required: a writable directory, created if only its parent
     exists), ``clear_stale``
     (default true: the first process of a run removes files an earlier run left behind),
@@ -439,9 +412,6 @@ class MultiProcessFileBackend:
     ``publish_interval`` (default 1 second: how often a process publishes the quantile windows
     of its summaries for the scrapes of other processes; counts and sums need no publishing).
     """
-
-    def __init__(self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None):
-        raise TypeError("MultiProcessFileBackend stores whole series; load it with load_backend")
 
     @classmethod
     def _initialize(cls, config: BackendConfig) -> None:

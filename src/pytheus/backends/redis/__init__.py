@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import socket
 import ssl
@@ -38,10 +37,18 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from pytheus.backends.aggregation import LabelSets, SeriesKey, merge_into, merge_key
-from pytheus.backends.base import BackendConfig, current_store, rebind_all_values
+from pytheus.backends.aggregation import (
+    LabelSets,
+    SeriesKey,
+    merge_into,
+    merge_key,
+    series_value,
+    with_exemplars,
+)
+from pytheus.backends.base import BackendConfig, current_store
 from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.listing import exported_families
+from pytheus.backends.multiprocess import StoreBackend, start_over_after_fork
 from pytheus.backends.process_end import at_process_end
 from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._descriptions import DescriptionBoard
@@ -63,7 +70,6 @@ from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfig
 from pytheus.native import NativeHistogram, decode_cells
 from pytheus.quantiles import SlidingQuantiles, window_of_slots, window_quantiles
 from pytheus.samples import (
-    CounterData,
     Exemplar,
     HistogramData,
     LabelSet,
@@ -406,7 +412,7 @@ class RedisStore(BaseStore):
                 merge_into(gauges, merge_key(key, pid), [float(x) for x in raw.split(",")])
         for key, gauge_cells in gauges.items():
             signature = (key.name, key.type, key.mode, key.label_names, key.bounds)
-            data = _series_value(MetricType.GAUGE, (), gauge_cells)
+            data = series_value(MetricType.GAUGE, (), gauge_cells)
             reading.found.setdefault(signature, []).append((self._label_sets.get(key), data))
 
     def _described_rows(
@@ -434,7 +440,7 @@ class RedisStore(BaseStore):
             seen = {labels.values for labels, _ in series}
             for labels, _ in family.local_values():  # ours, never flushed: zero from creation
                 if labels.values not in seen:
-                    series.append((labels, _series_value(desc.type, desc.upper_bounds, [])))
+                    series.append((labels, series_value(desc.type, desc.upper_bounds, [])))
         if desc.option("native"):
             for labels, data in series:
                 if isinstance(data, HistogramData):
@@ -522,34 +528,13 @@ def _series_data(
     else:
         data = cells[0] if cells else 0.0
     if exemplars:
-        data = _with_exemplars(data, exemplars)
+        data = with_exemplars(data, _decoded_exemplars(exemplars))
     return data
 
 
-def _series_value(
-    metric_type: MetricType, bounds: tuple[float, ...], cells: list[float]
-) -> SeriesValue:
-    if metric_type is MetricType.HISTOGRAM:
-        cells = cells or [0.0] * (len(bounds) + 1)
-        return HistogramData(bounds, cells[:-1], cells[-1])
-    if metric_type is MetricType.SUMMARY:
-        cells = cells or [0.0, 0.0]
-        return SummaryData(cells[0], cells[1])
-    return cells[0] if cells else 0.0
-
-
-def _with_exemplars(data: SeriesValue, fields: dict[str, str]) -> SeriesValue:
-    """Attach exemplars, given by bucket number (``"0"`` for a counter)."""
-    if isinstance(data, HistogramData):
-        found: list[Exemplar | None] = [None] * len(data.upper_bounds)
-        for bucket, raw in fields.items():
-            if bucket.isdigit() and int(bucket) < len(found):
-                found[int(bucket)] = decode_exemplar(raw)
-        data.exemplars = found
-        return data
-    if isinstance(data, float) and "0" in fields:
-        return CounterData(data, decode_exemplar(fields["0"]))
-    return data
+def _decoded_exemplars(fields: dict[str, str]) -> dict[int, Exemplar | None]:
+    """A series' exemplars as the scrape reads them, by bucket number (``"0"`` for a counter)."""
+    return {int(bucket): decode_exemplar(raw) for bucket, raw in fields.items() if bucket.isdigit()}
 
 
 class _WriteThrough:
@@ -581,20 +566,11 @@ def _flush_at_process_end(deadline: float) -> None:
         store.flusher.close(min(deadline, time.monotonic() + timeout))
 
 
-def _after_fork_in_child() -> None:
-    for store in list(_stores):
-        store.after_fork()
-    rebind_all_values()
+start_over_after_fork(_stores)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class MultiProcessRedisBackend:
+class MultiProcessRedisBackend(StoreBackend):
     """Load with ``load_backend(MultiProcessRedisBackend, {...})``; see the module docs."""
-
-    def __init__(self, config: BackendConfig, metric: Any, histogram_bucket: str | None = None):
-        raise TypeError("MultiProcessRedisBackend stores whole series; load it with load_backend")
 
     @classmethod
     def _initialize(cls, config: BackendConfig) -> None:
