@@ -58,6 +58,7 @@ PENDING_LIMIT = 256  # observations kept aside before they are added to a sketch
 # negative floor, negative pairs)
 _ParsedSlot = tuple[int, int, int, Sequence[float], int, Sequence[float]]
 
+
 class _Buckets:
     """Counts by bucket key for magnitudes of one sign, at most ``limit`` keys.
 
@@ -670,9 +671,7 @@ class SlidingQuantiles:
         ValueError (and nothing merged) if ``floats`` is not a window of the same
         ``max_age_seconds``, ``age_buckets`` and accuracy."""
         latest, slots = _parse_window(floats)
-        if (floats[1], int(floats[2]), floats[3]) != (
-            self.max_age_seconds, self.age_buckets, self.relative_accuracy,
-        ):  # fmt: skip
+        if not _same_settings(floats, self):
             raise ValueError("cannot merge windows of different max_age, age_buckets or accuracy")
         self.merge_parsed(latest, slots)
 
@@ -787,10 +786,7 @@ class WindowUnion:
                 self._empty = empty_window_like(floats)
         except ValueError:
             return
-        empty = self._empty
-        if (floats[1], int(floats[2]), floats[3]) != (
-            empty.max_age_seconds, empty.age_buckets, empty.relative_accuracy,
-        ):  # fmt: skip
+        if not _same_settings(floats, self._empty):
             return
         self._latest = max(self._latest, latest)
         self._slots += slots
@@ -875,6 +871,12 @@ def window_quantiles(
     return window.quantiles_at(targets, now)
 
 
+def _same_settings(floats: Sequence[float], window: SlidingQuantiles) -> bool:
+    """Whether the serialised window ``floats`` can merge into ``window``: the same
+    ``max_age_seconds``, ``age_buckets`` and accuracy."""
+    return (floats[1], int(floats[2]), floats[3]) == (
+        window.max_age_seconds, window.age_buckets, window.relative_accuracy,
+    )  # fmt: skip
 
 
 def _parse_window(floats: Sequence[float]) -> tuple[int, list[_ParsedSlot]]:

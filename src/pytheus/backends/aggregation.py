@@ -152,14 +152,15 @@ class LabelSets:
 def series_value(
     metric_type: MetricType, bounds: tuple[float, ...], cells: list[float]
 ) -> SeriesValue:
-    """A series' merged cells as the sample model wants them (zero when there are none):
+    """A series' merged cells as the sample model wants them, cells missing counting as zero:
     a counter's or gauge's value; a histogram's counts per bucket, then the sum; a summary's
     count and sum."""
     if metric_type is MetricType.HISTOGRAM:
-        cells = cells or [0.0] * (len(bounds) + 1)
-        return HistogramData(bounds, cells[:-1], cells[-1])
+        size = len(bounds)
+        cells = cells + [0.0] * (size + 1 - len(cells))
+        return HistogramData(bounds, cells[:size], cells[size])
     if metric_type is MetricType.SUMMARY:
-        cells = cells or [0.0, 0.0]
+        cells = cells + [0.0] * (2 - len(cells))
         return SummaryData(cells[0], cells[1])
     return cells[0] if cells else 0.0
 

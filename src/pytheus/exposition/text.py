@@ -102,9 +102,13 @@ def bucket_labels(
     """
     if escaping != DEFAULT_SCHEME:
         return _bucket_labels_escaped(labels, upper_bounds, escaping)
-    text = render_labels(labels)
-    head = text[:-1] + "," if text else "{"
+    head = _open(render_labels(labels))
     return [head + pair for pair in _bound_pairs(upper_bounds)]
+
+
+def _open(label_text: str) -> str:
+    """A series' label text open for one more pair: ``{a="1",`` (``{`` for no labels)."""
+    return label_text[:-1] + "," if label_text else "{"
 
 
 _BOUND_PAIRS: dict[int, tuple[Sequence[float], list[str]]] = {}
@@ -203,7 +207,7 @@ def _render_summary(
 ) -> None:
     label_text = render_labels(labels, escaping)
     if escaping == DEFAULT_SCHEME:  # the series' memoised label text, with the quantile added
-        head = label_text[:-1] + "," if label_text else "{"
+        head = _open(label_text)
         quantile_texts = [f'{head}quantile="{format_value(q)}"}}' for q, _ in data.quantiles]
     else:
         pairs = list(zip(labels.names, labels.values))

@@ -389,7 +389,7 @@ def _native_part(desc: MetricDesc, block: list[float] | None) -> NativeHistogram
 def _quantiles(
     desc: MetricDesc, block: list[float] | None, now: float
 ) -> tuple[tuple[float, float], ...]:
-    """The summary's quantiles over the merged window of every process (NaN when empty)."""
+    """The summary's quantiles over the windows of every process (NaN when empty)."""
     targets: tuple[float, ...] = desc.option("quantiles")  # type: ignore[assignment]
     return window_quantiles(block_union(block) if block is not None else None, targets, now)
 

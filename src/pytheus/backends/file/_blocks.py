@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pytheus.backends.aggregation import merge_into
 from pytheus.backends.file._format import NATIVE, QUANTILES, SeriesKey
-from pytheus.native import NativeHistogram, decode_cells, encode_cells
+from pytheus.backends.file._native_block import histogram_of
+from pytheus.native import NativeHistogram, encode_cells
 from pytheus.quantiles import SlidingQuantiles, WindowUnion
 
 
@@ -32,7 +33,7 @@ class DecodedBlocks:
         content = tuple(block)
         found = self._now.get(content) or self._last.get(content)
         if found is None:
-            found = decode_cells(block[1:-1])
+            found = histogram_of(block)
             if found is None:
                 return None
         self._now[content] = found
@@ -61,14 +62,7 @@ class Table(dict[SeriesKey, list[float]]):
             union = self._windows.get(key)
             if union is None:
                 union = self._windows[key] = WindowUnion()
-            if isinstance(cells, WindowBlock):  # what a tombstone left of a window
-                window = cells.union.window()
-                if window is not None:
-                    union.add_window(window)
-            else:
-                floats = window_floats(cells)
-                if floats is not None:
-                    union.add_serialised(floats)
+            _add_block(union, cells)
             return
         if key.type != NATIVE:
             merge_into(self, key, cells)
@@ -132,10 +126,21 @@ def block_union(block: list[float]) -> WindowUnion:
     if isinstance(block, WindowBlock):
         return block.union
     union = WindowUnion()
+    _add_block(union, block)
+    return union
+
+
+def _add_block(union: WindowUnion, block: list[float]) -> None:
+    """Add a summary's block to ``union``: the windows of a merged one (what a tombstone left),
+    or the serialised window of one read from a file (nothing if it holds none)."""
+    if isinstance(block, WindowBlock):
+        window = block.union.window()
+        if window is not None:
+            union.add_window(window)
+        return
     floats = window_floats(block)
     if floats is not None:
         union.add_serialised(floats)
-    return union
 
 
 def block_window(block: list[float]) -> SlidingQuantiles | None:
@@ -147,4 +152,4 @@ def native_histogram(block: list[float]) -> NativeHistogram | None:
     """The histogram of a merged native block (None when it holds none)."""
     if isinstance(block, NativeBlock):
         return block.histogram
-    return decode_cells(block[1:-1])
+    return histogram_of(block)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pytheus.backends.aggregation import LAST_WRITE
+from pytheus.backends.file import _native_block as block_layout
 from pytheus.backends.file._blocks import (
     block_window,
     native_block,
@@ -22,8 +23,7 @@ from pytheus.backends.file._blocks import (
     window_block,
 )
 from pytheus.backends.file._format import ARCHIVE, NATIVE, QUANTILES, Entries, SeriesKey
-from pytheus.backends.file._native_block import restarts as native_restarts
-from pytheus.native import decode_cells, subtract
+from pytheus.native import subtract
 from pytheus.quantiles import WindowUnion
 
 # a removed series -> (source -> (its restarts then, or None; its cells then), removed at)
@@ -91,8 +91,8 @@ def with_removals(
 
 def _native_since(cells: list[float], baseline: list[float]) -> list[float] | None:
     """A native block minus its tombstone's baseline; None when nothing was counted since."""
-    now = decode_cells(cells[1:-1])
-    before = decode_cells(baseline[1:-1]) if len(baseline) > 2 else None
+    now = block_layout.histogram_of(cells)
+    before = block_layout.histogram_of(baseline) if len(baseline) > 2 else None
     if now is None:
         return None
     rest = now if before is None else subtract(now, before)
@@ -107,7 +107,9 @@ def histogram_of(key: SeriesKey) -> tuple[Any, ...]:
 def restarts_of(entries: Entries) -> dict[tuple[Any, ...], float]:
     """How often a living or dead process restarted each of its native histograms."""
     return {
-        histogram_of(key): native_restarts(cells) for _, key, cells in entries if key.type == NATIVE
+        histogram_of(key): block_layout.restarts(cells)
+        for _, key, cells in entries
+        if key.type == NATIVE
     }
 
 

@@ -248,11 +248,9 @@ class FileNativeHistogram(FileHistogram):
         self._initial = (schema, zero_threshold)
         # with no bucket limit the histogram never overflows, so it never restarts
         self._reset = ResetTimer(reset_seconds if max_buckets else 0.0, clock)
-        existing = (
-            native_block.histogram_of(block[at : self._block_tail + 1].tolist())  # type: ignore[arg-type]
-            if block[at]
-            else None
-        )
+        existing = None
+        if block[at]:  # a block this process wrote before: the series is bound again
+            existing = decode_cells(block[at + PAYLOAD : self._block_tail].tolist())
         with self._lock:
             self._write(existing or NativeHistogram(schema, zero_threshold))
 

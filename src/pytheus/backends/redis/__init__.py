@@ -518,18 +518,11 @@ def _series_data(
     key: SeriesKey, cells: list[float], exemplars: dict[str, str] | None
 ) -> SeriesValue:
     """A counter's, histogram's or summary's packed cells as the sample model wants them."""
-    metric_type, bounds = key.type, key.bounds
-    if metric_type == "histogram":
-        size = len(bounds)
-        cells = cells + [0.0] * (size + 1 - len(cells))
-        data: SeriesValue = HistogramData(bounds, cells[:size], cells[size])
-    elif metric_type == "summary":
-        return SummaryData(cells[0], cells[1] if len(cells) > 1 else 0.0)
-    else:
-        data = cells[0] if cells else 0.0
-    if exemplars:
-        data = with_exemplars(data, _decoded_exemplars(exemplars))
-    return data
+    data = series_value(_TYPES.get(key.type, MetricType.UNTYPED), key.bounds, cells)
+    return with_exemplars(data, _decoded_exemplars(exemplars)) if exemplars else data
+
+
+_TYPES = {metric_type.value: metric_type for metric_type in MetricType}
 
 
 def _decoded_exemplars(fields: dict[str, str]) -> dict[int, Exemplar | None]:
