@@ -46,6 +46,19 @@ def traced_app(registry: CollectorRegistry, exporter: InMemorySpanExporter) -> A
     return server_span
 
 
+def finished_span(exporter: InMemorySpanExporter, name: str) -> Any:
+    """The span named ``name``, once it has ended: the server ends it after the response's last
+    message is sent, so the client can hold the response before the span is finished."""
+    deadline = time.monotonic() + 10
+    while True:
+        spans = [s for s in exporter.get_finished_spans() if s.name == name]
+        if spans:
+            [span] = spans
+            return span
+        assert time.monotonic() < deadline, f"no finished span {name!r}"
+        time.sleep(0.01)
+
+
 @pytest.mark.system
 def test_prometheus_stores_the_trace_id_of_a_request(
     processes: Processes, tmp_path: Path
@@ -62,7 +75,7 @@ def test_prometheus_stores_the_trace_id_of_a_request(
         start = time.time()
         with urllib.request.urlopen(base + "/orders/7", timeout=10) as response:
             assert response.status == 200
-        [span] = [s for s in exporter.get_finished_spans() if s.name == "GET /orders/7"]
+        span = finished_span(exporter, "GET /orders/7")
         trace_id = format(span.context.trace_id, "032x")
 
         deadline = time.monotonic() + 30
