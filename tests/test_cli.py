@@ -14,6 +14,7 @@ import datetime
 import json
 import os
 import re
+import shlex
 import socket
 import ssl
 import subprocess
@@ -899,3 +900,165 @@ def test_two_versions_of_an_enum_serve_every_state() -> None:
     assert {labels.values[-1]: v for labels, v in series} == {
         "idle": 0.0, "running": 0.0, "paused": 1.0,
     }  # fmt: skip
+
+
+# A worker recording into every kind of series the exporter must serve as the application does:
+# native histograms (with a non-default factor and zero threshold), exemplars, and a gauge in
+# each multiprocess mode; argv: its index, then "exit" (record and exit) or "stay" (record, then
+# answer "scrape ACCEPT PATH" lines on stdin with the application's own scrape until EOF).
+PARITY_WORKER = """
+import sys
+from pytheus.exposition.negotiation import render_for_request
+from pytheus.metrics import Counter, Gauge, Histogram
+from pytheus.registry import REGISTRY
+
+index, mode = int(sys.argv[1]), sys.argv[2]
+MODES = ["all", "sum", "min", "max", "mostrecent",
+         "liveall", "livesum", "livemin", "livemax", "livemostrecent"]
+for gauge_mode in MODES:
+    Gauge(f"level_{gauge_mode}", f"Level ({gauge_mode}).", multiprocess_mode=gauge_mode).set(
+        10 + index
+    )
+jobs = Counter("jobs_total", "Jobs.", required_labels=["kind"])
+jobs.labels("a").inc(1 + index, exemplar={"trace_id": f"t{index}"})
+rpc = Histogram("rpc_seconds", "RPC time.", buckets=[0.1, 1], native=True,
+                native_bucket_factor=1.3, native_zero_threshold=0.001, unit="seconds")
+for value in (0.0005, 0.05, 0.5, 2.0 + index, -3.0):
+    rpc.observe(value)
+only_native = Histogram("sizes_bytes", "Sizes.", native=True, buckets=[], unit="bytes")
+only_native.observe(300 * (index + 1), exemplar={"trace_id": f"s{index}"})
+wait = Histogram("wait_seconds", "Waits.", buckets=[0.1, 1])
+wait.observe(0.5, exemplar={"trace_id": f"w{index}"})
+from pytheus.backends.base import get_backend_class
+if get_backend_class().__name__ == "MultiProcessRedisBackend":
+    from pytheus.backends.redis import wait_for_flush
+    assert wait_for_flush(10)
+if mode == "stay":
+    print("ready", flush=True)
+    for line in sys.stdin:
+        _, accept, path = line.split(" ", 2)
+        body, _, _ = render_for_request(REGISTRY, accept, None)
+        with open(path.strip(), "wb") as out:
+            out.write(body)
+        print("done", flush=True)
+"""
+PROTOBUF = proto_oracle.CONTENT_TYPE
+
+
+def served_families(body: str) -> dict[str, Any]:
+    """``{name: (type, help, unit, samples with their exemplars)}`` of an OpenMetrics text."""
+    return {
+        f.name: (
+            f.type, f.documentation, f.unit,
+            sorted(
+                (s.name, sorted(s.labels.items()), s.value,
+                 (sorted(s.exemplar.labels.items()), s.exemplar.value) if s.exemplar else None)
+                for s in f.samples
+            ),
+        )
+        for f in openmetrics_parse(body)  # type: ignore[no-untyped-call]
+        if not f.name.startswith(RUNTIME)
+    }  # fmt: skip
+
+
+def native_families(body: bytes) -> dict[str, list[Any]]:
+    """The histograms of a protobuf scrape, decoded with the official schema: each series'
+    labels and histogram message (native part included), as the wire carries them."""
+    return {
+        family.name: sorted(
+            ([(p.name, p.value) for p in metric.label], metric.histogram.SerializeToString())
+            for metric in family.metric
+        )
+        for family in proto_oracle.decode_delimited(body)
+        if family.type == proto_oracle.metrics_pb2().HISTOGRAM
+    }
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_the_exporter_serves_native_histograms_exemplars_and_every_gauge_mode(
+    backend: str, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Two writers, one started through a shell of its own (another parent) that has exited,
+    one living: the exporter, started with the application's environment, serves in OpenMetrics
+    and protobuf what the living application's own scrape serves: native histograms with their
+    settings, exemplars, each gauge mode."""
+    if backend == "file":
+        env = clean_env(PYTHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
+        source: tuple[str, ...] = ("--dir", str(tmp_path / "metrics"))
+    else:
+        env = redis_env(tmp_path, redis_server.url, "parity")
+        source = ("--redis-url", redis_server.url, "--namespace", "parity")
+    command = shlex.join([sys.executable, "-c", PARITY_WORKER, "1", "exit"])
+    subprocess.run(["sh", "-c", f"{command}; true"], cwd=ROOT, env=env, check=True, timeout=30)
+    process = subprocess.Popen(
+        [sys.executable, "-c", PARITY_WORKER, "0", "stay"],
+        cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdin is not None and process.stdout is not None
+
+    def application(accept: str) -> bytes:
+        path = tmp_path / "application.scrape"
+        process.stdin.write(f"scrape {accept} {path}\n")  # type: ignore[union-attr]
+        process.stdin.flush()  # type: ignore[union-attr]
+        assert process.stdout.readline().strip() == "done"  # type: ignore[union-attr]
+        return path.read_bytes()
+
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        with exporter(*source, env=env) as running:
+            own = served_families(application(OPENMETRICS_ACCEPT).decode())
+            status, _, body = fetch(running.url, OPENMETRICS_ACCEPT)
+            assert status == 200
+            assert served_families(body) == own
+            request = urllib.request.Request(running.url, headers={"Accept": PROTOBUF})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                served = native_families(response.read())
+            assert served == native_families(application(PROTOBUF))
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    # the oracle saw what the writers recorded, not two empty scrapes
+    # both writers' increments; the exemplar of the newest, the living writer's
+    assert own["jobs"][3] == [("jobs_total", [("kind", "a")], 3.0, ([("trace_id", "t0")], 1.0))]
+    assert own["rpc_seconds"][2] == "seconds"
+    assert {name for name in own if name.startswith("level_")} == {
+        f"level_{mode}" for mode in ("all", "sum", "min", "max", "mostrecent", "liveall",
+                                     "livesum", "livemin", "livemax", "livemostrecent")
+    }  # fmt: skip
+    pb2 = proto_oracle.metrics_pb2()
+    [(_, raw)] = served["sizes_bytes"]
+    histogram = pb2.Histogram.FromString(raw)
+    assert histogram.sample_count == 2 and histogram.schema == 3  # the default factor's
+    [(_, raw)] = served["rpc_seconds"]
+    histogram = pb2.Histogram.FromString(raw)
+    assert histogram.zero_threshold == 0.001 and histogram.schema == 2  # factor 1.3: 2 ** 2 ** -2
+    assert histogram.zero_count == 2 and histogram.sample_count == 10
+
+
+def test_a_description_keeps_a_native_histograms_settings() -> None:
+    """What ``pytheus serve`` knows of a native histogram comes from its stored description:
+    encoded and decoded whole; older descriptions (eight or nine elements) read as classic; a
+    description with settings a Histogram would refuse is not read at all."""
+    from pytheus.backends.descriptions import decode, encode
+    from pytheus.metrics import Histogram
+    from pytheus.registry import CollectorRegistry
+
+    histogram = Histogram(
+        "rpc_seconds", "RPC.", native=True, native_bucket_factor=1.3, native_max_buckets=50,
+        native_zero_threshold=0.01, native_reset_seconds=60, registry=CollectorRegistry(),
+    )  # fmt: skip
+    stored = decode(encode(histogram._desc))
+    assert stored is not None
+    assert dict(stored.native) == {
+        "native_schema": 2, "native_zero_threshold": 0.01, "native_max_buckets": 50,
+        "native_reset_seconds": 60.0,
+    }  # fmt: skip
+    classic = decode(encode(Histogram("plain", "P.", registry=CollectorRegistry())._desc))
+    assert classic is not None and classic.native == ()
+    raw = json.loads(encode(histogram._desc))
+    for older in (raw[:8], raw[:9]):
+        read = decode(json.dumps(older))
+        assert read is not None and read.native == () and read.help == "RPC."
+    for settings in ([9, 0.01, 50, 60], [2, -1, 50, 60], [2, 0.01, True, 60], [2, 0.01, 50]):
+        assert decode(json.dumps([*raw[:9], settings])) is None, settings

@@ -8,18 +8,26 @@ store), where every process can read it, so that a process holding no metric obj
 and even once all its series are gone.
 
 The encoding is a JSON array: ``[name, type, mode, label names, buckets, help, unit, states,
-quantiles]`` (a Summary's target quantiles; descriptions written before they were kept have
-eight elements).
+quantiles, native]``: a Summary's target quantiles, and a native histogram's settings
+(``NATIVE_SETTINGS``, in that order; ``null`` for a histogram with classic buckets only).
+Descriptions written before they were kept have eight or nine elements.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from pytheus.desc import MetricDesc
+from pytheus.native import MAX_SCHEMA, MIN_SCHEMA
 from pytheus.samples import MetricType
+
+# the options of a native histogram (``Histogram(native=True, ...)``) a description keeps
+NATIVE_SETTINGS = (
+    "native_schema", "native_zero_threshold", "native_max_buckets", "native_reset_seconds",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class StoredDescription:
     unit: str
     states: tuple[str, ...] = ()
     quantiles: tuple[float, ...] = ()
+    native: tuple[tuple[str, object], ...] = ()
+    """A native histogram's options (``NATIVE_SETTINGS`` with their values); () when classic."""
 
 
 def encode(desc: MetricDesc) -> str:
@@ -46,6 +56,7 @@ def encode(desc: MetricDesc) -> str:
             list(desc.label_names), list(desc.upper_bounds), desc.help, desc.unit,
             list(states),  # type: ignore[call-overload]
             list(desc.option("quantiles") or ()),  # type: ignore[call-overload]
+            [desc.option(name) for name in NATIVE_SETTINGS] if desc.option("native") else None,
         ],
         separators=(",", ":"), ensure_ascii=False,
     )  # fmt: skip
@@ -63,6 +74,24 @@ def decode(text: str | bytes) -> StoredDescription | None:
             str(name), MetricType(kind), str(mode), tuple(str(n) for n in names),
             tuple(float(b) for b in bounds), str(help_text), str(unit),
             tuple(str(s) for s in states), quantiles,
+            _native_settings(rest[1]) if len(rest) > 1 and rest[1] is not None else (),
         )  # fmt: skip
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+def _native_settings(raw: Any) -> tuple[tuple[str, object], ...]:
+    """The stored settings of a native histogram (ValueError when they are not valid ones)."""
+    schema, zero_threshold, max_buckets, reset_seconds = raw
+    if not (_is_int(schema) and MIN_SCHEMA <= schema <= MAX_SCHEMA):
+        raise ValueError(f"a native schema in {MIN_SCHEMA}..{MAX_SCHEMA}, got {schema!r}")
+    if not (_is_int(max_buckets) and max_buckets >= 0):
+        raise ValueError(f"native max buckets must be an int >= 0, got {max_buckets!r}")
+    numbers = (float(zero_threshold), float(reset_seconds))
+    if not all(0 <= number < math.inf for number in numbers):
+        raise ValueError(f"native zero threshold and reset must be finite >= 0, got {numbers}")
+    return tuple(zip(NATIVE_SETTINGS, (schema, numbers[0], max_buckets, numbers[1])))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -78,6 +78,7 @@ class StoredDefinition:
     unit: str = ""
     states: tuple[str, ...] = ()
     quantiles: tuple[float, ...] = ()
+    native: tuple[tuple[str, object], ...] = ()  # a native histogram's settings (descriptions)
 
 
 def definition_from_key(key: Sequence[Any]) -> StoredDefinition | None:
@@ -188,7 +189,7 @@ def _with_description(
         return definition
     return dataclasses.replace(
         definition, help=description.help, unit=description.unit, states=description.states,
-        quantiles=description.quantiles,
+        quantiles=description.quantiles, native=description.native,
     )  # fmt: skip
 
 
@@ -280,9 +281,11 @@ def exported_family(definition: StoredDefinition) -> ExportedFamily:
     """The family serving the series of ``definition``; Info and Enum are recognised."""
     options: tuple[tuple[str, object], ...] = ()
     if definition.mode:
-        options = (("multiprocess_mode", definition.mode),)
+        options += (("multiprocess_mode", definition.mode),)
     if definition.quantiles:
-        options = (("quantiles", definition.quantiles),)
+        options += (("quantiles", definition.quantiles),)
+    if definition.native and definition.type is MetricType.HISTOGRAM:
+        options += (("native", True), *definition.native)
     stored = ExportedFamily(
         MetricDesc(
             name=definition.name,
@@ -290,7 +293,7 @@ def exported_family(definition: StoredDefinition) -> ExportedFamily:
             type=definition.type,
             label_names=definition.label_names,
             upper_bounds=definition.upper_bounds,
-            options=options,
+            options=tuple(sorted(options)),
             unit=definition.unit,
         )
     )
