@@ -905,7 +905,7 @@ def test_two_versions_of_an_enum_serve_every_state() -> None:
 # A worker recording into every kind of series the exporter must serve as the application does:
 # native histograms (with a non-default factor and zero threshold), exemplars, and a gauge in
 # each multiprocess mode; argv: its index, then "exit" (record and exit) or "stay" (record, then
-# answer "scrape ACCEPT PATH" lines on stdin with the application's own scrape until EOF).
+# answer "scrape PATH ACCEPT" lines on stdin with the application's own scrape until EOF).
 PARITY_WORKER = """
 import sys
 from pytheus.exposition.negotiation import render_for_request
@@ -936,9 +936,9 @@ if get_backend_class().__name__ == "MultiProcessRedisBackend":
 if mode == "stay":
     print("ready", flush=True)
     for line in sys.stdin:
-        _, accept, path = line.split(" ", 2)
+        _, path, accept = line.rstrip("\\n").split(" ", 2)
         body, _, _ = render_for_request(REGISTRY, accept, None)
-        with open(path.strip(), "wb") as out:
+        with open(path, "wb") as out:
             out.write(body)
         print("done", flush=True)
 """
@@ -999,7 +999,7 @@ def test_the_exporter_serves_native_histograms_exemplars_and_every_gauge_mode(
 
     def application(accept: str) -> bytes:
         path = tmp_path / "application.scrape"
-        process.stdin.write(f"scrape {accept} {path}\n")  # type: ignore[union-attr]
+        process.stdin.write(f"scrape {path} {accept}\n")  # type: ignore[union-attr]
         process.stdin.flush()  # type: ignore[union-attr]
         assert process.stdout.readline().strip() == "done"  # type: ignore[union-attr]
         return path.read_bytes()
