@@ -50,6 +50,7 @@ from pytheus.backends.file._format import (
     versioned_size,
     with_versions,
 )
+from pytheus.backends.file._native_block import is_whole
 from pytheus.backends.file._native_block import restarts as native_restarts
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._run import RUN_LOCK, claim_run
@@ -350,7 +351,7 @@ class SharedDirectory:
             for (key, cells), (_, index, count) in zip(entries, parsed.entries):
                 if key.type in (NATIVE, "histogram"):
                     located[key] = (len(read), path, index, count)
-                    if key.type == NATIVE and (native_restarts(cells) > 0 or cells[0] != cells[-1]):
+                    if key.type == NATIVE and (native_restarts(cells) > 0 or not is_whole(cells)):
                         unsettled.append(key)
                 read.append((pid, key, cells))
         for key in unsettled:

@@ -12,12 +12,16 @@ A block's cells, at these offsets from its first::
     TAIL      (from the end) tail version
 
 The writer stores the tail version first and the head version last (a seqlock, see
-``_snapshot``); a reader takes the head first and the tail last. Blocks the scrape's table and
-the archive hold have no spare room.
+``_snapshot``); a reader takes the head first and the tail last. Here are the block's whole
+writer (:func:`write`) and readers (:func:`whole_block`, :func:`decode_used`); the writer's
+one-observation fast path, which updates the histogram's classic cells in the same window, is
+``FileNativeHistogram.observe``. Blocks the scrape's table and the archive hold have no spare
+room.
 """
 
 from __future__ import annotations
 
+import array
 import time
 
 from pytheus.native import (
@@ -64,6 +68,34 @@ def whole(histogram: NativeHistogram, restarted: float, version: float) -> list[
     return [version, *encode_cells(histogram), restarted, version]
 
 
+def is_whole(block: list[float]) -> bool:
+    """Whether a block as read has matching versions (it was not read while written)."""
+    return block[HEAD] == block[TAIL]
+
+
+def write(
+    block: memoryview[float], at: int, tail: int, histogram: NativeHistogram
+) -> dict[int, int]:
+    """Write ``histogram`` whole into the block at ``at`` whose tail version is at ``tail``,
+    under its versions (the writer's lock held); return its bucket codes -> the cell of each
+    one's count, for the writer's fast path."""
+    version = block[at + HEAD] + 1
+    block[tail] = version
+    payload = encode_cells(histogram)
+    block[at + PAYLOAD : at + PAYLOAD + len(payload)] = array.array("d", payload)
+    slots = {int(payload[j]): at + PAYLOAD + j + 1 for j in range(CELLS_HEADER, len(payload), 2)}
+    block[at + HEAD] = version
+    return slots
+
+
+def decode_used(block: memoryview[float], at: int, used: int) -> NativeHistogram:
+    """The histogram of this process's own block at ``at``, whose ``used`` buckets it knows
+    (the writer's lock held)."""
+    decoded = decode_cells(block[at + PAYLOAD : at + PAIRS + 2 * used].tolist())
+    assert decoded is not None
+    return decoded
+
+
 def used_part(cells: memoryview[float], index: int, count: int) -> list[float]:
     """The native block at ``index`` without the room its histogram does not use.
 
@@ -95,7 +127,7 @@ def whole_block(cells: memoryview[float], index: int, count: int) -> list[float]
     block: list[float] = []
     for attempt in range(2000):
         block = used_part(cells, index, count)
-        if block[0] == block[-1]:
+        if is_whole(block):
             return block
         time.sleep(0 if attempt < 1000 else 0.0001)
     return repaired(block)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pytheus.backends.file._format import NATIVE, QUANTILES
-from pytheus.backends.file._native_block import repaired, used_part, whole_block
+from pytheus.backends.file._native_block import HEAD, is_whole, repaired, used_part, whole_block
 
 
 def whole_value(cells: memoryview[float], index: int, count: int) -> list[float]:
@@ -94,7 +94,7 @@ def settle(
                     classic_index + skip : classic_index + classic_count - skip
                 ].tolist()
                 block = used_part(cells_of_native, index, count)
-                if head == block[0] == block[-1]:
+                if head == block[HEAD] and is_whole(block):
                     return block, cells
                 if time.monotonic() > deadline:
                     return repaired(block), cells

@@ -18,12 +18,10 @@ from pytheus.backends.file._format import EXEMPLAR_PAYLOAD_CELLS
 from pytheus.backends.file._native_block import COUNT, PAIRS, PAYLOAD, SUM, USED, ZERO_COUNT
 from pytheus.backends.memory import striped_lock
 from pytheus.native import (
-    CELLS_HEADER,
     NativeHistogram,
     ResetTimer,
     bucket_index,
     decode_cells,
-    encode_cells,
 )
 from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import Exemplar, HistogramData, SummaryData
@@ -321,25 +319,13 @@ class FileNativeHistogram(FileHistogram):
         self._write(histogram)
 
     def _decode(self) -> NativeHistogram:
-        used = len(self._slots)
-        payload = self._block[self._at + PAYLOAD : self._at + PAIRS + 2 * used].tolist()
-        decoded = decode_cells(payload)
-        assert decoded is not None
-        return decoded
+        return native_block.decode_used(self._block, self._at, len(self._slots))
 
     def _write(self, histogram: NativeHistogram) -> None:
         """Rewrite the whole block (under the lock) with ``histogram``."""
-        block, at = self._block, self._at
-        version = block[at] + 1
-        block[self._block_tail] = version
-        payload = encode_cells(histogram)
-        block[at + PAYLOAD : at + PAYLOAD + len(payload)] = array.array("d", payload)
+        self._slots = native_block.write(self._block, self._at, self._block_tail, histogram)
         self._schema = histogram.schema
         self._threshold = histogram.zero_threshold
-        # bucket code -> the cell of its count: pair n's code at PAYLOAD + j, count after it
-        self._slots = {int(payload[j]): at + PAYLOAD + j + 1
-                       for j in range(CELLS_HEADER, len(payload), 2)}  # fmt: skip
-        block[at] = version
 
     def snapshot(self) -> HistogramData:
         with self._lock:
