@@ -10,6 +10,10 @@ may add two class hooks:
   series (a histogram records an observation in one call) and reads all series of a scrape in
   bulk. pytheus's own backends use it.
 
+In a forked child, the store in force starts over (its ``after_fork()``), and so do all live
+stores of each multi-process backend imported (:func:`start_over_after_fork`); then every metric
+value binds again, unless all there was is a store with no ``after_fork()`` of its own (memory).
+
 The backend is resolved on first use (the first value that records, or the first scrape), not at
 import: metrics are usually defined at import, while ``load_backend`` is called later, in an app
 factory or a server hook. Values bound before a later ``load_backend`` are re-bound to the new
@@ -28,12 +32,12 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 from pytheus.backends.memory import SingleProcessBackend
 from pytheus.backends.per_value import PerValueStore
-from pytheus.backends.store import BaseStore, CompletedStore
+from pytheus.backends.store import BaseStore, CompletedStore, has_own_after_fork
 from pytheus.exceptions import InvalidBackendClassException, InvalidBackendConfigException
 
 if TYPE_CHECKING:
@@ -117,12 +121,10 @@ def load_backend(
     with _load_lock:
         cls = backend_class if backend_class is not None else _class_from_environment()
         config = backend_config if backend_config is not None else _config_from_environment()
-        _check_backend_class(cls)
+        initialize, make_store = _class_hooks(cls)
         try:
-            initialize = getattr(cls, "_initialize", None)
             if initialize is not None:
                 initialize(config)
-            make_store = getattr(cls, "_make_store", None)
             store: Store = (
                 _complete(make_store(config)) if make_store is not None
                 else PerValueStore(cls, config)
@@ -147,6 +149,50 @@ def rebind_all_values() -> None:
     """Make every metric value bind again on its next use (new backend, or a forked child)."""
     for callback in list(_listeners):
         callback()
+
+
+# --- fork ------------------------------------------------------------------------------------
+
+_starting_over: list[Collection[Store]] = []  # the stores of start_over_after_fork, by backend
+
+
+def start_over_after_fork(stores: Collection[Store]) -> None:
+    """In each forked child, every store in ``stores`` (a backend's live stores, held weakly)
+    starts over (``after_fork()``), then every metric value binds again.
+
+    A multi-process backend's module calls it once, when it is imported (after what it imports,
+    such as :mod:`~pytheus.backends.process_end`, whose fork hooks must run first: hooks run in
+    the child in the order they were registered). Its stores start over whether or not they are
+    the one in force, and every value binds again even when none of them is alive.
+    """
+    _starting_over.append(stores)
+
+    def after_fork_in_child() -> None:
+        for store in list(stores):
+            store.after_fork()
+        rebind_all_values()
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
+
+
+def _store_in_force_after_fork() -> None:
+    """In a forked child, the store in force starts over, unless its backend has it start over
+    with the others (:func:`start_over_after_fork`); if it has an ``after_fork()`` of its own,
+    every value then binds again. The memory store has none: unless a multi-process backend was
+    imported, a child goes on from the values it was forked with."""
+    loaded = _loaded
+    if loaded is None:
+        return
+    store = loaded.store
+    if any(started is store for stores in _starting_over for started in list(stores)):
+        return
+    store.after_fork()
+    if has_own_after_fork(store):
+        rebind_all_values()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_store_in_force_after_fork)
 
 
 def current_store() -> Store:
@@ -223,16 +269,22 @@ def import_backend_class(path: str) -> type[Any]:
     return cls
 
 
-def _check_backend_class(cls: object) -> None:
+def _class_hooks(cls: object) -> tuple[Any, Any]:
+    """The class hooks ``_initialize`` and ``_make_store`` of a backend class (None for one it
+    has not got); InvalidBackendClassException when ``cls`` is not a backend class."""
     if not isinstance(cls, type):
         raise InvalidBackendClassException(f"backend must be a class, got {cls!r}")
-    if not hasattr(cls, "_make_store"):
+    # the class is foreign (the user's, or pytheus 0.6's per-value class): its hooks optional
+    initialize = getattr(cls, "_initialize", None)
+    make_store = getattr(cls, "_make_store", None)
+    if make_store is None:
         missing = [m for m in ("inc", "dec", "set", "get") if not callable(getattr(cls, m, None))]
         if missing:
             raise InvalidBackendClassException(
                 f"backend class {cls.__qualname__!r} does not implement the Backend protocol: "
                 f"missing {', '.join(missing)}"
             )
+    return initialize, make_store
 
 
 def _config_from_environment() -> BackendConfig:

@@ -1,17 +1,19 @@
 """What the two multi-process backends (shared files, Redis) share as backends: the class that
-``load_backend`` takes, and starting over in a forked child.
+``load_backend`` takes, and starting over in a forked child (:func:`start_over_after_fork`, each
+live store's ``after_fork()``, then every value binds again; it lives with ``load_backend``,
+which also has the store in force start over).
 """
 
 from __future__ import annotations
 
-import os
-import weakref
 from typing import TYPE_CHECKING, Any
 
-from pytheus.backends.base import rebind_all_values
+from pytheus.backends.base import start_over_after_fork
 
 if TYPE_CHECKING:
     from pytheus.backends.base import BackendConfig
+
+__all__ = ["StoreBackend", "start_over_after_fork"]
 
 
 class StoreBackend:
@@ -23,15 +25,3 @@ class StoreBackend:
     ) -> None:
         name = type(self).__name__
         raise TypeError(f"{name} stores whole series; load it with load_backend")
-
-
-def start_over_after_fork(stores: weakref.WeakSet[Any]) -> None:
-    """In a forked child, each of a backend's ``stores`` starts over (``after_fork()``: a file or
-    a flusher of the child's own), then every metric value binds again."""
-
-    def after_fork_in_child() -> None:
-        for store in list(stores):
-            store.after_fork()
-        rebind_all_values()
-
-    os.register_at_fork(after_in_child=after_fork_in_child)

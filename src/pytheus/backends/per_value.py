@@ -116,6 +116,7 @@ class PerValueStore(BaseStore):
         self.backend_class = backend_class
         self.config = config
         self.bucket_key = _bucket_key_for(backend_class)
+        # the class is foreign (pytheus 0.6's protocol), where a batch reader is optional
         self.batch_reader = getattr(backend_class, "_generate_samples", None)
 
     def bind(self, metric: BoundSeries) -> Value:
@@ -128,16 +129,18 @@ class PerValueStore(BaseStore):
         return value
 
     def forget(self, metric: Any) -> None:
-        """``remove()``: zero the series' values through the protocol (``set(0)``)."""
-        value = metric._value
-        parts = [value]
+        """``remove()``: zero the series' values through the protocol (``set(0)``, which every
+        per-value class has: ``load_backend`` refuses one without). A series not bound in this
+        process (yet, or again since a ``load_backend``) is bound first: other processes may
+        have recorded into it."""
+        value = metric._metric_value_backend
+        parts: list[ScalarValue] = [value]
         if isinstance(value, PerValueHistogram):
             parts = [*value._buckets, value._sum]
         elif isinstance(value, PerValueSummary):
             parts = [value._count, value._sum]
         for part in parts:
-            if hasattr(part, "set"):
-                part.set(0.0)
+            part.set(0.0)
 
     def read(self, families: Sequence[StoredFamily]) -> Sequence[Sequence[Series]]:
         if self.batch_reader is None:

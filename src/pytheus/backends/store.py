@@ -11,6 +11,10 @@ what the hot path calls, so they do as little as possible:
 
 Third-party backends that implement only the per-value protocol are wrapped by
 :mod:`pytheus.backends.per_value`.
+
+A value may also keep its series' latest exemplars (:class:`ExemplarValue`): those of pytheus's
+own stores' counters and histograms do; a per-value backend's values, which are its own objects,
+cannot.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Union
 from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import (
     CounterData,
+    Exemplar,
     HistogramData,
     LabelSet,
     LiveSeries,
@@ -48,6 +53,13 @@ class ObservationValue(Protocol):
 
 
 Value = Union[ScalarValue, ObservationValue]
+
+
+class ExemplarValue(Protocol):
+    """A value that keeps the latest exemplar of its series (of each bucket, for a histogram).
+    Optional: a value without ``record_exemplar`` records without its exemplars."""
+
+    def record_exemplar(self, exemplar: Exemplar) -> None: ...
 
 
 class BoundSeries(Protocol):
@@ -99,6 +111,13 @@ class Store(Protocol):
         """Another backend replaced this one: flush what is pending, stop its threads."""
         ...
 
+    def after_fork(self) -> None:
+        """In a forked child (``os.fork``), before its first use there: start over with what
+        belongs to this process alone (a file, a connection, a thread; the parent's stay the
+        parent's). When a store has one of its own, every metric value binds again after it
+        (``bind`` is called anew), so that the child records into what it set up here."""
+        ...
+
     def families(self) -> list[MetricFamily]:
         """Everything the store holds, as the application would serve it, read at once, without
         the metric objects (``pytheus serve``). NotImplementedError where a store cannot list
@@ -136,6 +155,9 @@ class BaseStore:
     def close(self) -> None:
         return None
 
+    def after_fork(self) -> None:
+        return None
+
     def families(self) -> list[MetricFamily]:
         raise NotImplementedError(f"{type(self).__name__} cannot list what it holds")
 
@@ -152,6 +174,7 @@ class CompletedStore(BaseStore):
         self._forget_many: Any = getattr(store, "forget_many", None)
         self._living_pids: Any = getattr(store, "living_pids", None)
         self._close: Any = getattr(store, "close", None)
+        self._after_fork: Any = getattr(store, "after_fork", None)
         self._families: Any = getattr(store, "families", None)
 
     def forget(self, metric: BoundSeries) -> None:
@@ -171,6 +194,10 @@ class CompletedStore(BaseStore):
         if self._close is not None:
             self._close()
 
+    def after_fork(self) -> None:
+        if self._after_fork is not None:
+            self._after_fork()
+
     def families(self) -> list[MetricFamily]:
         if self._families is None:
             return super().families()
@@ -184,6 +211,13 @@ def lists_families(store: Store) -> bool:
     return type(store).families is not BaseStore.families
 
 
+def has_own_after_fork(store: Store) -> bool:
+    """Whether ``store`` has an ``after_fork()`` of its own (then values bind again after it)."""
+    if isinstance(store, CompletedStore):
+        return store._after_fork is not None
+    return type(store).after_fork is not BaseStore.after_fork
+
+
 SCALAR_TYPES = frozenset({MetricType.COUNTER, MetricType.GAUGE, MetricType.UNTYPED})
 
 
@@ -192,6 +226,7 @@ def read_value(
 ) -> float | CounterData | HistogramData | SummaryData:
     """Read one bound value as the sample model wants it."""
     if metric_type in SCALAR_TYPES:
+        # the value may be a per-value backend's own object: only some values have an exemplar
         exemplar = getattr(value, "exemplar", None)
         if exemplar is not None:
             return CounterData(value.get(), exemplar)  # type: ignore[union-attr]

@@ -328,8 +328,10 @@ class _Metric:
         return Exemplar(exemplar_labels(self.name, labels), float(value), time.time())
 
     def _keep_exemplar(self, exemplar: Exemplar) -> None:
+        """Only with an exemplar: the value keeps it if it can (``ExemplarValue``)."""
+        # the value may be foreign (a per-value backend's: it cannot keep them; a user's store's)
         record = getattr(self._value, "record_exemplar", None)
-        if record is not None:  # per-value backends cannot keep exemplars
+        if record is not None:
             record(exemplar)
 
     def _require_observable(self) -> None:
