@@ -339,49 +339,104 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+_Location = tuple[str | None, str | None, str | None]
+"""``(directory, Redis URL, sentinels)``: where the workers' metrics are, one of the three."""
+
+_CLUSTER_NEEDS_URL = f"--redis-cluster (or ${REDIS_CLUSTER_ENV}) goes with a Redis URL"
+
+
 def resolve_source(args: argparse.Namespace, environ: dict[str, str]) -> Source:
     """The source from the options, else from the environment; ValueError when unclear."""
     if args.backend_class is not None:
-        if args.namespace or args.redis_service or args.redis_cluster:
-            raise ValueError("--namespace, --redis-service and --redis-cluster are Redis's")
-        return Source(backend_class=args.backend_class, backend_config=args.backend_config)
+        return _backend_class_source(args)
     if args.backend_config is not None:
         raise ValueError("--backend-config goes with --backend-class")
-    directory, url, sentinels = args.dir, args.redis_url, args.redis_sentinels
-    service = args.redis_service or environ.get(REDIS_SERVICE_ENV) or ""
-    if directory is None and url is None and sentinels is None:
-        directory = environ.get(MULTIPROC_DIR_ENV) or None
-        url = environ.get(REDIS_URL_ENV) or None
-        sentinels = environ.get(REDIS_SENTINELS_ENV) or None
-        given = [name for name, value in ((MULTIPROC_DIR_ENV, directory), (REDIS_URL_ENV, url),
-                 (REDIS_SENTINELS_ENV, sentinels)) if value is not None]  # fmt: skip
-        if len(given) > 1:
-            raise ValueError(
-                f"{'both' if len(given) == 2 else 'all of'} "
-                f"{' and '.join('$' + name for name in given)} are set: say which with "
-                "--dir, --redis-url or --redis-sentinels"
-            )
-    if directory is None and url is None and sentinels is None:
+    directory, url, sentinels = _located_source(args, environ)
+    if directory is not None:
+        return _directory_source(args, environ, directory)
+    if url is not None:
+        return _redis_url_source(args, environ, url)
+    assert sentinels is not None  # _located_source returns one of the three
+    return _sentinel_source(args, environ, sentinels)
+
+
+def _backend_class_source(args: argparse.Namespace) -> Source:
+    """``--backend-class``: a backend of the user's, with its ``--backend-config``."""
+    if args.namespace or args.redis_service or args.redis_cluster:
+        raise ValueError("--namespace, --redis-service and --redis-cluster are Redis's")
+    return Source(backend_class=args.backend_class, backend_config=args.backend_config)
+
+
+def _located_source(args: argparse.Namespace, environ: dict[str, str]) -> _Location:
+    """The location the options give, else the one the environment gives; ValueError when
+    there is none."""
+    location: _Location = (args.dir, args.redis_url, args.redis_sentinels)
+    if location == (None, None, None):
+        location = _location_from_environment(environ)
+    if location == (None, None, None):
         raise ValueError(
             f"no source: give --dir (or ${MULTIPROC_DIR_ENV}), --redis-url (or ${REDIS_URL_ENV})"
             f", --redis-sentinels with --redis-service (or ${REDIS_SENTINELS_ENV} and "
             f"${REDIS_SERVICE_ENV}), or --backend-class"
         )
-    if directory is not None and args.namespace:
+    return location
+
+
+def _location_from_environment(environ: dict[str, str]) -> _Location:
+    """The location the environment gives, if any; ValueError when it gives more than one."""
+    directory = environ.get(MULTIPROC_DIR_ENV) or None
+    url = environ.get(REDIS_URL_ENV) or None
+    sentinels = environ.get(REDIS_SENTINELS_ENV) or None
+    given = [name for name, value in ((MULTIPROC_DIR_ENV, directory), (REDIS_URL_ENV, url),
+             (REDIS_SENTINELS_ENV, sentinels)) if value is not None]  # fmt: skip
+    if len(given) > 1:
+        raise ValueError(
+            f"{'both' if len(given) == 2 else 'all of'} "
+            f"{' and '.join('$' + name for name in given)} are set: say which with "
+            "--dir, --redis-url or --redis-sentinels"
+        )
+    return directory, url, sentinels
+
+
+def _directory_source(args: argparse.Namespace, environ: dict[str, str], directory: str) -> Source:
+    """A shared directory: no Redis option applies."""
+    if args.namespace:
         raise ValueError("--namespace applies to the Redis backend, not to --dir")
-    cluster = args.redis_cluster or environ.get(REDIS_CLUSTER_ENV, "") in ("1", "true", "yes")
-    if cluster and url is None:
-        raise ValueError(f"--redis-cluster (or ${REDIS_CLUSTER_ENV}) goes with a Redis URL")
-    if sentinels is None:
-        if args.redis_service:
-            raise ValueError("--redis-service goes with --redis-sentinels")
-        return Source(directory, url, args.namespace, cluster=cluster)
+    if _cluster_asked(args, environ):
+        raise ValueError(_CLUSTER_NEEDS_URL)
+    _refuse_service_without_sentinels(args)
+    return Source(directory, None, args.namespace)
+
+
+def _redis_url_source(args: argparse.Namespace, environ: dict[str, str], url: str) -> Source:
+    """A Redis URL: a single Redis, or a node of a Redis Cluster."""
+    cluster = _cluster_asked(args, environ)
+    _refuse_service_without_sentinels(args)
+    return Source(None, url, args.namespace, cluster=cluster)
+
+
+def _sentinel_source(args: argparse.Namespace, environ: dict[str, str], sentinels: str) -> Source:
+    """A Redis behind Sentinel: the sentinels, and the service name they monitor."""
+    if _cluster_asked(args, environ):
+        raise ValueError(_CLUSTER_NEEDS_URL)
+    service = args.redis_service or environ.get(REDIS_SERVICE_ENV) or ""
     if not service:
         raise ValueError(
             f"--redis-sentinels needs --redis-service (or ${REDIS_SERVICE_ENV}): the name the "
             "sentinels monitor the master under"
         )
     return Source(None, None, args.namespace, _sentinel_addresses(sentinels), service)
+
+
+def _cluster_asked(args: argparse.Namespace, environ: dict[str, str]) -> bool:
+    """Whether ``--redis-cluster`` (or its environment variable) says Redis Cluster."""
+    return bool(args.redis_cluster) or environ.get(REDIS_CLUSTER_ENV, "") in ("1", "true", "yes")
+
+
+def _refuse_service_without_sentinels(args: argparse.Namespace) -> None:
+    """ValueError when ``--redis-service`` is given for a source that is not Sentinel's."""
+    if args.redis_service:
+        raise ValueError("--redis-service goes with --redis-sentinels")
 
 
 def _sentinel_addresses(text: str) -> tuple[tuple[str, int], ...]:
