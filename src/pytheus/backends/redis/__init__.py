@@ -54,7 +54,7 @@ from pytheus.backends.redis._config import RedisOptions
 from pytheus.backends.redis._descriptions import DescriptionBoard
 from pytheus.backends.redis._descriptions import read as read_descriptions
 from pytheus.backends.redis._flusher import Flusher
-from pytheus.backends.redis._protocol import Row, ScrapeReply, scrape_args
+from pytheus.backends.redis._protocol import Row, ScrapeReply, parse_window, scrape_args
 from pytheus.backends.redis._scripts import SCRAPE
 from pytheus.backends.redis._values import (
     RedisCounter,
@@ -68,7 +68,7 @@ from pytheus.backends.redis._values import (
 from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram, decode_cells
-from pytheus.quantiles import SlidingQuantiles, window_of_slots, window_quantiles
+from pytheus.quantiles import SlidingQuantiles, window_quantiles
 from pytheus.samples import (
     Exemplar,
     HistogramData,
@@ -377,7 +377,7 @@ class RedisStore(BaseStore):
             if kept:
                 reading.natives[(signature, key.label_values)] = kept[0].merge(kept[1:])
         for (key, signature), fields in self._described_rows(reply.windows, reading.metas):
-            window = _window(fields)
+            window = parse_window(fields)
             if window is not None:
                 reading.windows[(signature, key.label_values)] = window
         return reading
@@ -493,25 +493,6 @@ def _describe(meta: str, signatures: dict[Signature, Signature]) -> tuple[Series
     signature = signatures.setdefault(signature, signature)
     name, metric_type, mode, names, bounds = signature
     return SeriesKey(name, metric_type, mode, names, tuple(values), bounds), signature
-
-
-def _window(fields: list[str]) -> SlidingQuantiles | None:
-    """A summary's window from the fields of its window hash: slot, then ``"<empty after>
-    <max age> <age buckets> <accuracy> <max buckets> <bucket id> <count> ..."``, summed over
-    every process (None when unreadable: another version's, damaged)."""
-    try:
-        slots = [(int(slot), list(map(float, raw.split()))) for slot, raw in zip(
-            fields[0::2], fields[1::2]
-        )]  # fmt: skip
-        if not slots:
-            return None
-        settings = slots[0][1]
-        return window_of_slots(
-            (settings[1], settings[2], settings[3], settings[4]),
-            ((slot, numbers[5:]) for slot, numbers in slots),
-        )
-    except (ValueError, IndexError):
-        return None
 
 
 def _series_data(

@@ -26,7 +26,7 @@ from pytheus.backends.process_end import (
     start_without_sigterm,
 )
 from pytheus.backends.redis._config import RedisOptions
-from pytheus.backends.redis._protocol import Op
+from pytheus.backends.redis._protocol import GAP, Entry, FlushArgs, FlushReply, Op, batch_args
 from pytheus.backends.redis._scripts import FLUSH
 from pytheus.backends.redis._values import RedisNativeHistogram
 
@@ -42,16 +42,11 @@ class FlushedValue(Protocol):
 @dataclass(frozen=True)
 class Batch:
     seq: int
-    entries: tuple[tuple[str, str, tuple[Op, ...]], ...]  # (series id, description, ops)
+    entries: tuple[Entry, ...]  # (series id, description, ops)
     removals: tuple[str, ...] = ()  # series ids removed before the entries apply
 
     def arguments(self) -> list[str]:
-        flat: list[str] = [str(len(self.removals)), *self.removals]
-        for sid, meta, ops in self.entries:
-            flat += [sid, meta, str(len(ops))]
-            for op in ops:
-                flat += op
-        return flat
+        return batch_args(self.removals, self.entries)
 
 
 class Flusher:
@@ -173,7 +168,7 @@ class Flusher:
             if self._unacked is not None or self.queue or self._removals:
                 return  # recorded meanwhile: rather be found dead by the heartbeat's expiry
             self._said_goodbye = True
-            self._send(self._acked, self._acked, ["0"], bye=True)
+            self._send(self._acked, self._acked, batch_args((), ()), bye=True)
 
     # --- flushing -------------------------------------------------------------------------------
 
@@ -188,7 +183,7 @@ class Flusher:
             except Exception as error:
                 if _is_refusal(error):  # Redis refused the batch: retrying won't help
                     self._refused(error)
-                else:  # Redis is down or unreachable: keep the batch
+                else:  # Redis is down or unreachable (or its reply unreadable): keep it
                     self._failed(error)
                 return False
         if not self.healthy:
@@ -204,15 +199,15 @@ class Flusher:
             self._unacked = self._take_batch()
         batch = self._unacked
         if batch is None:  # nothing new: a heartbeat, which also reveals lost data
-            status, last, skipped = self._send(self._acked, self._acked, ["0"])
+            status, last, skipped = self._send(self._acked, self._acked, batch_args((), ()))
         else:
             status, last, skipped = self._send(batch.seq, self._acked, batch.arguments())
         if self._uncertain is not None and last == self._uncertain:
             # the batch dropped during the outage had reached Redis after all
             self._acked, self._uncertain = last, None
-            if batch is not None and status == "gap":
+            if batch is not None and status == GAP:
                 status, last, skipped = self._send(batch.seq, self._acked, batch.arguments())
-        if status == "gap" or (batch is None and last < self._acked):
+        if status == GAP or (batch is None and last < self._acked):
             return self._recover(last)
         if batch is not None:
             self._acknowledge(batch)
@@ -245,27 +240,23 @@ class Flusher:
         self._seq += 1
         return Batch(self._seq, entries, removals)
 
-    def _refresh_entries(self, skip: set[str]) -> tuple[tuple[str, str, tuple[Op, ...]], ...]:
+    def _refresh_entries(self, skip: set[str]) -> tuple[Entry, ...]:
         with self._series_lock:
             series = [(sid, meta, v) for sid, (meta, v) in self._series.items() if sid not in skip]
         return tuple((sid, meta, tuple(value.refresh())) for sid, meta, value in series)
 
     def _send(
         self, seq: int, expected: int, arguments: list[str], resync: bool = False, bye: bool = False
-    ) -> tuple[str, int, list[str]]:
+    ) -> FlushReply:
         """Run the flush script: its status, the last batch Redis has from this process, and
-        the series whose entries it skipped because they were removed (see ``_rebase``)."""
-        reply = self._script(
-            keys=[self.options.key],
-            args=[
-                self.options.base, self.process, seq, expected, self.options.expire_key_time,
-                self.heartbeat_ttl, repr(time.time()), "1" if resync else "0",
-                round(1000 * (2 * (self.options.flush_interval or 1.0) + 1)), "1" if bye else "0",
-                *arguments,
-            ]
+        the series whose entries it skipped because they were removed (see ``_rebase``).
+        ValueError for a reply of another shape (kept and retried, as a network fault)."""
+        args = FlushArgs(
+            self.options.base, self.process, seq, expected, self.options.expire_key_time,
+            self.heartbeat_ttl, repr(time.time()), resync,
+            round(1000 * (2 * (self.options.flush_interval or 1.0) + 1)), bye,
         )  # fmt: skip
-        status, last, *skipped = (p.decode() if isinstance(p, bytes) else str(p) for p in reply)
-        return status, int(last), skipped[0].split() if skipped else []
+        return FlushReply.parse(self._script(keys=[self.options.key], args=args.argv(arguments)))
 
     def _acknowledge(self, batch: Batch) -> None:
         self._history.append(batch)

@@ -142,6 +142,21 @@ FLUSH = (
     NATIVE
     + SERVER
     + """
+-- KEYS[1]: <base>:index, only to tell a cluster which node runs the script (not read here).
+-- ARGV, as pytheus.backends.redis._protocol.FlushArgs names it:
+--   ARGV[1] base                the namespace's base key
+--   ARGV[2] process             the process's id (proc here)
+--   ARGV[3] seq                 the batch's sequence number
+--   ARGV[4] expected            the last batch the process had acknowledged: else a gap
+--   ARGV[5] expire_seconds      how long a series lives unwritten (ttl here)
+--   ARGV[6] heartbeat_seconds   how long the process lives without flushing (heartbeat here)
+--   ARGV[7] now                 the process's wall clock: when the series were seen
+--   ARGV[8] resync              '1': the process's totals, after Redis lost its batches
+--   ARGV[9] recovering_ms       after a gap, how long scrapes wait for every process
+--   ARGV[10] bye                '1': the process's last flush
+--   ARGV[11...] the batch (batch_args): the number of removals, the removed series ids, then
+--     each entry: series id, description, number of ops, then each op's op, field, value
+-- Reply (FlushReply): {status, last batch Redis has from the process[, skipped series ids]}
 local base, proc = ARGV[1], ARGV[2]
 local seq, expected = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl, heartbeat = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -333,6 +348,14 @@ SCRAPE = (
     NATIVE
     + SERVER
     + """
+-- KEYS[1]: <base>:index, only to tell a cluster which node runs the script (not read here).
+-- ARGV, as pytheus.backends.redis._protocol.scrape_args names it:
+--   ARGV[1] base                the namespace's base key
+--   ARGV[2] expire_seconds      how long a series lives unwritten (ttl here)
+--   ARGV[3] heartbeat_seconds   how long to wait for a process (wait here)
+--   ARGV[4] server              the server of this scraper's last reply (seen_server here)
+--   ARGV[5...] processes        the processes of this scraper's last reply
+-- Reply: ScrapeReply, nine parts (see the return at the end).
 local base, ttl, wait, seen_server = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local index_key = base .. ':index'
 local now = tonumber(redis.call('TIME')[1])
