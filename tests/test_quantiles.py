@@ -330,7 +330,11 @@ def test_a_union_leaves_out_what_merge_refuses() -> None:
     broken[-1] = -3.0  # a negative count: the whole window is left out
     alone = WindowUnion()
     alone.add_serialised(broken)
-    assert alone.empty and math.isnan(alone.quantiles_at((0.5,), now=101.0)[0][1])
+    assert math.isnan(alone.quantiles_at((0.5,), now=101.0)[0][1])
+    merged = alone.window()
+    assert merged is None or merged.count == 0
+    alone.add_serialised(first.to_floats())  # beside a readable one: that one alone counts
+    assert alone.quantiles_at((0.5, 1.0), now=101.0) == first.quantiles_at((0.5, 1.0), 101.0)
 
 
 def test_merge_and_from_floats_refuse_what_does_not_fit() -> None:

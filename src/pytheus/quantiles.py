@@ -670,14 +670,17 @@ class SlidingQuantiles:
         """``merge(SlidingQuantiles.from_floats(floats))`` without building that window.
         ValueError (and nothing merged) if ``floats`` is not a window of the same
         ``max_age_seconds``, ``age_buckets`` and accuracy."""
-        latest, slots = _parse_window(floats)
+        slots: list[_UnionSlot] = []
+        latest = _read_slots(floats, 0, len(floats), slots)
+        if any(map(_negative_in, slots)):
+            raise ValueError("not a serialised SlidingQuantiles: a negative count")
         if not _same_settings(floats, self):
             raise ValueError("cannot merge windows of different max_age, age_buckets or accuracy")
-        self.merge_parsed(latest, slots)
+        self.merge_parsed(latest, map(_interleaved, slots))
 
     def merge_parsed(self, latest: int, slots: Iterable[_ParsedSlot]) -> None:
-        """Add the slots of serialised windows of this one's settings (``_parse_window``; the
-        slots of several windows may be given at once, in any order)."""
+        """Add the slots of serialised windows of this one's settings (``_read_slots``, keys and
+        counts in pairs; the slots of several windows may be given at once, in any order)."""
         self._add_pending()
         self._advance(latest)
         # slot -> [zeros, positive floor, positive pairs, negative floor, negative pairs]
@@ -770,26 +773,45 @@ class WindowUnion:
         union.quantiles_at((0.5, 0.99), now=time.time())
     """
 
-    __slots__ = ("_empty", "_latest", "_slots", "_windows")
+    __slots__ = ("_empty", "_settings", "_latest", "_slots", "_added", "_windows")
 
     def __init__(self) -> None:
         self._empty: SlidingQuantiles | None = None  # an empty window of the settings
+        # as serialised: format, max_age, age_buckets, accuracy
+        self._settings: tuple[float, ...] = ()
         self._latest = _NO_FLOOR
-        self._slots: list[_ParsedSlot] = []  # of the serialised windows
+        self._slots: list[_UnionSlot] = []  # of the serialised windows
+        # where each serialised window's slots start in ``_slots``: their counts are checked
+        # when the union is queried, once for all (a window with a negative count is left out)
+        self._added: list[int] = []
         self._windows: list[SlidingQuantiles] = []  # added as windows
 
-    def add_serialised(self, floats: Sequence[float]) -> None:
-        """Add a serialised window (left out if it is not one, or of other settings)."""
-        try:
-            latest, slots = _parse_window(floats)
-            if self._empty is None:
-                self._empty = empty_window_like(floats)
-        except ValueError:
+    def add_serialised(
+        self, floats: Sequence[float], start: int = 0, stop: int | None = None
+    ) -> None:
+        """Add a serialised window, ``floats[start:stop]`` (left out if it is not one, or of
+        other settings); a scrape gives the block it read whole, without slicing it.
+
+        A scrape adds one per process and series: counts are checked when the union is
+        queried, for all windows at once."""
+        stop = len(floats) if stop is None else stop
+        if self._empty is None:
+            try:
+                self._empty = empty_window_like(floats[start:stop])
+            except ValueError:
+                return
+            self._settings = (_FORMAT, *floats[start + 1 : start + 4])
+        if tuple(floats[start : start + 4]) != self._settings:  # another format, other settings
             return
-        if not _same_settings(floats, self._empty):
+        slots = self._slots
+        first = len(slots)
+        try:
+            latest = _read_slots(floats, start, stop, slots)
+        except ValueError:
+            del slots[first:]  # not a window: left out
             return
         self._latest = max(self._latest, latest)
-        self._slots += slots
+        self._added.append(first)
 
     def add_window(self, window: SlidingQuantiles) -> None:
         """Add a window (left out if it is not of the settings of the first added)."""
@@ -799,19 +821,21 @@ class WindowUnion:
 
     @property
     def empty(self) -> bool:
-        """Whether nothing readable was added."""
+        """Whether nothing readable was added (counts are checked when the union is queried:
+        a window with a negative count is left out then, and may leave the union empty)."""
         return self._empty is None
 
     def window(self) -> SlidingQuantiles | None:
         """Everything added merged into one window (None when nothing readable was added)."""
         if self._empty is None:
             return None
+        self._leave_out_negative()
         merged = self._empty.empty_like()
         for window in self._windows:
             with contextlib.suppress(ValueError):  # another definition: left out
                 merged.merge(window)
         if self._slots:
-            merged.merge_parsed(self._latest, self._slots)
+            merged.merge_parsed(self._latest, map(_interleaved, self._slots))
         return merged
 
     def quantiles_at(
@@ -829,17 +853,28 @@ class WindowUnion:
         negative_counts: list[float] = []
         zeros = 0
         collapsed = False  # a window's lowest buckets were merged (it held too many)
-        for slot, slot_zeros, positive_floor, pairs, negative_floor, negative_pairs in self._slots:
+        for union_slot in self._slots:
+            slot, slot_zeros, positive_floor, keys, counts, negative_floor, n_keys, n_counts = (
+                union_slot
+            )
             if slot > oldest:
                 collapsed = collapsed or positive_floor != _NO_FLOOR or negative_floor != _NO_FLOOR
                 zeros += slot_zeros
-                positive += pairs[0::2]
-                positive_counts += pairs[1::2]
-                negative += negative_pairs[0::2]
-                negative_counts += negative_pairs[1::2]
+                positive += keys
+                positive_counts += counts
+                negative += n_keys
+                negative_counts += n_counts
+            elif _negative_in(union_slot):
+                collapsed = True  # a window to leave out: the merged window does
+        if min(positive_counts, default=0) < 0 or min(negative_counts, default=0) < 0:
+            collapsed = True
         sketch = empty._head
-        if collapsed or self._windows or len(positive) + len(negative) > sketch.max_buckets:
-            # buckets collapsed, or the union may need to: one merged window says how
+        if (
+            collapsed or zeros < 0 or self._windows
+            or len(positive) + len(negative) > sketch.max_buckets
+        ):  # fmt: skip
+            # buckets collapsed, or the union may need to, or a window is to be left out:
+            # one merged window says how
             window = self.window()
             assert window is not None
             return window.quantiles_at(targets, now)
@@ -851,13 +886,47 @@ class WindowUnion:
         )
         return tuple(zip(targets, values))
 
+    def _leave_out_negative(self) -> None:
+        """Leave out the serialised windows holding a negative count, as merge refuses them."""
+        slots, starts = self._slots, self._added
+        if not any(map(_negative_in, slots)):
+            return
+        kept: list[_UnionSlot] = []
+        added: list[int] = []
+        for start, end in zip(starts, [*starts[1:], len(slots)]):
+            if not any(map(_negative_in, slots[start:end])):
+                added.append(len(kept))
+                kept += slots[start:end]
+        self._slots, self._added = kept, added
+
+
+# a slot of a window in a union: (slot, zeros, positive floor, positive keys, their counts,
+# negative floor, negative keys, their counts)
+_UnionSlot = tuple[int, int, int, Sequence[float], Sequence[float], int, Sequence[float],
+                   Sequence[float]]  # fmt: skip
+
+
+def _negative_in(slot: _UnionSlot) -> bool:
+    """Whether a slot holds a negative count (a damaged window's)."""
+    return slot[1] < 0 or min(chain(slot[4], slot[7]), default=0) < 0
+
+
+def _interleaved(slot: _UnionSlot) -> _ParsedSlot:
+    """A union's slot as ``merge_parsed`` takes it: keys and counts in pairs."""
+    number, zeros, positive_floor, keys, counts, negative_floor, n_keys, n_counts = slot
+    return (
+        number, zeros,
+        positive_floor, [x for pair in zip(keys, counts) for x in pair],
+        negative_floor, [x for pair in zip(n_keys, n_counts) for x in pair],
+    )  # fmt: skip
+
 
 def _in_order(
-    keys: list[float], counts: list[float], reverse: bool = False
+    keys: Sequence[float], counts: Sequence[float], reverse: bool = False
 ) -> tuple[list[float], list[float]]:
     """``keys`` sorted (each with its count), by one sort of their positions."""
     if not keys:
-        return keys, counts
+        return [], []
     order = sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
     return list(map(keys.__getitem__, order)), list(map(counts.__getitem__, order))
 
@@ -879,33 +948,35 @@ def _same_settings(floats: Sequence[float], window: SlidingQuantiles) -> bool:
     )  # fmt: skip
 
 
-def _parse_window(floats: Sequence[float]) -> tuple[int, list[_ParsedSlot]]:
-    """The latest slot and the slots of a serialised window (``SlidingQuantiles.to_floats``);
-    ValueError if it is not one. A scrape parses one per process and series: kept lean."""
+def _read_slots(floats: Sequence[float], start: int, stop: int, into: list[_UnionSlot]) -> int:
+    """Append the slots of the serialised window ``floats[start:stop]``
+    (``SlidingQuantiles.to_floats``, settings checked by the caller) to ``into``; return its
+    latest slot. ValueError if it is not a window (some slots may have been appended). Counts
+    are not checked (see ``_negative_in``). A scrape reads one per process and series: lean,
+    each slot's keys and counts apart for the ranking."""
     try:
-        if floats[0] != _FORMAT:
-            raise ValueError(f"unknown format {floats[0]!r}")
-        position = 8 + int(floats[5])
+        if floats[start] != _FORMAT or stop > len(floats):
+            raise ValueError(f"unknown format {floats[start]!r}")
+        position = start + 8 + int(floats[start + 5])
         latest, n_slots = int(floats[position - 2]), int(floats[position - 1])
-        slots: list[_ParsedSlot] = []
         for _ in range(n_slots):
             # slot, length, accuracy, max_buckets, zeros, (floor, n, pairs) positive, negative
             end = position + 2 + int(floats[position + 1])
             at = position + 5
             middle = at + 2 + 2 * int(floats[at + 1])
-            if middle + 2 + 2 * int(floats[middle + 1]) != end or end > len(floats):
+            if middle + 2 + 2 * int(floats[middle + 1]) != end or end > stop:
                 raise ValueError("a slot's length does not match its sketch")
-            positive, negative = floats[at + 2 : middle], floats[middle + 2 : end]
-            if min(chain(positive[1::2], negative[1::2], (floats[position + 4],))) < 0:
-                raise ValueError("a negative count")
-            slots.append((int(floats[position]), int(floats[position + 4]), int(floats[at]),
-                          positive, int(floats[middle]), negative))  # fmt: skip
+            into.append((
+                int(floats[position]), int(floats[position + 4]),
+                int(floats[at]), floats[at + 2 : middle : 2], floats[at + 3 : middle : 2],
+                int(floats[middle]), floats[middle + 2 : end : 2], floats[middle + 3 : end : 2],
+            ))  # fmt: skip
             position = end
-        if position != len(floats):
+        if position != stop:
             raise ValueError("trailing floats")
     except (IndexError, ValueError, OverflowError, TypeError) as error:
         raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
-    return latest, slots
+    return latest
 
 
 def _check_quantile(q: float) -> None:

@@ -114,13 +114,6 @@ def window_block(union: WindowUnion, serialise: bool = True) -> WindowBlock:
     return block
 
 
-def window_floats(block: list[float]) -> list[float] | None:
-    """The serialised window of a block read from a file (None when it holds none)."""
-    if len(block) < 3 or not block[1]:
-        return None
-    return block[2 : 2 + int(block[1])]
-
-
 def block_union(block: list[float]) -> WindowUnion:
     """The windows of a summary's block, to query (empty when it holds none readable)."""
     if isinstance(block, WindowBlock):
@@ -138,9 +131,8 @@ def _add_block(union: WindowUnion, block: list[float]) -> None:
         if window is not None:
             union.add_window(window)
         return
-    floats = window_floats(block)
-    if floats is not None:
-        union.add_serialised(floats)
+    if len(block) >= 3 and block[1]:
+        union.add_serialised(block, 2, 2 + int(block[1]))
 
 
 def block_window(block: list[float]) -> SlidingQuantiles | None:

@@ -245,7 +245,9 @@ class SharedDirectory:
                     for at, kind, index, count in versioned:
                         source = mapped if index + count <= len(mapped) else cells
                         read = READERS.get(kind, whole_value)
-                        entries[at] = (entries[at][0], read(source, index, count))
+                        # a window block is an array (whole_window), taken as a list is
+                        cells_read: Any = read(source, index, count)
+                        entries[at] = (entries[at][0], cells_read)
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
             self._parsed.pop(path, None)

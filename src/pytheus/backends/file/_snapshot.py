@@ -10,6 +10,7 @@ its histogram's classic cells.
 
 from __future__ import annotations
 
+import array
 import mmap
 import time
 from collections.abc import Iterator
@@ -37,23 +38,29 @@ def whole_value(cells: memoryview[float], index: int, count: int) -> list[float]
     return body
 
 
-def whole_window(cells: memoryview[float], index: int, count: int) -> list[float]:
+def whole_window(cells: memoryview[float], index: int, count: int) -> array.array[float]:
     """A summary's window block (see ``_values.FileQuantileSummary``) as of one moment: head
     version, length, the window's floats and tail version, without the room it does not use.
 
-    Read in order from the mapped file, again until the versions match, as :func:`whole_value`;
-    one whose versions stay apart (its writer was killed while publishing) reads as empty.
+    Read as :func:`whole_value` reads (the head first, the tail last, again until the two
+    match); the cells between are copied at once, which needs no order of its own: a write
+    changes the tail before them. One whose versions stay apart (its writer was killed while
+    publishing) reads as empty. An array, not a list: a scrape reads thousands, and an array of
+    floats is one object, which the garbage collector does not walk.
     """
     for attempt in range(2000):
         head = cells[index]
         length = int(cells[index + 1])
         if not 0 <= length <= count - 3:
             length = 0
-        body: list[float] = cells[index + 2 : index + 2 + length].tolist()  # type: ignore[assignment]
-        if cells[index + count - 1] == head:
-            return [head, float(length), *body, head]
+        block = array.array("d")
+        block.frombytes(cells[index : index + 2 + length].cast("B"))
+        block.append(cells[index + count - 1])
+        if block[-1] == head:
+            block[1] = float(length)
+            return block
         time.sleep(0 if attempt < 1000 else 0.0001)
-    return [0.0, 0.0, 0.0]
+    return array.array("d", (0.0, 0.0, 0.0))
 
 
 READERS = {NATIVE: whole_block, QUANTILES: whole_window}

@@ -85,7 +85,7 @@ def with_removals(
         restarts = restarts_of(entries) if source != ARCHIVE else {}
         for _, key, cells in entries:
             if key.series in new:
-                tombstones[key.series][0][source] = (restarts.get(histogram_of(key)), cells)
+                tombstones[key.series][0][source] = (restarts.get(histogram_of(key)), list(cells))
     return tombstones
 
 
