@@ -32,7 +32,6 @@ class _Metric:
         "_family",
         "_given",
         "_cache",
-        "_key",
         "_series",
         "_value",
         "__weakref__",
@@ -41,8 +40,7 @@ class _Metric:
     _family: Family
     _given: Labels | None  # the label values set, or None for a complete view (from _key)
     _cache: dict[Any, _Metric]
-    _key: tuple[str, ...] | None
-    _series: LabelSet | None
+    _series: LabelSet | None  # a complete view's labels (its key is their values)
     _value: Any
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -68,20 +66,25 @@ class _Metric:
             registry,
         )
 
+    @property
+    def _key(self) -> tuple[str, ...] | None:
+        """The series key of a complete view (its label values in declared order), else None."""
+        series = self._series
+        return series.values if series is not None else None
+
     def _define(self, desc: MetricDesc, registry: Registry | None) -> None:
         self._family = Family(desc)
         self._given = {}
         self._cache = {}
-        self._key = None
         self._series = None
         if registry is not None:
             registry.register(self)  # an equal registered family may replace ours (_join)
             self._family.attach()
         desc = self._family.desc
         if all(name in desc.default_labels for name in desc.label_names):
-            self._key = tuple(desc.default_labels[name] for name in desc.label_names)
+            key = tuple(desc.default_labels[name] for name in desc.label_names)
             self._given = None
-            self._series = LabelSet(desc.label_names, self._key)
+            self._series = LabelSet(desc.label_names, key)
             self._value = LazyValue(self)
             self._family.add_holder(self)
         else:
@@ -216,7 +219,7 @@ class _Metric:
             values = tuple(resolved[n] if n in resolved else defaults[n] for n in names)
             view = self._family.child(values, self)
         else:
-            view = self._new_view(resolved, None)
+            view = self._new_view(resolved)
             view._value = Unobservable(view)
         if cacheable and cache:
             self._cached(tuple(given.items()), view)
@@ -257,20 +260,18 @@ class _Metric:
         if self._cache is not _NO_CACHE:
             self._cache = {}  # the views of the removed series: their memory goes with them
 
-    def _new_view(self, labels: Labels, key: tuple[str, ...] | None) -> _Metric:
+    def _new_view(self, labels: Labels | None, series: LabelSet | None = None) -> _Metric:
+        """A partial view with ``labels`` set, or the complete view of ``series``."""
         view = object.__new__(type(self))
         view._family = self._family
-        view._given = labels if key is None else None  # a child's labels come from its key
+        view._given = labels  # None for a complete view: its labels come from its series
         view._cache = _NO_CACHE  # most views never call labels(): no dict until one does
-        view._key = key
-        view._series = None
+        view._series = series
         return view
 
     def _new_child(self, values: tuple[str, ...]) -> _Metric:
         """A complete view for ``values`` (called by the family, under its lock)."""
-        names = self._family.desc.label_names
-        child = self._new_view(dict(zip(names, values)), values)
-        child._series = LabelSet(names, values)
+        child = self._new_view(None, LabelSet(self._family.desc.label_names, values))
         child._value = LazyValue(child)
         return child
 
