@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pytheus.backends.aggregation import Family
 from pytheus.desc import MetricDesc
 from pytheus.native import MAX_SCHEMA, MIN_SCHEMA
 from pytheus.samples import MetricType
@@ -45,6 +46,11 @@ class StoredDescription:
     quantiles: tuple[float, ...] = ()
     native: tuple[tuple[str, object], ...] = ()
     """A native histogram's options (``NATIVE_SETTINGS`` with their values); () when classic."""
+
+    @property
+    def family(self) -> Family:
+        """The family it describes (the :attr:`SeriesKey.family` of its series)."""
+        return (self.name, self.type.value, self.mode, self.label_names, self.upper_bounds)
 
 
 def encode(desc: MetricDesc) -> str:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pytheus.backends.aggregation import Family, SeriesKey
 from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.store import Value
 from pytheus.desc import MetricDesc
@@ -80,18 +81,25 @@ class StoredDefinition:
     quantiles: tuple[float, ...] = ()
     native: tuple[tuple[str, object], ...] = ()  # a native histogram's settings (descriptions)
 
+    @property
+    def family(self) -> Family:
+        """The family its series keys have (:attr:`SeriesKey.family`)."""
+        return (self.name, self.type.value, self.mode, self.label_names, self.upper_bounds)
+
 
 def definition_from_key(key: Sequence[Any]) -> StoredDefinition | None:
-    """The definition of a stored series key ``[name, type, mode, label names, values, bounds]``.
+    """The definition of a stored series key: a :class:`SeriesKey`, or one stored as a JSON list
+    ``[name, type, mode, label names, values, bounds, ...]`` (``SeriesKey.to_list``).
 
     None for entries that are not metric series (exemplar slots), or that do not look valid.
     """
     try:
-        name, raw_type, mode, names, _, bounds = key[:6]
-        metric_type = MetricType(raw_type)
+        if not isinstance(key, SeriesKey):
+            key = SeriesKey.from_list(key)
+        metric_type = MetricType(key.type)
         definition = StoredDefinition(
-            str(name), metric_type, str(mode or ""), tuple(str(n) for n in names),
-            tuple(float(b) for b in bounds),
+            str(key.name), metric_type, str(key.mode or ""),
+            tuple(str(n) for n in key.label_names), tuple(float(b) for b in key.bounds),
         )  # fmt: skip
     except (TypeError, ValueError):
         return None
@@ -118,19 +126,18 @@ def _warn_not_served(name: str, what: str) -> None:
     )
 
 
-FamilyKey = tuple[Any, Any, Any, tuple[Any, ...], tuple[Any, ...]]
-"""What a series key says of its family: name, type, gauge mode, label names, buckets."""
-
-
-def count_families(keys: Iterable[Sequence[Any]]) -> dict[FamilyKey, int]:
-    """How many series each family has, from series keys ``[name, type, mode, label names,
-    label values, bounds, ...]`` (a scrape lists thousands of series of a few families)."""
-    families: dict[FamilyKey, int] = {}
+def count_families(keys: Iterable[Sequence[Any]]) -> dict[Family, int]:
+    """How many series each family has (:attr:`SeriesKey.family`), from series keys, or keys
+    stored as JSON lists (a scrape lists thousands of series of a few families). A list that is
+    not a key is left out."""
+    families: dict[Family, int] = {}
     for key in keys:
-        if len(key) < 6:
-            continue
-        name, kind, mode, names, _, bounds = key[:6]
-        family = (name, kind, mode, tuple(names), tuple(bounds))
+        if not isinstance(key, SeriesKey):
+            try:
+                key = SeriesKey.from_list(key)
+            except (TypeError, ValueError):
+                continue
+        family = key.family
         families[family] = families.get(family, 0) + 1
     return families
 
@@ -140,11 +147,11 @@ def count_definitions(keys: Iterable[Sequence[Any]]) -> dict[StoredDefinition, i
     return _definitions(count_families(keys))
 
 
-def _definitions(families: dict[FamilyKey, int]) -> dict[StoredDefinition, int]:
+def _definitions(families: dict[Family, int]) -> dict[StoredDefinition, int]:
     """The valid definitions of families, each checked once."""
     counts: dict[StoredDefinition, int] = {}
-    for (name, kind, mode, names, bounds), count in families.items():
-        definition = definition_from_key((name, kind, mode, names, (), bounds))
+    for family, count in families.items():
+        definition = definition_from_key(SeriesKey.in_family(family, ()))
         if definition is not None:
             counts[definition] = counts.get(definition, 0) + count
     return counts
@@ -156,11 +163,11 @@ def described(
     """The definitions with their stored help, unit and states; a family whose series are all
     gone is served from its description alone (as the application serves it: 0 when it has no
     labels)."""
-    by_key: dict[tuple[Any, ...], StoredDescription] = {}
+    by_key: dict[Family, StoredDescription] = {}
     for d in sorted(found, key=repr):
         if d.type not in _STORED_TYPES:
             continue
-        key = (d.name, d.type, d.mode, d.label_names, d.upper_bounds)
+        key = d.family
         known = by_key.get(key)
         # two versions of a program described it (a deployment changed its help or an Enum's
         # states): one help text is served, and the states of both, so none goes missing
@@ -168,15 +175,10 @@ def described(
         by_key[key] = dataclasses.replace(known or d, states=states)
     output: dict[StoredDefinition, int] = {}
     for definition, count in counts.items():
-        key = (definition.name, definition.type, definition.mode, definition.label_names,
-               definition.upper_bounds)  # fmt: skip
-        description = by_key.pop(key, None)
+        description = by_key.pop(definition.family, None)
         output[_with_description(definition, description)] = count
     for description in by_key.values():
-        alone = definition_from_key(
-            [description.name, description.type.value, description.mode,
-             description.label_names, (), description.upper_bounds]
-        )  # fmt: skip
+        alone = definition_from_key(SeriesKey.in_family(description.family, ()))
         if alone is not None:
             output.setdefault(_with_description(alone, description), 0)
     return output
@@ -195,7 +197,7 @@ def _with_description(
 
 
 def exported_families(
-    families: dict[FamilyKey, int], descriptions: Iterable[StoredDescription]
+    families: dict[Family, int], descriptions: Iterable[StoredDescription]
 ) -> list[ExportedFamily]:
     """The families a store holds, one a name, sorted: from how many series each family has
     (:func:`count_families`) and the stored descriptions (a family whose series are all gone

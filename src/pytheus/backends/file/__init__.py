@@ -29,19 +29,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytheus.backends import descriptions
-from pytheus.backends.aggregation import LabelSets, series_value, with_exemplars
+from pytheus.backends.aggregation import (
+    Family,
+    LabelSets,
+    family_of,
+    series_value,
+    with_exemplars,
+)
 from pytheus.backends.base import BackendConfig, current_store
 from pytheus.backends.descriptions import StoredDescription
 from pytheus.backends.file import _native_block as native_block
 from pytheus.backends.file._blocks import block_union, native_histogram
 from pytheus.backends.file._directory import Exemplars, SharedDirectory
 from pytheus.backends.file._format import (
+    DESCRIPTION,
     EXEMPLAR,
     EXEMPLAR_CELLS,
     NATIVE,
     QUANTILES,
     SeriesKey,
     decode_key,
+    description_key,
+    description_of,
     encode_key,
     versioned_size,
 )
@@ -75,8 +84,6 @@ if TYPE_CHECKING:
     from pytheus.desc import MetricDesc
 
 __all__ = ["FileStore", "MultiProcessFileBackend", "mark_process_dead"]
-
-DESCRIPTION = "description"  # the type of a family's description entry (backends.descriptions)
 
 _stores: weakref.WeakSet[FileStore] = weakref.WeakSet()
 logger = logging.getLogger("pytheus.backends.file")
@@ -128,13 +135,8 @@ class FileStore(BaseStore):
 
     @staticmethod
     def _key(metric: BoundSeries) -> SeriesKey:
-        desc = metric._desc
         assert metric._series is not None
-        mode = str(desc.option("multiprocess_mode") or "")
-        return SeriesKey(
-            desc.name, desc.type.value, mode, desc.label_names, metric._series.values,
-            desc.upper_bounds,
-        )  # fmt: skip
+        return SeriesKey.in_family(family_of(metric._desc), metric._series.values)
 
     def bind(self, metric: BoundSeries) -> Value:
         desc = metric._desc
@@ -168,14 +170,14 @@ class FileStore(BaseStore):
     def _describe(self, desc: MetricDesc) -> None:
         """Keep the family's description in this process's file (one cell, always 0: merged
         into the archive with the rest when the process ends)."""
-        text = descriptions.encode(desc)
-        key = SeriesKey(desc.name, DESCRIPTION, text, (), (), ())
+        key = description_key(desc.name, descriptions.encode(desc))
         self._process_file().allocate(encode_key(key), 1)
         self._described.add(desc.name)
 
     def descriptions(self, table: Mapping[SeriesKey, object]) -> list[StoredDescription]:
         """The family descriptions among the entries of ``read_all()``'s table."""
-        found = (descriptions.decode(key.mode) for key in table if key.type == DESCRIPTION)
+        texts = [description_of(key) for key in table if key.type == DESCRIPTION]
+        found = (descriptions.decode(text) for text in texts)
         return [d for d in found if d is not None]
 
     def _native(
@@ -183,7 +185,7 @@ class FileStore(BaseStore):
     ) -> FileNativeHistogram:
         desc = metric._desc
         max_buckets: int = desc.option("native_max_buckets")  # type: ignore[assignment]
-        native_key = key.part(NATIVE)
+        native_key = key.entry(NATIVE)
         block, at = self._process_file().allocate(
             encode_key(native_key), native_block.block_cells(native_block.room_for(max_buckets))
         )
@@ -211,7 +213,7 @@ class FileStore(BaseStore):
             room = 64
             while room < needed:
                 room *= 2
-            block_key = key.part(QUANTILES, room)
+            block_key = key.entry(QUANTILES, part=room)
             block, at = self._process_file().allocate(encode_key(block_key), room)
             return block, at, room
 
@@ -261,7 +263,7 @@ class FileStore(BaseStore):
     def _exemplar_slot(self, raw: bytes, bucket: int) -> tuple[memoryview[float], int]:
         """A new exemplar slot of the series stored under ``raw``, for ``bucket``."""
         key = decode_key(raw)
-        slot_key = key.part(EXEMPLAR, bucket)
+        slot_key = key.entry(EXEMPLAR, part=bucket)
         return self._process_file().allocate(encode_key(slot_key), EXEMPLAR_CELLS)
 
     def living_pids(self) -> list[int]:
@@ -280,9 +282,9 @@ class FileStore(BaseStore):
             key = self._key(metric)
             keys.append(key)
             if metric._desc.option("native"):
-                keys.append(key.part(NATIVE))
+                keys.append(key.entry(NATIVE))
             if metric._desc.type is MetricType.SUMMARY and metric._desc.option("quantiles"):
-                keys.append(key.part(QUANTILES))
+                keys.append(key.entry(QUANTILES))
                 value = self._windows.get(encode_key(key))
                 if value is not None:
                     value.publish()  # what the tombstone takes away must be in the file
@@ -325,14 +327,13 @@ class FileStore(BaseStore):
         exemplars: Exemplars,
     ) -> list[Series]:
         desc = family.desc
-        ours = (desc.type.value, str(desc.option("multiprocess_mode") or ""), desc.label_names,
-                desc.upper_bounds)  # fmt: skip
-        natives = _blocks(entries, NATIVE, desc) if desc.option("native") else None
-        windows = _blocks(entries, QUANTILES, desc) if desc.option("quantiles") else None
+        ours = family_of(desc)
+        natives = _blocks(entries, ours, NATIVE) if desc.option("native") else None
+        windows = _blocks(entries, ours, QUANTILES) if desc.option("quantiles") else None
         now = self.wall_clock()
         series: list[Series] = []
         for key, cells in entries:
-            if (key.type, key.mode, key.label_names, key.bounds) != ours:
+            if key.family != ours:
                 continue  # another definition of the name (another program version): not ours
             data = series_value(desc.type, desc.upper_bounds, cells)
             if natives is not None and isinstance(data, HistogramData):
@@ -367,15 +368,12 @@ def _by_name(table: dict[SeriesKey, list[float]]) -> dict[str, list[tuple[Series
 
 
 def _blocks(
-    entries: list[tuple[SeriesKey, list[float]]], kind: str, desc: MetricDesc
+    entries: list[tuple[SeriesKey, list[float]]], family: Family, kind: str
 ) -> dict[tuple[str, ...], list[float]]:
-    """The native blocks or summary windows (``kind``) of ``desc``'s series, by label values."""
-    return {
-        key.label_values: cells
-        for key, cells in entries
-        if key.type == kind and key.label_names == desc.label_names
-        and key.bounds == desc.upper_bounds
-    }  # fmt: skip
+    """The native blocks or summary windows (``kind``) of the series of ``family``, by label
+    values."""
+    theirs = SeriesKey.in_family(family, ()).entry(kind).family
+    return {key.label_values: cells for key, cells in entries if key.family == theirs}
 
 
 def _native_part(desc: MetricDesc, block: list[float] | None) -> NativeHistogram:

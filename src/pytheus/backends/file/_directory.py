@@ -358,7 +358,7 @@ class SharedDirectory:
                 read.append((pid, key, cells))
         for key in unsettled:
             at, path, index, count = located[key]
-            classic_key = key.part("histogram", key.pid)
+            classic_key = key.entry("histogram")
             classic = located.get(classic_key)
             if classic is None:
                 continue

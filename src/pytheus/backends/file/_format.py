@@ -10,8 +10,11 @@ A *segment* is a file that one process maps and appends to; nobody else writes i
 stores the new ``used`` (an aligned 8-byte store, never torn), so a reader that reads up to
 ``used`` never sees half an entry; a file a killed process left behind reads the same way.
 
-An entry's key is ``[name, type, gauge mode, label names, label values, bucket bounds]``, with a
-seventh element, the pid, for per-process gauge series in the archive of dead processes.
+An entry's key is ``[name, type, gauge mode, label names, label values, bucket bounds]``
+(``SeriesKey.to_list``), with a seventh element for some: the pid of a per-process gauge series
+in the archive of dead processes, an exemplar slot's bucket, a summary's window block's size
+(``SeriesKey.pid``, ``SeriesKey.part``: the entry's type tells which). A family's description
+entry keeps the description where a series keeps its gauge mode (``description_key``).
 
 Values of several cells that change together are *versioned*: a histogram's cells are
 ``head version | a count per bucket | sum | tail version``, a summary's ``head | count | sum |
@@ -25,11 +28,13 @@ from __future__ import annotations
 
 import array
 import json
-import math
 import struct
 from collections.abc import Iterator
 from typing import Any
 
+from pytheus.backends.aggregation import EXEMPLAR as EXEMPLAR
+from pytheus.backends.aggregation import NATIVE as NATIVE
+from pytheus.backends.aggregation import QUANTILES as QUANTILES
 from pytheus.backends.aggregation import SeriesKey as SeriesKey  # the key of an entry
 
 MAGIC = b"PYTHEUSF"
@@ -42,11 +47,10 @@ ENTRY_HEAD = struct.Struct("<II")
 
 ARCHIVE = "archive.db"  # the merged values of processes that ended (a segment without a pid)
 TOMBSTONES = "removed.json"  # the removed series (see ``_tombstones``)
-# the types of entries that are not a metric's own cells: exemplar slots, native histogram
-# blocks (``_values.FileNativeHistogram``), a summary's window blocks (``FileQuantileSummary``)
-EXEMPLAR = "exemplar"
-NATIVE = "native"
-QUANTILES = "quantiles"
+# the types of entries that are not a metric's own cells: EXEMPLAR slots, NATIVE histogram
+# blocks (``_values.FileNativeHistogram``), a summary's QUANTILES window blocks
+# (``FileQuantileSummary``), all three from ``aggregation``; and a family's DESCRIPTION
+DESCRIPTION = "description"
 # (pid, key, cells) of one source (a living process, or the archive: pid None)
 Entries = list[tuple["int | None", SeriesKey, list[float]]]
 
@@ -64,11 +68,7 @@ def entry_size(key_bytes: bytes, cells: int) -> int:
 
 
 def encode_key(key: SeriesKey) -> bytes:
-    fields: list[Any] = [key.name, key.type, key.mode, list(key.label_names),
-                         list(key.label_values), list(key.bounds)]  # fmt: skip
-    if key.pid is not None:
-        fields.append(key.pid)
-    return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return json.dumps(key.to_list(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def decode_key(raw: bytes, shared: dict[Any, Any] | None = None) -> SeriesKey:
@@ -78,26 +78,17 @@ def decode_key(raw: bytes, shared: dict[Any, Any] | None = None) -> SeriesKey:
     fields = json.loads(raw)
     if not isinstance(fields, list) or len(fields) not in (6, 7):
         raise CorruptSegment(f"bad entry key {raw[:80]!r}")
-    name, metric_type, mode, names, values, bounds = fields[:6]
-    pid = fields[6] if len(fields) == 7 else None
-    family = (
-        str(name),
-        str(metric_type),
-        str(mode),
-        tuple(str(n) for n in names),
-        tuple(math.inf if b is None else float(b) for b in bounds),
-    )
-    if shared is not None:
-        family = shared.setdefault(family, family)
-    return SeriesKey(
-        family[0],
-        family[1],
-        family[2],
-        family[3],
-        tuple(str(v) for v in values),
-        family[4],
-        None if pid is None else int(pid),
-    )
+    return SeriesKey.from_list(fields, shared)
+
+
+def description_key(name: str, text: str) -> SeriesKey:
+    """The key of the entry keeping the description ``text`` of the family ``name``."""
+    return SeriesKey(name, DESCRIPTION, text, (), (), ())
+
+
+def description_of(key: SeriesKey) -> str:
+    """The description a family's description entry (type ``DESCRIPTION``) keeps."""
+    return key.mode
 
 
 def read_header(data: bytes) -> tuple[int, int, int]:

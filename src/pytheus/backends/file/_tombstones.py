@@ -47,23 +47,21 @@ class TombstoneFile:
         if self._loaded[0] != signature:
             entries = json.loads(self.path.read_text())
             loaded: Tombstones = {
-                (name, kind, mode, tuple(names), tuple(values), tuple(bounds)): (
+                SeriesKey.from_list(series).series: (
                     {source: (restarts, list(cells)) for source, (restarts, cells) in b.items()}
                     if isinstance(b, dict)
                     else {ARCHIVE: (None, list(b))},  # an earlier version's merged totals
                     float(at),
                 )
-                for (name, kind, mode, names, values, bounds), b, at in entries
+                for series, b, at in entries
             }
             self._loaded = (signature, loaded)
         return self._loaded[1]
 
     def write(self, tombstones: Tombstones) -> None:
         temporary = self.path.with_name(f"removed.{os.getpid()}.tmp")
-        rows = [
-            [[name, kind, mode, list(names), list(values), list(bounds)], baselines, at]
-            for (name, kind, mode, names, values, bounds), (baselines, at) in tombstones.items()
-        ]
+        # a series as a key stores it (tuples are JSON arrays): SeriesKey.to_list, no pid
+        rows = [[series, baselines, at] for series, (baselines, at) in tombstones.items()]
         temporary.write_text(json.dumps(rows))
         os.replace(temporary, self.path)
 
@@ -101,7 +99,7 @@ def _native_since(cells: list[float], baseline: list[float]) -> list[float] | No
 
 def histogram_of(key: SeriesKey) -> tuple[Any, ...]:
     """The histogram a classic or native key belongs to (both parts share its restarts)."""
-    return key.part("histogram").series
+    return key.entry("histogram").series
 
 
 def restarts_of(entries: Entries) -> dict[tuple[Any, ...], float]:

@@ -38,8 +38,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pytheus.backends.aggregation import (
+    PER_PROCESS_MODES,
+    Family,
     LabelSets,
     SeriesKey,
+    family_of,
     merge_into,
     merge_key,
     series_value,
@@ -220,9 +223,9 @@ class RedisStore(BaseStore):
         self._server = ""  # the run_id of the server of the last scrape, and its processes
         self._processes: list[str] = []
         self._label_sets = LabelSets()
-        self._descriptions: dict[str, tuple[SeriesKey, Signature]] = {}
-        self._series_ids: dict[str, tuple[SeriesKey, Signature, LabelSet]] = {}
-        self._signatures: dict[Signature, Signature] = {}
+        self._descriptions: dict[str, tuple[SeriesKey, Family]] = {}
+        self._series_ids: dict[str, tuple[SeriesKey, Family, LabelSet]] = {}
+        self._families: dict[Family, Family] = {}  # one copy of each (see _describe)
         self._lock = threading.Lock()
         _stores.add(self)
         at_process_end(_flush_at_process_end)
@@ -268,14 +271,9 @@ class RedisStore(BaseStore):
     @staticmethod
     def _identify(metric: BoundSeries) -> tuple[str, str]:
         """``(series id, description)`` of a metric's series."""
-        desc = metric._desc
         assert metric._series is not None
-        mode = str(desc.option("multiprocess_mode") or "")
-        meta = json.dumps(
-            [desc.name, desc.type.value, mode, list(desc.label_names), list(metric._series.values),
-             list(desc.upper_bounds)],
-            separators=(",", ":"), ensure_ascii=False,
-        )  # fmt: skip
+        key = SeriesKey.in_family(family_of(metric._desc), metric._series.values)
+        meta = json.dumps(key.to_list(), separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha1(meta.encode()).hexdigest()[:20], meta
 
     def forget(self, metric: BoundSeries) -> None:
@@ -341,7 +339,7 @@ class RedisStore(BaseStore):
             raise BackendUnavailableException(
                 f"Redis at {self.options.address} cannot be read: {error}"
             ) from None
-        counts = {signature: len(series) for signature, series in reading.found.items()}
+        counts = {family: len(series) for family, series in reading.found.items()}
         output = []
         for family in exported_families(counts, held):
             output.append(family.served(self._series(family.storage or family, reading)))
@@ -371,15 +369,15 @@ class RedisStore(BaseStore):
         reading = _Reading(reply.descriptions, self.wall_clock())
         self._merge_cells(reading, reply.cells, reply.exemplars)
         self._merge_gauges(reading, reply.gauges)
-        for (key, signature), fields in self._described_rows(reply.natives, reading.metas):
+        for (key, family), fields in self._described_rows(reply.natives, reading.metas):
             parts = [decode_cells([float(x) for x in raw.split()]) for raw in fields[1::2]]
             kept = [part for part in parts if part is not None]
             if kept:
-                reading.natives[(signature, key.label_values)] = kept[0].merge(kept[1:])
-        for (key, signature), fields in self._described_rows(reply.windows, reading.metas):
+                reading.natives[(family, key.label_values)] = kept[0].merge(kept[1:])
+        for (key, family), fields in self._described_rows(reply.windows, reading.metas):
             window = parse_window(fields)
             if window is not None:
-                reading.windows[(signature, key.label_values)] = window
+                reading.windows[(family, key.label_values)] = window
         return reading
 
     def _merge_cells(
@@ -397,11 +395,11 @@ class RedisStore(BaseStore):
                 meta = reading.metas.get(sid)
                 if meta is None:
                     continue
-                key, signature = _describe(meta, self._signatures)  # kept here, not by meta
-                known = self._series_ids[sid] = (key, signature, self._label_sets.get(key))
-            key, signature, labels = known
+                key, family = _describe(meta, self._families)  # kept here, not by meta
+                known = self._series_ids[sid] = (key, family, self._label_sets.get(key))
+            key, family, labels = known
             data = _series_data(key, [float(x) for x in raw_cells.split()], exemplars.get(sid))
-            found.setdefault(signature, []).append((labels, data))
+            found.setdefault(family, []).append((labels, data))
 
     def _merge_gauges(self, reading: _Reading, gauge_rows: list[Row]) -> None:
         """The gauges: each process's field merged as the gauge's mode says."""
@@ -411,13 +409,12 @@ class RedisStore(BaseStore):
                 pid = None if field == "_a" else field.rsplit(":", 1)[0]
                 merge_into(gauges, merge_key(key, pid), [float(x) for x in raw.split(",")])
         for key, gauge_cells in gauges.items():
-            signature = (key.name, key.type, key.mode, key.label_names, key.bounds)
             data = series_value(MetricType.GAUGE, (), gauge_cells)
-            reading.found.setdefault(signature, []).append((self._label_sets.get(key), data))
+            reading.found.setdefault(key.family, []).append((self._label_sets.get(key), data))
 
     def _described_rows(
         self, rows: list[Row], metas: dict[str, str]
-    ) -> Iterator[tuple[tuple[SeriesKey, Signature], list[str]]]:
+    ) -> Iterator[tuple[tuple[SeriesKey, Family], list[str]]]:
         """The rows of a scrape reply part, each with its series' description; rows of series
         the index does not describe are left out."""
         for sid, fields in rows:
@@ -425,18 +422,18 @@ class RedisStore(BaseStore):
             if meta is not None:
                 yield self._describe(meta), fields
 
-    def _describe(self, meta: str) -> tuple[SeriesKey, Signature]:
+    def _describe(self, meta: str) -> tuple[SeriesKey, Family]:
         known = self._descriptions.get(meta)
         if known is None:
-            known = self._descriptions[meta] = _describe(meta, self._signatures)
+            known = self._descriptions[meta] = _describe(meta, self._families)
         return known
 
     def _series(self, family: StoredFamily, reading: _Reading) -> list[Series]:
         desc = family.desc
-        mode = str(desc.option("multiprocess_mode") or "")
-        signature = (desc.name, desc.type.value, mode, desc.label_names, desc.upper_bounds)
-        series = reading.found.get(signature, [])
-        if not (desc.type is MetricType.GAUGE and mode in ("all", "liveall")):
+        ours = family_of(desc)
+        series = reading.found.get(ours, [])
+        per_process = desc.option("multiprocess_mode") in PER_PROCESS_MODES
+        if not (desc.type is MetricType.GAUGE and per_process):
             seen = {labels.values for labels, _ in series}
             for labels, _ in family.local_values():  # ours, never flushed: zero from creation
                 if labels.values not in seen:
@@ -444,7 +441,7 @@ class RedisStore(BaseStore):
         if desc.option("native"):
             for labels, data in series:
                 if isinstance(data, HistogramData):
-                    native = reading.natives.get((signature, labels.values))
+                    native = reading.natives.get((ours, labels.values))
                     data.native = native or NativeHistogram(
                         desc.option("native_schema"),  # type: ignore[arg-type]
                         desc.option("native_zero_threshold"),  # type: ignore[arg-type]
@@ -453,7 +450,7 @@ class RedisStore(BaseStore):
         if targets:
             for labels, data in series:
                 if isinstance(data, SummaryData):
-                    window = reading.windows.get((signature, labels.values))
+                    window = reading.windows.get((ours, labels.values))
                     data.quantiles = window_quantiles(window, targets, reading.now)
         return series
 
@@ -470,29 +467,23 @@ class RedisStore(BaseStore):
         self._lock = threading.Lock()
 
 
-Signature = tuple[str, str, str, tuple[str, ...], tuple[float, ...]]  # what identifies a family
-
-
 class _Reading:
-    """One scrape of the namespace: the series of each family signature, the merged native
-    histograms and quantile windows of each series, the index of descriptions it came with."""
+    """One scrape of the namespace: the series of each family, the merged native histograms
+    and quantile windows of each series, the index of descriptions it came with."""
 
     def __init__(self, metas: dict[str, str], now: float) -> None:
-        self.metas = metas  # series id -> its description (JSON)
+        self.metas = metas  # series id -> its description (JSON: SeriesKey.to_list)
         self.now = now
-        self.found: dict[Signature, list[Series]] = {}
-        self.natives: dict[tuple[Signature, tuple[str, ...]], NativeHistogram] = {}
-        self.windows: dict[tuple[Signature, tuple[str, ...]], SlidingQuantiles] = {}
+        self.found: dict[Family, list[Series]] = {}
+        self.natives: dict[tuple[Family, tuple[str, ...]], NativeHistogram] = {}
+        self.windows: dict[tuple[Family, tuple[str, ...]], SlidingQuantiles] = {}
 
 
-def _describe(meta: str, signatures: dict[Signature, Signature]) -> tuple[SeriesKey, Signature]:
-    """The key and family signature of a series' description; the parts every series of the
-    family has alike come from ``signatures``, one copy for all (a scrape keeps every key)."""
-    name, metric_type, mode, names, values, bounds = json.loads(meta)
-    signature = (name, metric_type, mode, tuple(names), tuple(bounds))
-    signature = signatures.setdefault(signature, signature)
-    name, metric_type, mode, names, bounds = signature
-    return SeriesKey(name, metric_type, mode, names, tuple(values), bounds), signature
+def _describe(meta: str, families: dict[Family, Family]) -> tuple[SeriesKey, Family]:
+    """The key and family of a series' description; the parts every series of the family has
+    alike come from ``families``, one copy for all (a scrape keeps every key)."""
+    key = SeriesKey.from_list(json.loads(meta), families)
+    return key, families[key.family]
 
 
 def _series_data(
