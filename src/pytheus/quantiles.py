@@ -713,11 +713,11 @@ class SlidingQuantiles:
 _prototypes: dict[tuple[object, ...], SlidingQuantiles] = {}
 
 
-def _empty_window(
+def _prototype(
     targets: Sequence[float], max_age: float, age_buckets: int, accuracy: float, max_buckets: int
 ) -> SlidingQuantiles:
-    """An empty window of these settings (MetricDefinitionException when they are not valid),
-    made from a prototype per settings: a scrape makes thousands."""
+    """The shared empty window of these settings (MetricDefinitionException when they are not
+    valid), never to be changed: a scrape needs thousands of empty windows of a few settings."""
     key = (tuple(targets), max_age, age_buckets, accuracy, max_buckets)
     prototype = _prototypes.get(key)
     if prototype is None:
@@ -725,18 +725,32 @@ def _empty_window(
         if len(_prototypes) > 64:
             _prototypes.clear()
         _prototypes[key] = prototype
-    return prototype.empty_like()
+    return prototype
+
+
+def _empty_window(
+    targets: Sequence[float], max_age: float, age_buckets: int, accuracy: float, max_buckets: int
+) -> SlidingQuantiles:
+    """A new empty window of these settings (MetricDefinitionException when they are not
+    valid), made from their prototype."""
+    return _prototype(targets, max_age, age_buckets, accuracy, max_buckets).empty_like()
+
+
+def _prototype_like(floats: Sequence[float]) -> SlidingQuantiles:
+    """The shared empty window (not to be changed) with the settings of the serialised window
+    ``floats`` (ValueError if they are not a window's)."""
+    try:
+        return _prototype(
+            floats[6 : 6 + int(floats[5])], floats[1], int(floats[2]), floats[3], int(floats[4])
+        )
+    except (IndexError, OverflowError, MetricDefinitionException) as error:
+        raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
 
 
 def empty_window_like(floats: Sequence[float]) -> SlidingQuantiles:
     """An empty window with the settings of the serialised window ``floats`` (ValueError if
     they are not a window's)."""
-    try:
-        return _empty_window(
-            floats[6 : 6 + int(floats[5])], floats[1], int(floats[2]), floats[3], int(floats[4])
-        )
-    except (IndexError, OverflowError, MetricDefinitionException) as error:
-        raise ValueError(f"not a serialised SlidingQuantiles: {error}") from None
+    return _prototype_like(floats).empty_like()
 
 
 def window_of_slots(
@@ -776,7 +790,8 @@ class WindowUnion:
     __slots__ = ("_empty", "_settings", "_latest", "_slots", "_added", "_windows")
 
     def __init__(self) -> None:
-        self._empty: SlidingQuantiles | None = None  # an empty window of the settings
+        # an empty window of the settings: shared (a prototype), never changed
+        self._empty: SlidingQuantiles | None = None
         # as serialised: format, max_age, age_buckets, accuracy
         self._settings: tuple[float, ...] = ()
         self._latest = _NO_FLOOR
@@ -797,7 +812,7 @@ class WindowUnion:
         stop = len(floats) if stop is None else stop
         if self._empty is None:
             try:
-                self._empty = empty_window_like(floats[start:stop])
+                self._empty = _prototype_like(floats[start:stop])
             except ValueError:
                 return
             self._settings = (_FORMAT, *floats[start + 1 : start + 4])
@@ -854,16 +869,16 @@ class WindowUnion:
         zeros = 0
         collapsed = False  # a window's lowest buckets were merged (it held too many)
         for union_slot in self._slots:
-            slot, slot_zeros, positive_floor, keys, counts, negative_floor, n_keys, n_counts = (
+            slot, slot_zeros, positive_floor, negative_floor, floats, first, middle, end = (
                 union_slot
             )
             if slot > oldest:
                 collapsed = collapsed or positive_floor != _NO_FLOOR or negative_floor != _NO_FLOOR
                 zeros += slot_zeros
-                positive += keys
-                positive_counts += counts
-                negative += n_keys
-                negative_counts += n_counts
+                positive += floats[first:middle:2]
+                positive_counts += floats[first + 1 : middle : 2]
+                negative += floats[middle + 2 : end : 2]
+                negative_counts += floats[middle + 3 : end : 2]
             elif _negative_in(union_slot):
                 collapsed = True  # a window to leave out: the merged window does
         if min(positive_counts, default=0) < 0 or min(negative_counts, default=0) < 0:
@@ -900,33 +915,33 @@ class WindowUnion:
         self._slots, self._added = kept, added
 
 
-# a slot of a window in a union: (slot, zeros, positive floor, positive keys, their counts,
-# negative floor, negative keys, their counts)
-_UnionSlot = tuple[int, int, int, Sequence[float], Sequence[float], int, Sequence[float],
-                   Sequence[float]]  # fmt: skip
+# a slot of a window in a union: (slot, zeros, positive floor, negative floor, the serialised
+# window, where its positive key/count pairs start, where they end, where its negative pairs
+# end); the negative pairs start two floats (their floor and count) after the positive ones
+# end. Offsets, not slices: a scrape holds a union of every summary series at once.
+_UnionSlot = tuple[int, int, int, int, Sequence[float], int, int, int]
 
 
 def _negative_in(slot: _UnionSlot) -> bool:
     """Whether a slot holds a negative count (a damaged window's)."""
-    return slot[1] < 0 or min(chain(slot[4], slot[7]), default=0) < 0
+    _, zeros, _, _, floats, first, middle, end = slot
+    counts = chain(floats[first + 1 : middle : 2], floats[middle + 3 : end : 2])
+    return zeros < 0 or min(counts, default=0) < 0
 
 
 def _interleaved(slot: _UnionSlot) -> _ParsedSlot:
-    """A union's slot as ``merge_parsed`` takes it: keys and counts in pairs."""
-    number, zeros, positive_floor, keys, counts, negative_floor, n_keys, n_counts = slot
-    return (
-        number, zeros,
-        positive_floor, [x for pair in zip(keys, counts) for x in pair],
-        negative_floor, [x for pair in zip(n_keys, n_counts) for x in pair],
-    )  # fmt: skip
+    """A union's slot as ``merge_parsed`` takes it."""
+    number, zeros, positive_floor, negative_floor, floats, first, middle, end = slot
+    return (number, zeros, positive_floor, floats[first:middle], negative_floor,
+            floats[middle + 2 : end])  # fmt: skip
 
 
 def _in_order(
-    keys: Sequence[float], counts: Sequence[float], reverse: bool = False
+    keys: list[float], counts: list[float], reverse: bool = False
 ) -> tuple[list[float], list[float]]:
     """``keys`` sorted (each with its count), by one sort of their positions."""
     if not keys:
-        return [], []
+        return keys, counts
     order = sorted(range(len(keys)), key=keys.__getitem__, reverse=reverse)
     return list(map(keys.__getitem__, order)), list(map(counts.__getitem__, order))
 
@@ -952,8 +967,7 @@ def _read_slots(floats: Sequence[float], start: int, stop: int, into: list[_Unio
     """Append the slots of the serialised window ``floats[start:stop]``
     (``SlidingQuantiles.to_floats``, settings checked by the caller) to ``into``; return its
     latest slot. ValueError if it is not a window (some slots may have been appended). Counts
-    are not checked (see ``_negative_in``). A scrape reads one per process and series: lean,
-    each slot's keys and counts apart for the ranking."""
+    are not checked (see ``_negative_in``). A scrape reads one per process and series: lean."""
     try:
         if floats[start] != _FORMAT or stop > len(floats):
             raise ValueError(f"unknown format {floats[start]!r}")
@@ -966,11 +980,8 @@ def _read_slots(floats: Sequence[float], start: int, stop: int, into: list[_Unio
             middle = at + 2 + 2 * int(floats[at + 1])
             if middle + 2 + 2 * int(floats[middle + 1]) != end or end > stop:
                 raise ValueError("a slot's length does not match its sketch")
-            into.append((
-                int(floats[position]), int(floats[position + 4]),
-                int(floats[at]), floats[at + 2 : middle : 2], floats[at + 3 : middle : 2],
-                int(floats[middle]), floats[middle + 2 : end : 2], floats[middle + 3 : end : 2],
-            ))  # fmt: skip
+            into.append((int(floats[position]), int(floats[position + 4]), int(floats[at]),
+                         int(floats[middle]), floats, at + 2, middle, end))  # fmt: skip
             position = end
         if position != stop:
             raise ValueError("trailing floats")

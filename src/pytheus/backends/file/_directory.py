@@ -54,7 +54,7 @@ from pytheus.backends.file._native_block import is_whole
 from pytheus.backends.file._native_block import restarts as native_restarts
 from pytheus.backends.file._process_file import SEGMENT_PREFIX
 from pytheus.backends.file._run import RUN_LOCK, claim_run
-from pytheus.backends.file._snapshot import READERS, mapped_cells, settle, whole_value
+from pytheus.backends.file._snapshot import READERS, Reader, mapped_cells, settle, whole_value
 from pytheus.backends.file._tombstones import (
     TombstoneFile,
     Tombstones,
@@ -79,7 +79,8 @@ class _ParsedSegment:
     def __init__(self, identity: tuple[int, int]) -> None:
         self.identity = identity
         self.parsed_until = HEADER_SIZE
-        self.entries: list[tuple[SeriesKey, int, int]] = []
+        # (key, first cell, cells, the reader of a versioned value or block, else None)
+        self.entries: list[tuple[SeriesKey, int, int, Reader | None]] = []
         self.absorbed: frozenset[str] = frozenset()
 
 
@@ -227,27 +228,32 @@ class SharedDirectory:
                     key = self._keys.get(raw)
                     if key is None:  # the same series appear in many files: decode each once
                         key = self._keys[raw] = decode_key(raw, self._families)
-                    parsed.entries.append((key, index, count))
+                    whole = key.type in (NATIVE, QUANTILES) or count == versioned_size(key)
+                    reader = READERS.get(key.type, whole_value) if whole else None
+                    parsed.entries.append((key, index, count, reader))
                 parsed.parsed_until = end
             cells: memoryview[float] = memoryview(data).cast("d")
-            entries: list[tuple[SeriesKey, list[float]]] = []
-            # versioned values and native blocks, read below in order from the mapped file:
-            # (position in entries, type, first cell, cells)
-            versioned: list[tuple[int, str, int, int]] = []
-            for key, index, count in parsed.entries:
-                if key.type in (NATIVE, QUANTILES) or count == versioned_size(key):
-                    versioned.append((len(entries), key.type, index, count))
-                    entries.append((key, []))
+            # each entry's cells; versioned values and native blocks (their positions in
+            # ``versioned``) are read after, in order, from the mapped file. A scrape reads
+            # thousands: no more objects an entry than its cells and one (key, cells) pair
+            values: list[Any] = []
+            versioned: list[int] = []
+            for _, index, count, reader in parsed.entries:
+                if reader is not None:
+                    versioned.append(len(values))
+                    values.append(None)
                 else:
-                    entries.append((key, cells[index : index + count].tolist()))  # type: ignore[arg-type]
+                    values.append(cells[index : index + count].tolist())
             if versioned:
                 with mapped_cells(path) as mapped:
-                    for at, kind, index, count in versioned:
-                        source = mapped if index + count <= len(mapped) else cells
-                        read = READERS.get(kind, whole_value)
+                    size = len(mapped)
+                    for at in versioned:
+                        _, index, count, reader = parsed.entries[at]
+                        assert reader is not None
+                        source = mapped if index + count <= size else cells
                         # a window block is an array (whole_window), taken as a list is
-                        cells_read: Any = read(source, index, count)
-                        entries[at] = (entries[at][0], cells_read)
+                        values[at] = reader(source, index, count)
+            entries = list(zip([entry[0] for entry in parsed.entries], values))
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
             self._parsed.pop(path, None)
@@ -350,7 +356,7 @@ class SharedDirectory:
             parsed = self._parsed.get(path)
             if parsed is None:
                 continue
-            for (key, cells), (_, index, count) in zip(entries, parsed.entries):
+            for (key, cells), (_, index, count, _) in zip(entries, parsed.entries):
                 if key.type in (NATIVE, "histogram"):
                     located[key] = (len(read), path, index, count)
                     if key.type == NATIVE and (native_restarts(cells) > 0 or not is_whole(cells)):

@@ -13,9 +13,10 @@ from __future__ import annotations
 import array
 import mmap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pytheus.backends.file._format import NATIVE, QUANTILES
 from pytheus.backends.file._native_block import HEAD, is_whole, repaired, used_part, whole_block
@@ -63,7 +64,9 @@ def whole_window(cells: memoryview[float], index: int, count: int) -> array.arra
     return array.array("d", (0.0, 0.0, 0.0))
 
 
-READERS = {NATIVE: whole_block, QUANTILES: whole_window}
+Reader = Callable[["memoryview[float]", int, int], Any]
+"""Reads the versioned value or block of ``count`` cells at ``index`` as of one moment."""
+READERS: dict[str, Reader] = {NATIVE: whole_block, QUANTILES: whole_window}
 
 
 SETTLE_SECONDS = 1.0
