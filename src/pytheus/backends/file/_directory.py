@@ -221,39 +221,8 @@ class SharedDirectory:
             identity = (inode, file_id)
             if parsed is None or parsed.identity != identity or parsed.parsed_until > used:
                 parsed = self._parsed[path] = _ParsedSegment(identity)
-            for raw, index, count, end in iter_entries(data, parsed.parsed_until, used):
-                if raw.startswith(b"{"):
-                    parsed.absorbed = frozenset(json.loads(raw)["absorbed"])
-                else:
-                    key = self._keys.get(raw)
-                    if key is None:  # the same series appear in many files: decode each once
-                        key = self._keys[raw] = decode_key(raw, self._families)
-                    whole = key.type in (NATIVE, QUANTILES) or count == versioned_size(key)
-                    reader = READERS.get(key.type, whole_value) if whole else None
-                    parsed.entries.append((key, index, count, reader))
-                parsed.parsed_until = end
-            cells: memoryview[float] = memoryview(data).cast("d")
-            # each entry's cells; versioned values and native blocks (their positions in
-            # ``versioned``) are read after, in order, from the mapped file. A scrape reads
-            # thousands: no more objects an entry than its cells and one (key, cells) pair
-            values: list[Any] = []
-            versioned: list[int] = []
-            for _, index, count, reader in parsed.entries:
-                if reader is not None:
-                    versioned.append(len(values))
-                    values.append(None)
-                else:
-                    values.append(cells[index : index + count].tolist())
-            if versioned:
-                with mapped_cells(path) as mapped:
-                    size = len(mapped)
-                    for at in versioned:
-                        _, index, count, reader = parsed.entries[at]
-                        assert reader is not None
-                        source = mapped if index + count <= size else cells
-                        # a window block is an array (whole_window), taken as a list is
-                        values[at] = reader(source, index, count)
-            entries = list(zip([entry[0] for entry in parsed.entries], values))
+            self._parse_new_entries(parsed, data, used)
+            entries = list(zip([entry[0] for entry in parsed.entries], _values(path, parsed, data)))
         except (CorruptSegment, ValueError, KeyError, TypeError) as error:
             self._warn_once(str(path), f"pytheus: skipping corrupt metrics file %s: {error}")
             self._parsed.pop(path, None)
@@ -261,6 +230,21 @@ class SharedDirectory:
         finally:
             os.close(fd)
         return pid, entries
+
+    def _parse_new_entries(self, parsed: _ParsedSegment, data: bytes, used: int) -> None:
+        """Parse the entries appended to a segment since it was last read (each key decoded
+        once for every file it appears in)."""
+        for raw, index, count, end in iter_entries(data, parsed.parsed_until, used):
+            if raw.startswith(b"{"):
+                parsed.absorbed = frozenset(json.loads(raw)["absorbed"])
+            else:
+                key = self._keys.get(raw)
+                if key is None:  # the same series appear in many files: decode each once
+                    key = self._keys[raw] = decode_key(raw, self._families)
+                whole = key.type in (NATIVE, QUANTILES) or count == versioned_size(key)
+                reader = READERS.get(key.type, whole_value) if whole else None
+                parsed.entries.append((key, index, count, reader))
+            parsed.parsed_until = end
 
     def absorbed(self) -> frozenset[str]:
         self.read_segment(self.path / ARCHIVE)
@@ -434,6 +418,30 @@ class SharedDirectory:
         if what not in self._warned:
             self._warned.add(what)
             logger.warning(message, what)
+
+
+def _values(path: Path, parsed: _ParsedSegment, data: bytes) -> list[Any]:
+    """The cells of each parsed entry of the segment ``data`` was read from. Versioned values
+    and native blocks are read after the others, in order, from the mapped file (``_snapshot``).
+    A scrape reads thousands: no more objects an entry than its cells."""
+    cells: memoryview[float] = memoryview(data).cast("d")
+    values: list[Any] = []
+    versioned: list[int] = []  # their positions
+    for _, index, count, reader in parsed.entries:
+        if reader is not None:
+            versioned.append(len(values))
+            values.append(None)
+        else:
+            values.append(cells[index : index + count].tolist())
+    if versioned:
+        with mapped_cells(path) as mapped:
+            size = len(mapped)
+            for at in versioned:
+                _, index, count, reader = parsed.entries[at]
+                assert reader is not None
+                source = mapped if index + count <= size else cells
+                values[at] = reader(source, index, count)  # a window block: an array
+    return values
 
 
 def _keep_newest(exemplars: Exemplars, key: SeriesKey, cells: list[float]) -> None:
