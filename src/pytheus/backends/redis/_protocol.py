@@ -170,6 +170,21 @@ WINDOW_SETTINGS = slice(1, 5)  # max_age_seconds, age_buckets, relative_accuracy
 WINDOW_PAIRS = 5  # where the (bucket id, count) pairs start
 
 
+def window_settings(window: SlidingQuantiles) -> str:
+    """The settings part of a window slot's value (``WINDOW_SETTINGS``), made once a series."""
+    settings = (window.max_age_seconds, window.age_buckets, window.relative_accuracy,
+                window.max_buckets)  # fmt: skip
+    return " ".join(repr(float(number)) for number in settings)
+
+
+def add_to_window(slot: int, empty_after: float, settings: str, pairs: Sequence[int]) -> Op:
+    """The flush operation adding ``pairs`` (bucket id, count, ...) to a window's ``slot``,
+    which leaves the window at ``empty_after``, for a window of ``settings``
+    (:func:`window_settings`)."""
+    value = f"{float(empty_after)!r} {settings} {' '.join(map(str, pairs))}"
+    return (ADD_TO_WINDOW, str(slot), value)
+
+
 def parse_window(fields: list[str]) -> SlidingQuantiles | None:
     """A summary's window from the fields of its window hash (``slot, value, slot, value,
     ...``), summed over every process; None when unreadable (another version's, damaged)."""

@@ -18,13 +18,14 @@ from typing import Any
 from pytheus.backends.memory import striped_lock
 from pytheus.backends.redis._protocol import (
     ADD_CELLS,
-    ADD_TO_WINDOW,
     CHECK_NATIVE,
     SET_EXEMPLAR,
     SET_GAUGE,
     SET_NATIVE,
     TOUCH,
     Op,
+    add_to_window,
+    window_settings,
 )
 from pytheus.native import NativeHistogram, ResetTimer, decode_cells, encode_cells, subtract
 from pytheus.quantiles import PENDING_LIMIT, QuantileSketch, SlidingQuantiles
@@ -532,10 +533,7 @@ class RedisQuantileSummary(RedisSummary):
         self._unsent_slot = 0
         self._slot_end = -math.inf  # when _unsent_slot ends
         self._slot_counts: dict[int, QuantileSketch] = {}  # slot -> what was not sent of it
-        self._settings = " ".join(
-            map(_num, (window.max_age_seconds, window.age_buckets, window.relative_accuracy,
-                       window.max_buckets))
-        )  # fmt: skip
+        self._settings = window_settings(window)
 
     def observe(self, value: float) -> None:
         now = self._clock()
@@ -589,9 +587,8 @@ class RedisQuantileSummary(RedisSummary):
     def _slot_op(self, slot: int, pairs: list[int]) -> Op:
         """Add ``pairs`` (bucket id, count, ...) to the series' counts of ``slot`` in Redis;
         with when the slot leaves the window and the window's settings."""
-        empty_after = _num((slot + self._window.age_buckets) * self._width)
-        value = f"{empty_after} {self._settings} {' '.join(map(str, pairs))}"
-        return (ADD_TO_WINDOW, str(slot), value)
+        empty_after = (slot + self._window.age_buckets) * self._width
+        return add_to_window(slot, empty_after, self._settings, pairs)
 
     def totals(self) -> list[Op]:
         """This process's whole contribution, for a Redis that lost it: its window too (what
