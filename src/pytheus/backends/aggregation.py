@@ -226,22 +226,30 @@ class LabelSets:
     """
 
     def __init__(self) -> None:
-        self._made: dict[tuple[Any, Any, Any], LabelSet] = {}
+        # (label names, pid) -> label values -> their label set: the values tuple, which the
+        # label set holds too, is the only key a series adds (a store keeps one per series)
+        self._made: dict[tuple[tuple[str, ...], Any], dict[tuple[str, ...], LabelSet]] = {}
 
     def adopt(self, labels: LabelSet) -> None:
         """Use ``labels`` (a series of this process's own metrics) for its series: one label set,
         and one memoised rendering, for the metric and the store."""
-        self._made.setdefault((labels.names, labels.values, None), labels)
+        made = self._made.get((labels.names, None))
+        if made is None:
+            made = self._made[(labels.names, None)] = {}
+        made.setdefault(labels.values, labels)
 
     def get(self, key: SeriesKey) -> LabelSet:
         names, values, pid = key.label_names, key.label_values, key.pid
-        labels = self._made.get((names, values, pid))
+        made = self._made.get((names, pid))
+        if made is None:
+            made = self._made[(names, pid)] = {}
+        labels = made.get(values)
         if labels is None:
             if pid is None:
                 labels = LabelSet(names, values)
             else:
                 labels = LabelSet((*names, "pid"), (*values, str(pid)))
-            self._made[(names, values, pid)] = labels
+            made[values] = labels
         return labels
 
 

@@ -224,7 +224,9 @@ class RedisStore(BaseStore):
         self._processes: list[str] = []
         self._label_sets = LabelSets()
         self._descriptions: dict[str, tuple[SeriesKey, Family]] = {}
-        self._series_ids: dict[str, tuple[SeriesKey, Family, LabelSet]] = {}
+        # a series id -> its family and label set: what a scrape needs of it, kept (its key's
+        # decoded label values are not: the label set may be the metric's own, see read)
+        self._series_ids: dict[str, tuple[Family, LabelSet]] = {}
         self._families: dict[Family, Family] = {}  # one copy of each (see _describe)
         self._lock = threading.Lock()
         _stores.add(self)
@@ -327,6 +329,8 @@ class RedisStore(BaseStore):
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
         for family in families:  # defined here but never used: described all the same
             self.board.add(family.desc)
+            for labels, _ in family.local_values():  # ours: one label set for metric and store
+                self._label_sets.adopt(labels)
         reading = self._read_namespace()
         return [self._series(family, reading) for family in families]
 
@@ -396,9 +400,9 @@ class RedisStore(BaseStore):
                 if meta is None:
                     continue
                 key, family = _describe(meta, self._families)  # kept here, not by meta
-                known = self._series_ids[sid] = (key, family, self._label_sets.get(key))
-            key, family, labels = known
-            data = _series_data(key, [float(x) for x in raw_cells.split()], exemplars.get(sid))
+                known = self._series_ids[sid] = (family, self._label_sets.get(key))
+            family, labels = known
+            data = _series_data(family, [float(x) for x in raw_cells.split()], exemplars.get(sid))
             found.setdefault(family, []).append((labels, data))
 
     def _merge_gauges(self, reading: _Reading, gauge_rows: list[Row]) -> None:
@@ -487,10 +491,11 @@ def _describe(meta: str, families: dict[Family, Family]) -> tuple[SeriesKey, Fam
 
 
 def _series_data(
-    key: SeriesKey, cells: list[float], exemplars: dict[str, str] | None
+    family: Family, cells: list[float], exemplars: dict[str, str] | None
 ) -> SeriesValue:
     """A counter's, histogram's or summary's packed cells as the sample model wants them."""
-    data = series_value(_TYPES.get(key.type, MetricType.UNTYPED), key.bounds, cells)
+    _, kind, _, _, bounds = family  # name, type, mode, label names, bounds (aggregation.Family)
+    data = series_value(_TYPES.get(kind, MetricType.UNTYPED), bounds, cells)
     return with_exemplars(data, _decoded_exemplars(exemplars)) if exemplars else data
 
 
