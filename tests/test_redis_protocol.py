@@ -183,7 +183,7 @@ def test_a_flush_reply_of_another_shape_keeps_the_batch_for_the_next_flush() -> 
     flusher = Flusher(_Client(script), RedisOptions(namespace="protocol"))
     value = RedisCounter(flusher.queue)
     flusher._series["s1"] = ("{}", value)
-    flusher._ids[id(value)] = "s1"
+    value.sid = "s1"
     value.inc(3)
     assert not flusher.flush()
     assert not flusher.healthy and flusher.dropped_updates == 0

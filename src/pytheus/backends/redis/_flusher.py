@@ -34,6 +34,8 @@ logger = logging.getLogger("pytheus.backends.redis")
 
 
 class FlushedValue(Protocol):
+    sid: str | None  # the series id the flusher holds it under
+
     def take(self) -> list[Op]: ...
     def totals(self) -> list[Op]: ...
     def refresh(self) -> list[Op]: ...
@@ -58,9 +60,8 @@ class Flusher:
         self._series: dict[str, tuple[str, FlushedValue]] = {}
         self._series_lock = threading.Lock()
         self._removals: list[str] = []
-        # values changed since the last batch (each queues itself once); id(value) -> series
+        # values changed since the last batch (each queues itself once; its sid says which)
         self.queue: list[Any] = []
-        self._ids: dict[int, str] = {}  # id(value) -> its series id (its meta: in _series)
         self._flush_lock = threading.Lock()
         self._script = client.register_script(FLUSH)
         self._seq = 0
@@ -87,16 +88,14 @@ class Flusher:
         with self._series_lock:
             if sid not in self._series:
                 self._series[sid] = (meta, value)
-                self._ids[id(value)] = sid
+                value.sid = sid
         if self._thread is None:
             self._start()
 
     def remove(self, sid: str) -> None:
         """Forget a series here and delete it from Redis with the next batch."""
         with self._series_lock:
-            removed = self._series.pop(sid, None)
-            if removed is not None:
-                self._ids.pop(id(removed[1]), None)
+            self._series.pop(sid, None)  # a value queued before: its sid finds nothing now
             self._removals.append(sid)
         if self._thread is None:  # a process may remove series it never recorded into
             self._start()
@@ -221,11 +220,9 @@ class Flusher:
             removals, self._removals = tuple(self._removals), []
             series: list[tuple[str, str, Any]] = []
             for value in changed:
-                sid = self._ids.get(id(value))
-                if sid is None:
-                    continue  # removed since it was queued
-                held = self._series.get(sid)
-                if held is not None and held[1] is value:
+                sid = value.sid
+                held = self._series.get(sid) if sid is not None else None
+                if held is not None and held[1] is value:  # not removed since it was queued
                     series.append((sid, held[0], value))
         entries = tuple(
             (sid, meta, tuple(ops)) for sid, meta, value in series if (ops := value.take())

@@ -51,11 +51,14 @@ def decode_exemplar(raw: str) -> Exemplar:
 
 
 class RedisCounter:
-    __slots__ = ("_lock", "_pending", "_total", "exemplar", "_exemplar_sent", "_queue", "_queued")
+    __slots__ = (
+        "_lock", "_pending", "_total", "exemplar", "_exemplar_sent", "_queue", "_queued", "sid",
+    )  # fmt: skip
 
     def __init__(self, queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
+        self.sid: str | None = None  # set by the flusher that holds it
         self._lock = striped_lock()
         self._pending = 0.0
         self._total = 0.0  # everything already taken into batches
@@ -118,12 +121,14 @@ class RedisGauge:
     """This process's own gauge value, written whole (it is one field of the series' hash)."""
 
     __slots__ = (
-        "_lock", "_value", "_written", "_set", "_version", "_flushed", "field", "_queue", "_queued",
+        "_lock", "_value", "_written", "_set", "_version", "_flushed", "field", "_queue",
+        "_queued", "sid",
     )  # fmt: skip
 
     def __init__(self, field: str, queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
+        self.sid: str | None = None  # set by the flusher that holds it
         self._lock = striped_lock()
         self._value = 0.0
         self._written = 0.0
@@ -191,12 +196,13 @@ class RedisGauge:
 class RedisHistogram:
     __slots__ = (
         "_bounds", "_last", "_lock", "_pending", "_pending_sum", "_total", "_total_sum",
-        "_exemplars", "_exemplars_dirty", "_queue", "_queued",
+        "_exemplars", "_exemplars_dirty", "_queue", "_queued", "sid",
     )  # fmt: skip
 
     def __init__(self, upper_bounds: tuple[float, ...], queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
+        self.sid: str | None = None  # set by the flusher that holds it
         self._bounds = upper_bounds
         self._last = len(upper_bounds) - 1
         self._lock = striped_lock()
@@ -459,11 +465,14 @@ class RedisNativeHistogram(RedisHistogram):
 
 
 class RedisSummary:
-    __slots__ = ("_lock", "_pending_count", "_pending_sum", "_count", "_sum", "_queue", "_queued")
+    __slots__ = (
+        "_lock", "_pending_count", "_pending_sum", "_count", "_sum", "_queue", "_queued", "sid",
+    )  # fmt: skip
 
     def __init__(self, queue: list[Any]) -> None:
         self._queue = queue
         self._queued = False
+        self.sid: str | None = None  # set by the flusher that holds it
         self._lock = striped_lock()
         self._pending_count = 0
         self._pending_sum = 0.0
