@@ -400,6 +400,8 @@ class RedisStore(BaseStore):
                 if meta is None:
                     continue
                 key, family = _describe(meta, self._families)  # kept here, not by meta
+                own = self.flusher.value_of(sid)  # ours: keyed by the flusher's copy of the id
+                sid = own.sid if own is not None and own.sid is not None else sid
                 known = self._series_ids[sid] = (family, self._label_sets.get(key))
             family, labels = known
             data = _series_data(family, [float(x) for x in raw_cells.split()], exemplars.get(sid))
