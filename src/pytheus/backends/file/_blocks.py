@@ -62,10 +62,7 @@ class Table(dict[SeriesKey, list[float]]):
             union = self._windows.get(key)
             if union is None:
                 union = self._windows[key] = WindowUnion()
-            if isinstance(cells, WindowBlock):
-                _add_block(union, cells)
-            elif len(cells) >= 3 and cells[1]:  # a block read from a file: its window
-                union.add_serialised(cells, 2, 2 + int(cells[1]))
+            _add_block(union, cells)
             return
         if key.type != NATIVE:
             merge_into(self, key, cells)
