@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, Union
 
+from pytheus.native import NativeHistogram
 from pytheus.quantiles import SlidingQuantiles
 from pytheus.samples import (
     CounterData,
@@ -262,4 +263,13 @@ def summary_window(desc: MetricDesc) -> SlidingQuantiles | None:
         quantiles,  # type: ignore[arg-type]
         desc.option("max_age_seconds"),  # type: ignore[arg-type]
         desc.option("age_buckets"),  # type: ignore[arg-type]
+    )
+
+
+def empty_native(desc: MetricDesc) -> NativeHistogram:
+    """The native part of a series of the native Histogram ``desc`` that recorded nothing (a
+    store that holds none of it yet still serves one)."""
+    return NativeHistogram(
+        desc.option("native_schema"),  # type: ignore[arg-type]
+        desc.option("native_zero_threshold"),  # type: ignore[arg-type]
     )

@@ -68,7 +68,14 @@ from pytheus.backends.file._values import (
 from pytheus.backends.listing import count_families, exported_families
 from pytheus.backends.multiprocess import StoreBackend, start_over_after_fork
 from pytheus.backends.process_end import arm_watchdog, at_process_end, start_without_sigterm
-from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
+from pytheus.backends.store import (
+    BaseStore,
+    BoundSeries,
+    StoredFamily,
+    Value,
+    empty_native,
+    summary_window,
+)
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram
 from pytheus.quantiles import window_quantiles
@@ -378,10 +385,7 @@ def _blocks(
 
 def _native_part(desc: MetricDesc, block: list[float] | None) -> NativeHistogram:
     """The native part of a histogram series: its merged block's, or empty."""
-    return (native_histogram(block) if block else None) or NativeHistogram(
-        desc.option("native_schema"),  # type: ignore[arg-type]
-        desc.option("native_zero_threshold"),  # type: ignore[arg-type]
-    )
+    return (native_histogram(block) if block else None) or empty_native(desc)
 
 
 def _quantiles(

@@ -68,7 +68,14 @@ from pytheus.backends.redis._values import (
     RedisSummary,
     decode_exemplar,
 )
-from pytheus.backends.store import BaseStore, BoundSeries, StoredFamily, Value, summary_window
+from pytheus.backends.store import (
+    BaseStore,
+    BoundSeries,
+    StoredFamily,
+    Value,
+    empty_native,
+    summary_window,
+)
 from pytheus.exceptions import BackendUnavailableException, InvalidBackendConfigException
 from pytheus.native import NativeHistogram, decode_cells
 from pytheus.quantiles import SlidingQuantiles, window_quantiles
@@ -327,12 +334,14 @@ class RedisStore(BaseStore):
     # --- reading ---------------------------------------------------------------------------
 
     def read(self, families: Sequence[StoredFamily]) -> list[list[Series]]:
+        own: list[list[LabelSet]] = []  # each family's series of this process
         for family in families:  # defined here but never used: described all the same
             self.board.add(family.desc)
-            for labels, _ in family.local_values():  # ours: one label set for metric and store
+            own.append([labels for labels, _ in family.local_values()])
+            for labels in own[-1]:  # one label set for the metric and the store
                 self._label_sets.adopt(labels)
         reading = self._read_namespace()
-        return [self._series(family, reading) for family in families]
+        return [self._series(family, reading, ours) for family, ours in zip(families, own)]
 
     def families(self) -> list[MetricFamily]:
         """Everything the namespace holds, from one scrape of it (``pytheus serve``)."""
@@ -434,24 +443,25 @@ class RedisStore(BaseStore):
             known = self._descriptions[meta] = _describe(meta, self._families)
         return known
 
-    def _series(self, family: StoredFamily, reading: _Reading) -> list[Series]:
+    def _series(
+        self, family: StoredFamily, reading: _Reading, own: Sequence[LabelSet] = ()
+    ) -> list[Series]:
+        """The series of ``family`` in ``reading``, and of ``own`` (this process's series of
+        it) those never flushed, at zero."""
         desc = family.desc
         ours = family_of(desc)
         series = reading.found.get(ours, [])
         per_process = desc.option("multiprocess_mode") in PER_PROCESS_MODES
         if not (desc.type is MetricType.GAUGE and per_process):
             seen = {labels.values for labels, _ in series}
-            for labels, _ in family.local_values():  # ours, never flushed: zero from creation
+            for labels in own:  # never flushed: zero from creation
                 if labels.values not in seen:
                     series.append((labels, series_value(desc.type, desc.upper_bounds, [])))
         if desc.option("native"):
             for labels, data in series:
                 if isinstance(data, HistogramData):
                     native = reading.natives.get((ours, labels.values))
-                    data.native = native or NativeHistogram(
-                        desc.option("native_schema"),  # type: ignore[arg-type]
-                        desc.option("native_zero_threshold"),  # type: ignore[arg-type]
-                    )
+                    data.native = native or empty_native(desc)
         targets: tuple[float, ...] = desc.option("quantiles") or ()  # type: ignore[assignment]
         if targets:
             for labels, data in series:
