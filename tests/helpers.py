@@ -88,3 +88,14 @@ def run_to_the_end(processes: Sequence[Any], timeout: float = 120) -> None:
     for process in processes:
         process.join(timeout=timeout)
         assert process.exitcode == 0, f"{process.name} ended with {process.exitcode}"
+
+
+def backend_of(store: object) -> type[Any]:
+    """A backend class whose store is ``store`` (for ``load_backend``): a user's store."""
+
+    class UserBackend:
+        @classmethod
+        def _make_store(cls, config: dict[str, Any]) -> object:
+            return store
+
+    return UserBackend

@@ -21,7 +21,7 @@ from pytheus.metrics import Counter, Gauge
 from pytheus.registry import CollectorRegistry
 from pytheus.runtime import ProcessCollector
 from pytheus.samples import Series
-from tests.helpers import value
+from tests.helpers import backend_of, value
 
 
 class BareStore:
@@ -59,15 +59,6 @@ class FullStore(BareStore):
 
 class SubclassStore(BareStore, BaseStore):
     """The way to write one now: BaseStore, and the two required methods (BareStore's)."""
-
-
-def backend_of(store: object) -> type[Any]:
-    class Backend:
-        @classmethod
-        def _make_store(cls, config: dict[str, Any]) -> object:
-            return store
-
-    return Backend
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,7 @@ from pytheus.metrics import Counter, Gauge, Histogram, Summary
 from pytheus.registry import CollectorRegistry
 from pytheus.samples import Series
 from tests.backends_under_test import DictBackend
-from tests.helpers import value
+from tests.helpers import backend_of, value
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,15 +100,6 @@ class BareForkingStore:
 
     def after_fork(self) -> None:
         self.inner.after_fork()
-
-
-def backend_of(store: object) -> type[Any]:
-    class UserBackend:
-        @classmethod
-        def _make_store(cls, config: dict[str, Any]) -> object:
-            return store
-
-    return UserBackend
 
 
 def in_forked_child(work: Callable[[], object]) -> Any:
